@@ -1,0 +1,102 @@
+#include "aggregator/city_view.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+namespace garda::aggregator {
+namespace {
+
+std::string hex64(uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+nlohmann::json toJson(const SensorState& s) {
+  return {{"id", s.id},
+          {"opd", s.opd},
+          {"version", s.version},
+          {"capture_source", s.captureSource},
+          {"boot_id", hex64(s.bootId)},
+          {"last_seen_ns", s.lastSeenNs},
+          {"window_ms", s.windowMs},
+          {"last_window_start_ns", s.lastWindowStartNs},
+          {"last_window_packets", s.lastWindowPackets},
+          {"kernel_drops", s.kernelDrops},
+          {"windows_stored", s.windowsStored},
+          {"backlog", s.backlog}};
+}
+
+}  // namespace
+
+CityView::CityView(Store& store, const common::AggregatorConfig& config) : store_(store) {
+  store_.forEachSensor([&](std::string_view id, std::string_view json) {
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    if (j.is_discarded()) {
+      spdlog::warn("sensor registry: unreadable record for {}", id);
+      return;
+    }
+    SensorState s;
+    s.id = std::string(id);
+    s.opd = j.value("opd", "");
+    s.version = j.value("version", "");
+    s.captureSource = j.value("capture_source", "");
+    s.bootId = std::stoull(j.value("boot_id", std::string("0")), nullptr, 16);
+    s.lastSeenNs = j.value("last_seen_ns", int64_t{0});
+    s.windowMs = j.value("window_ms", 0u);
+    s.lastWindowStartNs = j.value("last_window_start_ns", int64_t{0});
+    s.lastWindowPackets = j.value("last_window_packets", uint64_t{0});
+    s.kernelDrops = j.value("kernel_drops", uint64_t{0});
+    s.windowsStored = j.value("windows_stored", uint64_t{0});
+    sensors_[s.id] = s;
+  });
+  reload(config);
+}
+
+void CityView::reload(const common::AggregatorConfig& config) {
+  downAfterMs_ = config.sensorDownAfterMs;
+  listed_.clear();
+  for (const auto& e : config.sensors) {
+    listed_.insert(e.id);
+    auto& s = sensors_[e.id];
+    s.id = e.id;
+  }
+}
+
+SensorState* CityView::find(const std::string& id) {
+  auto it = sensors_.find(id);
+  return it == sensors_.end() ? nullptr : &it->second;
+}
+
+SensorState& CityView::touch(const std::string& id, int64_t nowNs) {
+  auto& s = sensors_[id];
+  s.id = id;
+  s.lastSeenNs = nowNs;
+  dirty_.insert(id);
+  return s;
+}
+
+void CityView::persist() {
+  for (const auto& id : dirty_) {
+    auto it = sensors_.find(id);
+    if (it != sensors_.end()) store_.putSensor(id, toJson(it->second).dump());
+  }
+  dirty_.clear();
+}
+
+nlohmann::json CityView::statusJson(int64_t nowNs) const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [id, s] : sensors_) {
+    if (!listed_.count(id)) continue;
+    nlohmann::json j = toJson(s);
+    bool up = s.lastSeenNs > 0 && nowNs - s.lastSeenNs <= int64_t{downAfterMs_} * 1'000'000;
+    j["state"] = up ? "up" : "down";
+    double windowS = s.windowMs ? s.windowMs / 1000.0 : 1.0;
+    j["pps"] = up ? static_cast<double>(s.lastWindowPackets) / windowS : 0.0;
+    list.push_back(std::move(j));
+  }
+  return {{"sensors", list}};
+}
+
+}  // namespace garda::aggregator

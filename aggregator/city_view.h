@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "aggregator/store.h"
+#include "common/config.h"
+
+namespace garda::aggregator {
+
+// What the aggregator knows of one sensor right now.
+struct SensorState {
+  std::string id;
+  std::string opd;
+  std::string version;
+  std::string captureSource;
+  uint64_t bootId = 0;
+  int64_t lastSeenNs = 0;          // aggregator's wall clock at the last message
+  unsigned windowMs = 0;
+  int64_t lastWindowStartNs = 0;
+  uint64_t lastWindowPackets = 0;
+  uint64_t kernelDrops = 0;        // cumulative, as summaries report them
+  uint64_t windowsStored = 0;
+  uint32_t backlog = 0;            // from the sensor's heartbeat
+};
+
+// The registry of the city's sensors: every sensor listed in aggregator.toml
+// plus what each last told us. Kept in memory for status queries and written
+// to the store's `sensors` family so a restart remembers last-seen times.
+// Single-threaded (the aggregator loop).
+class CityView {
+ public:
+  CityView(Store& store, const common::AggregatorConfig& config);
+
+  void reload(const common::AggregatorConfig& config);
+  SensorState* find(const std::string& id);
+  // Marks a sensor seen now and remembers to persist it.
+  SensorState& touch(const std::string& id, int64_t nowNs);
+  // Writes every changed sensor to the store.
+  void persist();
+
+  // The `status` reply: every listed sensor, up or down.
+  nlohmann::json statusJson(int64_t nowNs) const;
+
+ private:
+  Store& store_;
+  unsigned downAfterMs_;
+  std::map<std::string, SensorState> sensors_;
+  std::set<std::string> listed_;
+  std::set<std::string> dirty_;
+};
+
+}  // namespace garda::aggregator

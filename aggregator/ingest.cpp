@@ -1,0 +1,190 @@
+#include "aggregator/ingest.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/zmq_link.h"
+#include "common/envelope.h"
+
+namespace garda::aggregator {
+namespace {
+
+constexpr std::string_view kSensorPrefix = "sensor:";
+
+}  // namespace
+
+const char* ingestRejectName(IngestReject r) noexcept {
+  switch (r) {
+    case IngestReject::kDecode: return "decode";
+    case IngestReject::kNoIdentity: return "no_identity";
+    case IngestReject::kWrongSensorId: return "wrong_sensor_id";
+    case IngestReject::kUnexpectedBody: return "unexpected_body";
+    case IngestReject::kStoreError: return "store_error";
+    case IngestReject::kCount: break;
+  }
+  return "unknown";
+}
+
+SensorIngest::SensorIngest(zmq::socket_t& router, Store& store, CityView& city,
+                           size_t maxMessageBytes)
+    : router_(router), store_(store), city_(city), decoder_(common::DecodeLimits{maxMessageBytes}) {}
+
+void SensorIngest::reject(IngestReject why, const std::string& who, const std::string& detail) {
+  counters_.rejects[static_cast<size_t>(why)]++;
+  if (logLimiter_.allow())
+    spdlog::warn("ingest: rejected message from {}: {}: {} ({} similar messages not logged)", who,
+                 ingestRejectName(why), detail, logLimiter_.suppressed());
+}
+
+void SensorIngest::auditRefusal(const std::string& keyId, const std::string& claimed,
+                                const char* what) {
+  nlohmann::json record = {{"at_ns", common::wallNowNs()},
+                           {"who", std::string(kSensorPrefix) + keyId},
+                           {"action", "refused"},
+                           {"what", what},
+                           {"why", "key is bound to sensor '" + keyId + "' but the message claims '" +
+                                       claimed + "'"}};
+  store_.appendAudit(common::wallNowNs(), record.dump());
+}
+
+void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch) {
+  counters_.messages++;
+  std::string userId = common::messageUserId(msg);
+  if (userId.rfind(kSensorPrefix, 0) != 0) {
+    reject(IngestReject::kNoIdentity, "?", "connection has no sensor identity");
+    return;
+  }
+  const std::string keyId = userId.substr(kSensorPrefix.size());
+  auto r = decoder_.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
+  if (r != common::EnvelopeReject::kNone) {
+    counters_.decodeRejects[static_cast<size_t>(r)]++;
+    reject(IngestReject::kDecode, keyId,
+           std::string(common::envelopeRejectName(r)) + ": " + decoder_.detail());
+    return;
+  }
+  auto body = decoder_.envelope().getBody();
+  const int64_t now = common::wallNowNs();
+  switch (body.which()) {
+    case wire::Envelope::Body::HELLO: {
+      auto h = body.getHello();
+      std::string claimed = h.getSensorId();
+      if (claimed != keyId) {
+        reject(IngestReject::kWrongSensorId, keyId, "hello claims '" + claimed + "'");
+        auditRefusal(keyId, claimed, "hello");
+        acks_.push_back({routingId, h.getBootId(), 0, wire::AckStatus::REFUSED,
+                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'"});
+        return;
+      }
+      counters_.hellos++;
+      auto& s = city_.touch(keyId, now);
+      bool reboot = s.bootId != h.getBootId();
+      s.bootId = h.getBootId();
+      s.opd = h.getOpd();
+      s.version = h.getVersion();
+      s.windowMs = h.getWindowMs();
+      s.captureSource = h.getCaptureSource();
+      spdlog::info("ingest: hello from sensor {} ({}), boot {:016x}{}, {}", keyId, s.opd, s.bootId,
+                   reboot ? " (new boot)" : "", s.captureSource);
+      return;
+    }
+    case wire::Envelope::Body::SUMMARY: {
+      auto sum = body.getSummary();
+      std::string claimed = sum.getSensorId();
+      if (claimed != keyId) {
+        reject(IngestReject::kWrongSensorId, keyId, "summary claims '" + claimed + "'");
+        acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
+                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'"});
+        return;
+      }
+      // Stored alone (not the envelope), so history reads need no envelope.
+      capnp::MallocMessageBuilder copy;
+      copy.setRoot(sum);
+      std::string value = common::encodeMessage(copy);
+      std::string key = Store::summaryKey(keyId, sum.getWindowStartNs(), sum.getBootId());
+      bool fresh = batch.putSummary(key, value);
+      auto& s = city_.touch(keyId, now);
+      if (fresh) {
+        counters_.summariesStored++;
+        s.windowsStored++;
+        s.kernelDrops += sum.getKernelDrops();
+        if (sum.getWindowStartNs() >= s.lastWindowStartNs) {
+          s.lastWindowStartNs = sum.getWindowStartNs();
+          s.lastWindowPackets = sum.getTotals().getPackets();
+          s.windowMs = sum.getWindowMs();
+        }
+      } else {
+        counters_.summariesDuplicate++;
+      }
+      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(),
+                       fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, ""});
+      return;
+    }
+    case wire::Envelope::Body::HEARTBEAT: {
+      auto hb = body.getHeartbeat();
+      if (hb.getSensorId() != keyId) {
+        reject(IngestReject::kWrongSensorId, keyId, "heartbeat claims another id");
+        return;
+      }
+      counters_.heartbeats++;
+      city_.touch(keyId, now).backlog = hb.getBacklog();
+      return;
+    }
+    case wire::Envelope::Body::ALERT:
+    case wire::Envelope::Body::ORDER_REPORT:
+      city_.touch(keyId, now);
+      return;
+    default:
+      reject(IngestReject::kUnexpectedBody, keyId,
+             "message kind " + std::to_string(static_cast<int>(body.which())));
+      return;
+  }
+}
+
+void SensorIngest::sendAck(const Ack& a) {
+  capnp::MallocMessageBuilder message;
+  auto ack = common::initEnvelope(message).getBody().initAck();
+  ack.setBootId(a.bootId);
+  ack.setSeq(a.seq);
+  ack.setStatus(a.status);
+  ack.setReason(a.reason);
+  std::string bytes = common::encodeMessage(message);
+  // A peer that went away meanwhile is not an error: it will resend.
+  (void)router_.send(zmq::buffer(a.routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+}
+
+void SensorIngest::drain(size_t maxMessages) {
+  Store::Batch batch = store_.batch();
+  acks_.clear();
+  for (size_t i = 0; i < maxMessages; ++i) {
+    zmq::message_t id, msg;
+    if (!router_.recv(id, zmq::recv_flags::dontwait)) break;
+    if (!id.more()) continue;
+    (void)router_.recv(msg, zmq::recv_flags::dontwait);
+    // A multi-frame message from a sensor is not ours: skip its other frames.
+    bool extra = msg.more();
+    while (msg.more()) (void)router_.recv(msg, zmq::recv_flags::dontwait);
+    if (extra) {
+      reject(IngestReject::kDecode, "?", "multi-frame message");
+      continue;
+    }
+    try {
+      handle(id.to_string(), msg, batch);
+    } catch (const kj::Exception& e) {
+      reject(IngestReject::kDecode, "?", e.getDescription().cStr());
+    }
+  }
+  try {
+    store_.commit(batch);
+  } catch (const std::exception& e) {
+    // Nothing of this batch is acked: the sensors keep it and resend.
+    counters_.rejects[static_cast<size_t>(IngestReject::kStoreError)] += batch.size();
+    spdlog::error("ingest: {}", e.what());
+    acks_.clear();
+  }
+  for (const auto& a : acks_) sendAck(a);
+}
+
+}  // namespace garda::aggregator

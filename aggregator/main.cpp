@@ -1,0 +1,44 @@
+// garda-aggregator: the SOC's view of the whole city. Takes in the sensors'
+// summaries, stores them, and answers the console.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+
+#include "aggregator/server.h"
+#include "common/config.h"
+#include "common/log.h"
+
+namespace {
+std::atomic<bool> gStop{false};
+void onSignal(int) { gStop.store(true); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace garda;
+  CLI::App app{"garda-aggregator: correlates the city's sensors, keeps history, answers consoles"};
+  std::string configPath;
+  app.add_option("--config", configPath, "aggregator.toml")->required();
+  app.set_version_flag("--version", GARDA_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  common::AggregatorConfig config;
+  try {
+    config = common::loadAggregatorConfig(configPath);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "garda-aggregator: {}\n", e.what());
+    return 2;
+  }
+  common::setupLogging(config.logLevel);
+  std::signal(SIGTERM, onSignal);
+  std::signal(SIGINT, onSignal);
+  try {
+    aggregator::AggregatorServer server(config);
+    server.run(gStop);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

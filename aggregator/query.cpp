@@ -1,0 +1,160 @@
+#include "aggregator/query.h"
+
+#include <capnp/serialize.h>
+#include <spdlog/spdlog.h>
+
+#include "common/clock.h"
+#include "common/zmq_link.h"
+
+namespace garda::aggregator {
+namespace {
+
+constexpr uint32_t kDefaultHistoryLimit = 1000;
+constexpr uint32_t kMaxHistoryLimit = 1'000'000;
+constexpr std::string_view kConsolePrefix = "console:";
+
+std::string hex64(uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+bool isOperatorCommand(wire::Query::Command::Which w) {
+  switch (w) {
+    case wire::Query::Command::BLOCK_ADD:
+    case wire::Query::Command::BLOCK_REMOVE:
+    case wire::Query::Command::ORDER_APPROVE:
+    case wire::Query::Command::ORDER_REJECT: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+QueryService::QueryService(Store& store, CityView& city) : store_(store), city_(city) {}
+
+QueryResult QueryService::status() { return {true, 200, "", city_.statusJson(common::wallNowNs())}; }
+
+QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
+                                  uint32_t limit) {
+  if (!city_.find(sensorId))
+    return QueryResult::fail(404, "unknown sensor '" + sensorId + "'");
+  if (limit == 0) limit = kDefaultHistoryLimit;
+  limit = std::min(limit, kMaxHistoryLimit);
+  nlohmann::json windows = nlohmann::json::array();
+  store_.scanSummaries(sensorId, sinceNs, untilNs, limit, [&](std::string_view, std::string_view v) {
+    if (v.size() % sizeof(capnp::word) != 0) return;
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(v.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), v.data(), v.size());
+    capnp::FlatArrayMessageReader reader(words);
+    auto s = reader.getRoot<wire::Summary>();
+    auto t = s.getTotals();
+    windows.push_back({{"start_ns", s.getWindowStartNs()},
+                       {"window_ms", s.getWindowMs()},
+                       {"boot_id", hex64(s.getBootId())},
+                       {"seq", s.getSeq()},
+                       {"packets", t.getPackets()},
+                       {"bytes", t.getBytes()},
+                       {"tcp", t.getTcp()},
+                       {"udp", t.getUdp()},
+                       {"icmp", t.getIcmp()},
+                       {"other", t.getOther()},
+                       {"victims", s.getVictims().size()},
+                       {"kernel_drops", s.getKernelDrops()}});
+  });
+  return {true, 200, "", {{"sensor", sensorId}, {"windows", windows}}};
+}
+
+ConsoleServer::ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,
+                             const common::AggregatorConfig& config)
+    : router_(router),
+      queries_(queries),
+      store_(store),
+      decoder_(common::DecodeLimits{1 << 20}) {
+  reload(config);
+}
+
+void ConsoleServer::reload(const common::AggregatorConfig& config) {
+  roles_.clear();
+  for (const auto& c : config.consoles) roles_[c.name] = c.role;
+}
+
+QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, common::Role role) {
+  auto cmd = q.getCommand();
+  if (isOperatorCommand(cmd.which())) {
+    bool allowed = role == common::Role::kOperator;
+    nlohmann::json audit = {{"at_ns", common::wallNowNs()},
+                            {"who", "console:" + who},
+                            {"role", common::roleName(role)},
+                            {"action", "console_command"},
+                            {"command", static_cast<int>(cmd.which())},
+                            {"allowed", allowed}};
+    store_.appendAudit(common::wallNowNs(), audit.dump());
+    if (!allowed) {
+      counters_.forbidden++;
+      return QueryResult::fail(403, "forbidden: '" + who + "' has role viewer; this command needs "
+                                    "role operator");
+    }
+  }
+  switch (cmd.which()) {
+    case wire::Query::Command::STATUS: return queries_.status();
+    case wire::Query::Command::HISTORY: {
+      auto h = cmd.getHistory();
+      return queries_.history(h.getSensorId(), h.getSinceNs(), h.getUntilNs(), h.getLimit());
+    }
+    default:
+      return QueryResult::fail(501, "this command is not available in this aggregator version");
+  }
+}
+
+void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, const QueryResult& r) {
+  capnp::MallocMessageBuilder message;
+  auto rep = common::initEnvelope(message).getBody().initReply();
+  rep.setRequestId(requestId);
+  rep.setOk(r.ok);
+  rep.setError(r.error);
+  if (r.ok) rep.setJson(r.body.dump());
+  std::string bytes = common::encodeMessage(message);
+  (void)router_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+}
+
+void ConsoleServer::drain(size_t maxMessages) {
+  for (size_t i = 0; i < maxMessages; ++i) {
+    zmq::message_t id, msg;
+    if (!router_.recv(id, zmq::recv_flags::dontwait)) break;
+    if (!id.more()) continue;
+    (void)router_.recv(msg, zmq::recv_flags::dontwait);
+    while (msg.more()) {
+      zmq::message_t extra;
+      (void)router_.recv(extra, zmq::recv_flags::dontwait);
+      if (!extra.more()) break;
+    }
+    std::string userId = common::messageUserId(msg);
+    std::string name = userId.rfind(kConsolePrefix, 0) == 0 ? userId.substr(kConsolePrefix.size())
+                                                            : std::string();
+    auto roleIt = roles_.find(name);
+    auto r = decoder_.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
+    if (r != common::EnvelopeReject::kNone || roleIt == roles_.end() ||
+        decoder_.envelope().getBody().which() != wire::Envelope::Body::QUERY) {
+      counters_.badRequests++;
+      if (logLimiter_.allow())
+        spdlog::warn("console: bad request from '{}': {} {}", name, common::envelopeRejectName(r),
+                     decoder_.detail());
+      reply(id.to_string(), 0, QueryResult::fail(400, "bad request"));
+      continue;
+    }
+    counters_.queries++;
+    auto q = decoder_.envelope().getBody().getQuery();
+    QueryResult result;
+    try {
+      result = run(q, name, roleIt->second);
+    } catch (const std::exception& e) {
+      spdlog::error("console: query from '{}' failed: {}", name, e.what());
+      result = QueryResult::fail(500, e.what());
+    }
+    reply(id.to_string(), q.getRequestId(), result);
+  }
+}
+
+}  // namespace garda::aggregator

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <zmq.hpp>
+
+#include "aggregator/city_view.h"
+#include "aggregator/store.h"
+#include "common/config.h"
+#include "common/envelope.h"
+#include "common/log.h"
+
+namespace garda::aggregator {
+
+// A query's answer: JSON on success, or an error a person can read. `code`
+// follows HTTP's meaning (400 bad request, 403 forbidden, 404 not found, 501
+// not available) so the HTTP transport can use it as is.
+struct QueryResult {
+  bool ok = true;
+  int code = 200;
+  std::string error;
+  nlohmann::json body;
+  static QueryResult fail(int code, std::string why) { return {false, code, std::move(why), {}}; }
+};
+
+// Every console query and action, once, for every transport (the ZeroMQ
+// console today, HTTP later): the shapes here are the CLI's --json output.
+// Single-threaded (the aggregator loop).
+class QueryService {
+ public:
+  QueryService(Store& store, CityView& city);
+
+  QueryResult status();
+  QueryResult history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
+                      uint32_t limit);
+
+ private:
+  Store& store_;
+  CityView& city_;
+};
+
+struct ConsoleCounters {
+  uint64_t queries = 0;
+  uint64_t forbidden = 0;
+  uint64_t badRequests = 0;
+};
+
+// The console's ROUTER socket: decodes each Query, checks the caller's role
+// (from its CURVE key, bound by ZAP), runs it through QueryService and
+// replies. Operator actions are audited, allowed or not. Single-threaded.
+class ConsoleServer {
+ public:
+  ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,
+                const common::AggregatorConfig& config);
+  void reload(const common::AggregatorConfig& config);
+  void drain(size_t maxMessages);
+  const ConsoleCounters& counters() const noexcept { return counters_; }
+
+ private:
+  QueryResult run(wire::Query::Reader q, const std::string& who, common::Role role);
+  void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
+
+  zmq::socket_t& router_;
+  QueryService& queries_;
+  Store& store_;
+  std::map<std::string, common::Role> roles_;
+  common::EnvelopeDecoder decoder_;
+  common::LogLimiter logLimiter_;
+  ConsoleCounters counters_;
+};
+
+}  // namespace garda::aggregator

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <zmq.hpp>
+
+#include "aggregator/city_view.h"
+#include "aggregator/ingest.h"
+#include "aggregator/query.h"
+#include "aggregator/store.h"
+#include "aggregator/zap_authenticator.h"
+#include "common/config.h"
+
+namespace garda::aggregator {
+
+// The aggregator's stages wired together around one event loop: the ZAP
+// handler, the sensors' ROUTER (ingest), the console's ROUTER (queries), and
+// the store. Construction binds every socket (throwing with the endpoint and
+// reason if one cannot be bound); run() loops until `stop` becomes true.
+class AggregatorServer {
+ public:
+  explicit AggregatorServer(const common::AggregatorConfig& config);
+  ~AggregatorServer();
+
+  void run(const std::atomic<bool>& stop);
+
+ private:
+  common::AggregatorConfig config_;
+  zmq::context_t ctx_;
+  ZapAuthenticator zap_;
+  Store store_;
+  CityView city_;
+  zmq::socket_t sensorSocket_;
+  zmq::socket_t consoleSocket_;
+  SensorIngest ingest_;
+  QueryService queries_;
+  ConsoleServer console_;
+};
+
+}  // namespace garda::aggregator

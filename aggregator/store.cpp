@@ -1,0 +1,149 @@
+#include "aggregator/store.h"
+
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <stdexcept>
+
+namespace garda::aggregator {
+namespace {
+
+const std::vector<std::string> kFamilies = {"default",  // rocksdb::kDefaultColumnFamilyName
+                                            "summaries",
+                                            "incidents",
+                                            "orders",
+                                            "audit",
+                                            "sensors"};
+
+void appendBe64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
+void check(const rocksdb::Status& s, const std::string& what) {
+  if (!s.ok()) throw std::runtime_error(what + ": " + s.ToString());
+}
+
+}  // namespace
+
+Store::Store(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  rocksdb::DBOptions options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.max_background_jobs = 2;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : kFamilies) {
+    rocksdb::ColumnFamilyOptions cfo;
+    cfo.OptimizeLevelStyleCompaction(64 << 20);
+    descriptors.emplace_back(name, cfo);
+  }
+  rocksdb::DB* raw = nullptr;
+  check(rocksdb::DB::Open(options, dir + "/rocksdb", descriptors, &handles_, &raw),
+        "cannot open the store in " + dir);
+  db_.reset(raw);
+  names_ = kFamilies;
+  // Continue audit sequence numbers after the newest record.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("audit")));
+  it->SeekToLast();
+  if (it->Valid() && it->key().size() == 16) {
+    uint64_t seq = 0;
+    for (int i = 8; i < 16; ++i) seq = (seq << 8) | static_cast<uint8_t>(it->key()[i]);
+    auditSeq_ = seq + 1;
+  }
+}
+
+Store::~Store() {
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* Store::cf(const char* name) const {
+  for (size_t i = 0; i < names_.size(); ++i)
+    if (names_[i] == name) return handles_[i];
+  throw std::logic_error(std::string("no column family ") + name);
+}
+
+std::string Store::summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId) {
+  std::string key(sensorId);
+  key.push_back('\0');
+  appendBe64(key, static_cast<uint64_t>(windowStartNs));
+  appendBe64(key, bootId);
+  return key;
+}
+
+bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
+  if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) return false;
+  std::string existing;
+  auto s = store_.db_->Get({}, store_.cf("summaries"), key, &existing);
+  if (s.ok()) return false;
+  if (!s.IsNotFound()) throw std::runtime_error("store read failed: " + s.ToString());
+  check(batch_.Put(store_.cf("summaries"), key, rocksdb::Slice(value.data(), value.size())),
+        "store batch");
+  keys_.push_back(key);
+  ++count_;
+  return true;
+}
+
+void Store::commit(Batch& b) {
+  if (b.count_ == 0) return;
+  rocksdb::WriteOptions wo;
+  auto s = db_->Write(wo, &b.batch_);
+  if (!s.ok()) {
+    counters_.writeErrors++;
+    throw std::runtime_error("store write failed: " + s.ToString());
+  }
+  counters_.summaryWrites += b.count_;
+  counters_.batches++;
+}
+
+void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs,
+                          size_t limit,
+                          const std::function<void(std::string_view, std::string_view)>& fn) {
+  std::string lower = summaryKey(sensorId, std::max<int64_t>(sinceNs, 0), 0);
+  std::string upper = summaryKey(sensorId, untilNs > 0 ? untilNs : INT64_MAX, 0);
+  rocksdb::Slice upperSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upperSlice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf("summaries")));
+  // Walk backwards from the newest so `limit` keeps the most recent.
+  std::deque<std::pair<std::string, std::string>> newest;
+  it->SeekForPrev(upper);
+  if (it->Valid() && it->key().ToStringView() >= upper) it->Prev();
+  for (; it->Valid() && newest.size() < limit; it->Prev()) {
+    if (it->key().ToStringView() < lower) break;
+    newest.emplace_front(it->key().ToString(), it->value().ToString());
+  }
+  check(it->status(), "store scan");
+  for (const auto& [k, v] : newest) fn(k, v);
+}
+
+void Store::putSensor(const std::string& sensorId, const std::string& json) {
+  check(db_->Put({}, cf("sensors"), sensorId, json), "store sensor registry");
+}
+
+void Store::forEachSensor(
+    const std::function<void(std::string_view, std::string_view)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("sensors")));
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    fn(it->key().ToStringView(), it->value().ToStringView());
+}
+
+void Store::appendAudit(int64_t atNs, const std::string& json) {
+  std::string key;
+  appendBe64(key, static_cast<uint64_t>(atNs));
+  appendBe64(key, auditSeq_++);
+  check(db_->Put({}, cf("audit"), key, json), "store audit record");
+  counters_.auditRecords++;
+}
+
+void Store::forEachAudit(int64_t sinceNs, const std::function<void(std::string_view)>& fn) {
+  std::string start;
+  appendBe64(start, static_cast<uint64_t>(std::max<int64_t>(sinceNs, 0)));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("audit")));
+  for (it->Seek(start); it->Valid(); it->Next()) fn(it->value().ToStringView());
+}
+
+}  // namespace garda::aggregator

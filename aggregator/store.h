@@ -1,0 +1,86 @@
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace garda::aggregator {
+
+// Counters of the store.
+struct StoreCounters {
+  uint64_t summaryWrites = 0;
+  uint64_t summaryDuplicates = 0;
+  uint64_t batches = 0;
+  uint64_t writeErrors = 0;
+  uint64_t auditRecords = 0;
+};
+
+// The aggregator's history on disk: one RocksDB with a column family per kind
+// of record (see docs/protocol.md, "Storage"). Keys are built so that history
+// queries are prefix range scans in time order:
+//   summaries: sensor id, 0x00, window start (big-endian), boot id (big-endian)
+//   sensors:   sensor id
+//   audit:     time (big-endian), seq (big-endian)
+// A summary write goes through the write-ahead log before the caller acks,
+// so an ack survives the aggregator being killed. Single-threaded use.
+class Store {
+ public:
+  // Opens (creating if needed) the database under `dir`. Throws
+  // std::runtime_error with RocksDB's reason if it cannot.
+  explicit Store(const std::string& dir);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  static std::string summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId);
+
+  // A batch of writes applied atomically with commit().
+  class Batch {
+   public:
+    // False (and nothing written) when the key is already stored or already
+    // in this batch: a resend.
+    bool putSummary(const std::string& key, std::string_view value);
+    size_t size() const noexcept { return count_; }
+
+   private:
+    friend class Store;
+    explicit Batch(Store& s) : store_(s) {}
+    Store& store_;
+    rocksdb::WriteBatch batch_;
+    std::vector<std::string> keys_;
+    size_t count_ = 0;
+  };
+  Batch batch() { return Batch(*this); }
+  // Writes the batch (WAL first). Throws std::runtime_error on failure.
+  void commit(Batch& b);
+
+  // Summaries of one sensor with window start in [sinceNs, untilNs), the
+  // `limit` most recent, in time order; `fn(key, value)`.
+  void scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
+                     const std::function<void(std::string_view, std::string_view)>& fn);
+
+  void putSensor(const std::string& sensorId, const std::string& json);
+  void forEachSensor(const std::function<void(std::string_view id, std::string_view json)>& fn);
+
+  // Appends one audit record (JSON), keyed by time.
+  void appendAudit(int64_t atNs, const std::string& json);
+  void forEachAudit(int64_t sinceNs, const std::function<void(std::string_view json)>& fn);
+
+  const StoreCounters& counters() const noexcept { return counters_; }
+
+ private:
+  rocksdb::ColumnFamilyHandle* cf(const char* name) const;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::vector<std::string> names_;
+  uint64_t auditSeq_ = 0;
+  StoreCounters counters_;
+};
+
+}  // namespace garda::aggregator

@@ -1,0 +1,372 @@
+#include "common/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "common/keys.h"
+
+namespace garda::common {
+namespace {
+
+std::string fileName(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Reads one TOML table ("section") and remembers which keys were read, so
+// that anything left over (a typo, a key from another file) is reported as
+// unknown instead of silently ignored. Every error names file, key, reason.
+class Section {
+ public:
+  Section(std::string file, std::string name, const toml::table* table)
+      : file_(std::move(file)), name_(std::move(name)), table_(table) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& shown,
+                         const std::string& why) const {
+    std::string where = file_ + ": " + qualified(key);
+    if (!shown.empty()) where += " = " + shown;
+    throw ConfigError(where + ": " + why);
+  }
+
+  bool has(const std::string& key) const { return table_ && table_->contains(key); }
+
+  std::string string(const std::string& key, const std::string& fallback, bool required = false) {
+    const toml::node* n = node(key);
+    if (!n) {
+      if (required) fail(key, "", "missing (required)");
+      return fallback;
+    }
+    auto v = n->value<std::string>();
+    if (!n->is_string() || !v) fail(key, render(*n), "must be a string");
+    return *v;
+  }
+
+  int64_t integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    if (!n->is_integer()) fail(key, render(*n), "must be an integer");
+    int64_t v = *n->value<int64_t>();
+    if (v < min || v > max)
+      fail(key, std::to_string(v),
+           "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return v;
+  }
+
+  bool boolean(const std::string& key, bool fallback) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    if (!n->is_boolean()) fail(key, render(*n), "must be true or false");
+    return *n->value<bool>();
+  }
+
+  std::vector<std::string> strings(const std::string& key, bool required) {
+    const toml::node* n = node(key);
+    std::vector<std::string> out;
+    if (!n) {
+      if (required) fail(key, "", "missing (required)");
+      return out;
+    }
+    const toml::array* a = n->as_array();
+    if (!a) fail(key, render(*n), "must be a list of strings");
+    for (const auto& e : *a) {
+      auto v = e.value<std::string>();
+      if (!e.is_string() || !v) fail(key, render(*n), "must be a list of strings");
+      out.push_back(*v);
+    }
+    return out;
+  }
+
+  std::vector<Prefix> prefixes(const std::string& key, bool required) {
+    std::vector<Prefix> out;
+    for (const auto& text : strings(key, required)) {
+      auto p = Prefix::parse(text);
+      if (!p)
+        fail(key, "\"" + text + "\"",
+             "not an address prefix (expected e.g. \"198.18.2.0/24\" or \"2001:db8::/48\", "
+             "with no host bits set)");
+      out.push_back(*p);
+    }
+    return out;
+  }
+
+  template <typename E>
+  E choice(const std::string& key, E fallback,
+           const std::vector<std::pair<std::string, E>>& options) {
+    if (!has(key)) return fallback;
+    std::string v = string(key, "");
+    std::string allowed;
+    for (const auto& [name, e] : options) {
+      if (name == v) return e;
+      allowed += (allowed.empty() ? "" : " | ") + name;
+    }
+    fail(key, "\"" + v + "\"", "must be one of " + allowed);
+  }
+
+  std::string keyFile(const std::string& key, bool isSecret, bool load, std::string& loaded) {
+    std::string path = string(key, "", true);
+    if (load) {
+      try {
+        loaded = readCurveKeyFile(path, isSecret);
+      } catch (const std::exception& e) {
+        fail(key, "\"" + path + "\"", e.what());
+      }
+    }
+    return path;
+  }
+
+  // Reports the first key nobody asked for.
+  void finish() const {
+    if (!table_) return;
+    for (auto&& [k, v] : *table_) {
+      std::string key(k.str());
+      if (!read_.count(key)) fail(key, "", "unknown key");
+    }
+  }
+
+  std::string qualified(const std::string& key) const {
+    return name_.empty() ? key : name_ + "." + key;
+  }
+
+ private:
+  const toml::node* node(const std::string& key) {
+    read_.insert(key);
+    return table_ ? table_->get(key) : nullptr;
+  }
+
+  static std::string render(const toml::node& n) {
+    std::ostringstream os;
+    n.visit([&](auto&& v) { os << v; });
+    return os.str();
+  }
+
+  std::string file_;
+  std::string name_;
+  const toml::table* table_;
+  std::set<std::string> read_;
+};
+
+toml::table parseToml(const std::string& text, const std::string& path) {
+  try {
+    return toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << fileName(path) << ": line " << e.source().begin.line << ", column "
+       << e.source().begin.column << ": " << e.description();
+    throw ConfigError(os.str());
+  }
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const toml::table* subTable(const toml::table& root, const std::string& file,
+                            const std::string& name) {
+  const toml::node* n = root.get(name);
+  if (!n) return nullptr;
+  if (!n->is_table()) throw ConfigError(file + ": " + name + ": must be a table ([" + name + "])");
+  return n->as_table();
+}
+
+void rejectUnknownTables(const toml::table& root, const std::string& file,
+                         const std::set<std::string>& known) {
+  for (auto&& [k, v] : root) {
+    std::string key(k.str());
+    if (!known.count(key)) throw ConfigError(file + ": " + key + ": unknown section or key");
+  }
+}
+
+// Each [[name]] entry, as its own Section named "name[i]".
+std::vector<Section> arrayOfTables(const toml::table& root, const std::string& file,
+                                   const std::string& name) {
+  std::vector<Section> out;
+  const toml::node* n = root.get(name);
+  if (!n) return out;
+  const toml::array* a = n->as_array();
+  if (!a || !a->is_array_of_tables())
+    throw ConfigError(file + ": " + name + ": must be a list of tables ([[" + name + "]])");
+  for (size_t i = 0; i < a->size(); ++i)
+    out.emplace_back(file, name + "[" + std::to_string(i) + "]", (*a)[i].as_table());
+  return out;
+}
+
+const std::vector<std::pair<std::string, Role>> kRoles = {{"viewer", Role::kViewer},
+                                                          {"operator", Role::kOperator}};
+
+}  // namespace
+
+const char* roleName(Role r) noexcept { return r == Role::kOperator ? "operator" : "viewer"; }
+
+bool isValidSensorId(const std::string& id) {
+  if (id.empty() || id.size() > 32) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+SensorConfig parseSensorConfig(const std::string& text, const std::string& path, bool loadKeys) {
+  const std::string file = fileName(path);
+  toml::table root = parseToml(text, path);
+  rejectUnknownTables(root, file, {"sensor", "capture", "window", "uplink", "enforce"});
+  SensorConfig c;
+  c.path = path;
+
+  Section sensor(file, "sensor", subTable(root, file, "sensor"));
+  c.id = sensor.string("id", "", true);
+  if (!isValidSensorId(c.id))
+    sensor.fail("id", "\"" + c.id + "\"", "must match [a-z0-9-]{1,32}");
+  c.opd = sensor.string("opd", c.id);
+  c.protectedPrefixes = sensor.prefixes("protected", true);
+  if (c.protectedPrefixes.empty())
+    sensor.fail("protected", "[]", "must name at least one prefix (the OPD's own addresses)");
+  c.neverBlock = sensor.prefixes("never_block", false);
+  c.logLevel = sensor.choice<std::string>(
+      "log_level", c.logLevel,
+      {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}});
+  sensor.finish();
+
+  Section capture(file, "capture", subTable(root, file, "capture"));
+  c.source = capture.choice<CaptureSource>(
+      "source", c.source, {{"afpacket", CaptureSource::kAfPacket}, {"pcap", CaptureSource::kPcap}});
+  c.interface = capture.string("interface", c.interface);
+  c.workers = static_cast<unsigned>(capture.integer("workers", c.workers, 1, 64));
+  c.pcapFile = capture.string("pcap_file", c.pcapFile);
+  c.replay = capture.choice<ReplaySpeed>(
+      "replay", c.replay, {{"fast", ReplaySpeed::kFast}, {"realtime", ReplaySpeed::kRealtime}});
+  c.windowMs = static_cast<unsigned>(capture.integer("window_ms", c.windowMs, 100, 60000));
+  capture.finish();
+
+  Section window(file, "window", subTable(root, file, "window"));
+  c.maxVictims = static_cast<unsigned>(window.integer("max_victims", c.maxVictims, 1, 1 << 20));
+  window.finish();
+
+  Section uplink(file, "uplink", subTable(root, file, "uplink"));
+  c.aggregator = uplink.string("aggregator", "", true);
+  if (c.aggregator.rfind("tcp://", 0) != 0 && c.aggregator.rfind("ipc://", 0) != 0)
+    uplink.fail("aggregator", "\"" + c.aggregator + "\"",
+                "must be a ZeroMQ endpoint such as \"tcp://198.18.100.1:7450\"");
+  c.aggregatorPublicKeyFile =
+      uplink.keyFile("aggregator_public_key", false, loadKeys, c.aggregatorPublicKey);
+  c.secretKeyFile = uplink.keyFile("secret_key", true, loadKeys, c.secretKey);
+  c.drainTimeoutMs =
+      static_cast<unsigned>(uplink.integer("drain_timeout_ms", c.drainTimeoutMs, 0, 3600000));
+  c.replayBuffer =
+      static_cast<unsigned>(uplink.integer("replay_buffer", c.replayBuffer, 1, 10000000));
+  c.heartbeatMs = static_cast<unsigned>(uplink.integer("heartbeat_ms", c.heartbeatMs, 100, 60000));
+  uplink.finish();
+
+  Section enforce(file, "enforce", subTable(root, file, "enforce"));
+  c.backend = enforce.choice<EnforceBackend>("backend", c.backend,
+                                             {{"nftables", EnforceBackend::kNftables},
+                                              {"xdp", EnforceBackend::kXdp},
+                                              {"exec", EnforceBackend::kExec},
+                                              {"dry-run", EnforceBackend::kDryRun}});
+  c.maxRules = static_cast<unsigned>(enforce.integer("max_rules", c.maxRules, 1, 1000000));
+  enforce.finish();
+
+  return c;
+}
+
+AggregatorConfig parseAggregatorConfig(const std::string& text, const std::string& path,
+                                       bool loadKeys) {
+  const std::string file = fileName(path);
+  toml::table root = parseToml(text, path);
+  rejectUnknownTables(root, file, {"aggregator", "sensor", "console", "token"});
+  AggregatorConfig c;
+  c.path = path;
+
+  Section agg(file, "aggregator", subTable(root, file, "aggregator"));
+  c.listenSensors = agg.string("listen_sensors", c.listenSensors);
+  c.listenConsole = agg.string("listen_console", c.listenConsole);
+  c.http = agg.string("http", c.http);
+  c.secretKeyFile = agg.keyFile("secret_key", true, loadKeys, c.secretKey);
+  c.dataDir = agg.string("data_dir", c.dataDir);
+  if (c.dataDir.empty()) agg.fail("data_dir", "\"\"", "must name a directory");
+  c.retentionDays = static_cast<unsigned>(agg.integer("retention_days", c.retentionDays, 1, 3650));
+  c.mode = agg.choice<MitigationMode>("mode", c.mode,
+                                      {{"enforce", MitigationMode::kEnforce},
+                                       {"confirm", MitigationMode::kConfirm},
+                                       {"dry-run", MitigationMode::kDryRun}});
+  c.sensorDownAfterMs = static_cast<unsigned>(
+      agg.integer("sensor_down_after_ms", c.sensorDownAfterMs, 500, 3600000));
+  c.maxMessageBytes = static_cast<size_t>(
+      agg.integer("max_message_bytes", static_cast<int64_t>(c.maxMessageBytes), 1024, 64 << 20));
+  c.logLevel = agg.choice<std::string>(
+      "log_level", c.logLevel,
+      {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}});
+  for (const auto& [key, endpoint] :
+       {std::pair{"listen_sensors", c.listenSensors}, std::pair{"listen_console", c.listenConsole}})
+    if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0)
+      agg.fail(key, "\"" + endpoint + "\"", "must be a ZeroMQ endpoint such as \"tcp://0.0.0.0:7450\"");
+  agg.finish();
+
+  std::set<std::string> ids, keys, names;
+  for (auto& s : arrayOfTables(root, file, "sensor")) {
+    SensorEntry e;
+    e.id = s.string("id", "", true);
+    if (!isValidSensorId(e.id)) s.fail("id", "\"" + e.id + "\"", "must match [a-z0-9-]{1,32}");
+    if (!ids.insert(e.id).second) s.fail("id", "\"" + e.id + "\"", "listed twice");
+    e.publicKeyFile = s.keyFile("public_key", false, loadKeys, e.publicKey);
+    if (loadKeys && !keys.insert(e.publicKey).second)
+      s.fail("public_key", "\"" + e.publicKeyFile + "\"",
+             "this key is already bound to another sensor or console: one key, one identity");
+    s.finish();
+    c.sensors.push_back(std::move(e));
+  }
+  for (auto& s : arrayOfTables(root, file, "console")) {
+    ConsoleEntry e;
+    e.name = s.string("name", "", true);
+    if (e.name.empty() || e.name.size() > 64) s.fail("name", "\"" + e.name + "\"", "must be 1 to 64 characters");
+    if (!names.insert(e.name).second) s.fail("name", "\"" + e.name + "\"", "listed twice");
+    e.publicKeyFile = s.keyFile("public_key", false, loadKeys, e.publicKey);
+    if (loadKeys && !keys.insert(e.publicKey).second)
+      s.fail("public_key", "\"" + e.publicKeyFile + "\"",
+             "this key is already bound to another sensor or console: one key, one identity");
+    e.role = s.choice<Role>("role", Role::kViewer, kRoles);
+    s.finish();
+    c.consoles.push_back(std::move(e));
+  }
+  for (auto& s : arrayOfTables(root, file, "token")) {
+    TokenEntry e;
+    e.name = s.string("name", "", true);
+    e.role = s.choice<Role>("role", Role::kViewer, kRoles);
+    e.sha256 = s.string("sha256", "", true);
+    if (e.sha256.size() != 64 ||
+        !std::all_of(e.sha256.begin(), e.sha256.end(),
+                     [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }))
+      s.fail("sha256", "\"" + e.sha256 + "\"", "must be 64 hex digits (sha256 of the token)");
+    s.finish();
+    c.tokens.push_back(std::move(e));
+  }
+  return c;
+}
+
+SensorConfig loadSensorConfig(const std::string& path) {
+  return parseSensorConfig(readFile(path), path);
+}
+
+AggregatorConfig loadAggregatorConfig(const std::string& path) {
+  return parseAggregatorConfig(readFile(path), path);
+}
+
+ConsoleConfig loadConsoleConfig(const std::string& path) {
+  const std::string file = fileName(path);
+  toml::table root = parseToml(readFile(path), path);
+  rejectUnknownTables(root, file, {"console"});
+  Section s(file, "console", subTable(root, file, "console"));
+  ConsoleConfig c;
+  c.connect = s.string("connect", "", true);
+  c.serverKeyFile = s.string("server_key", "", true);
+  c.keyFile = s.string("key", "", true);
+  s.finish();
+  return c;
+}
+
+}  // namespace garda::common

@@ -1,0 +1,126 @@
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+
+namespace garda::common {
+
+// Thrown for any bad configuration. The message names the file, the key and
+// the reason, e.g. "sensor.toml: capture.window_ms = 5: must be between 100
+// and 60000". main() prints it and exits non-zero.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class CaptureSource { kAfPacket, kPcap };
+enum class ReplaySpeed { kFast, kRealtime };
+enum class EnforceBackend { kNftables, kXdp, kExec, kDryRun };
+enum class MitigationMode { kEnforce, kConfirm, kDryRun };
+enum class Role { kViewer, kOperator };
+
+const char* roleName(Role r) noexcept;
+
+// sensor.toml, loaded and validated once at startup. Defaults live here.
+struct SensorConfig {
+  std::string path;
+
+  // [sensor]
+  std::string id;
+  std::string opd;
+  std::vector<Prefix> protectedPrefixes;
+  std::vector<Prefix> neverBlock;
+  std::string logLevel = "info";
+
+  // [capture]
+  CaptureSource source = CaptureSource::kAfPacket;
+  std::string interface = "eth0";
+  unsigned workers = 1;
+  std::string pcapFile;
+  ReplaySpeed replay = ReplaySpeed::kFast;
+  unsigned windowMs = 1000;
+
+  // [window]: caps that keep one summary bounded.
+  unsigned maxVictims = 4096;
+
+  // [uplink]
+  std::string aggregator;
+  std::string aggregatorPublicKeyFile;
+  std::string secretKeyFile;
+  std::string aggregatorPublicKey;  // loaded from the file above
+  std::string secretKey;            // loaded from the file above
+  unsigned drainTimeoutMs = 30000;
+  unsigned replayBuffer = 100000;   // summaries kept until acked
+  unsigned heartbeatMs = 1000;
+
+  // [enforce]
+  EnforceBackend backend = EnforceBackend::kDryRun;
+  unsigned maxRules = 10000;
+};
+
+struct SensorEntry {
+  std::string id;
+  std::string publicKeyFile;
+  std::string publicKey;
+};
+
+struct ConsoleEntry {
+  std::string name;
+  std::string publicKeyFile;
+  std::string publicKey;
+  Role role = Role::kViewer;
+};
+
+struct TokenEntry {
+  std::string name;
+  Role role = Role::kViewer;
+  std::string sha256;
+};
+
+// aggregator.toml, loaded and validated once at startup (and on reload).
+struct AggregatorConfig {
+  std::string path;
+
+  // [aggregator]
+  std::string listenSensors = "tcp://0.0.0.0:7450";
+  std::string listenConsole = "tcp://127.0.0.1:7451";
+  std::string http = "127.0.0.1:7480";
+  std::string secretKeyFile;
+  std::string secretKey;  // loaded
+  std::string dataDir = "/var/lib/garda";
+  unsigned retentionDays = 90;
+  MitigationMode mode = MitigationMode::kEnforce;
+  unsigned sensorDownAfterMs = 5000;
+  size_t maxMessageBytes = 4 << 20;
+  std::string logLevel = "info";
+
+  std::vector<SensorEntry> sensors;
+  std::vector<ConsoleEntry> consoles;
+  std::vector<TokenEntry> tokens;
+};
+
+// console.toml (default /etc/garda/console.toml): where the CLI connects.
+struct ConsoleConfig {
+  std::string connect;
+  std::string serverKeyFile;
+  std::string keyFile;
+};
+
+SensorConfig loadSensorConfig(const std::string& path);
+AggregatorConfig loadAggregatorConfig(const std::string& path);
+ConsoleConfig loadConsoleConfig(const std::string& path);
+
+// The same, from TOML text (tests; `path` only names the source in errors).
+SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
+                               bool loadKeys = true);
+AggregatorConfig parseAggregatorConfig(const std::string& text, const std::string& path,
+                                       bool loadKeys = true);
+
+// True for ids of the form [a-z0-9-]{1,32}.
+bool isValidSensorId(const std::string& id);
+
+}  // namespace garda::common

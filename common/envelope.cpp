@@ -1,0 +1,216 @@
+#include "common/envelope.h"
+
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include "common/clock.h"
+#include "common/config.h"
+
+namespace garda::common {
+namespace {
+
+constexpr int64_t kNsPerMs = 1000000;
+// Nothing Garda sends has more elements in one list than this.
+constexpr uint32_t kMaxListElements = 1 << 20;
+// No single window on one sensor plausibly sees more packets than this
+// (100 Gbit/s of 64-byte frames for 60 s is about 9e9).
+constexpr uint64_t kMaxPacketsPerWindow = 100'000'000'000ULL;
+
+bool addressOk(capnp::Data::Reader d) { return d.size() == 4 || d.size() == 16; }
+
+std::string prefixProblem(wire::Prefix::Reader p) {
+  auto a = p.getAddress();
+  if (!addressOk(a)) return "prefix address of " + std::to_string(a.size()) + " bytes";
+  unsigned max = a.size() == 4 ? 32 : 128;
+  if (p.getLength() > max) return "prefix length " + std::to_string(p.getLength());
+  return {};
+}
+
+std::string checkSummary(wire::Summary::Reader s) {
+  if (!isValidSensorId(s.getSensorId())) return "summary sensor id is not [a-z0-9-]{1,32}";
+  if (s.getSeq() == 0) return "summary seq 0 (seqs start at 1)";
+  uint32_t ms = s.getWindowMs();
+  if (ms < 100 || ms > 60000) return "window of " + std::to_string(ms) + " ms";
+  int64_t start = s.getWindowStartNs();
+  if (start < 0 || start % (int64_t{ms} * kNsPerMs) != 0)
+    return "window start " + std::to_string(start) + " is not a multiple of the window";
+  auto t = s.getTotals();
+  if (t.getPackets() > kMaxPacketsPerWindow) return "impossible packet count";
+  if (t.getTcp() > t.getPackets() || t.getUdp() > t.getPackets() ||
+      t.getIcmp() > t.getPackets() || t.getOther() > t.getPackets() ||
+      t.getTcp() + t.getUdp() + t.getIcmp() + t.getOther() > t.getPackets())
+    return "protocol counts exceed the packet total";
+  if (t.getBytes() < t.getPackets()) return "fewer bytes than packets";
+  auto victims = s.getVictims();
+  if (victims.size() > kMaxListElements) return "too many victims";
+  for (auto v : victims) {
+    if (!addressOk(v.getAddress())) return "victim address of bad size";
+    if (v.getPackets() > t.getPackets()) return "victim has more packets than the window";
+    uint64_t sum = 0;
+    for (auto vc : v.getVectors()) {
+      if (vc.getPackets() > v.getPackets()) return "vector count exceeds victim packets";
+      sum += vc.getPackets();
+    }
+    if (sum > v.getPackets()) return "vector counts exceed victim packets";
+    for (auto src : v.getTopSources())
+      if (!addressOk(src.getAddress())) return "top source address of bad size";
+  }
+  for (auto o : s.getOutbound())
+    if (!addressOk(o.getAddress())) return "outbound source address of bad size";
+  return {};
+}
+
+std::string checkOrder(wire::Order::Reader o) {
+  if (o.getOrderId().size() == 0 || o.getOrderId().size() > 64) return "order id length";
+  if (auto p = prefixProblem(o.getSource()); !p.empty() && o.getSource().getAddress().size() != 0)
+    return "order source: " + p;
+  if (auto p = prefixProblem(o.getDestination());
+      !p.empty() && o.getDestination().getAddress().size() != 0)
+    return "order destination: " + p;
+  if (!o.getRemove() && o.getExpiresAtNs() <= 0) return "order without expiry";
+  return {};
+}
+
+}  // namespace
+
+const char* envelopeRejectName(EnvelopeReject r) noexcept {
+  switch (r) {
+    case EnvelopeReject::kNone: return "none";
+    case EnvelopeReject::kEmpty: return "empty";
+    case EnvelopeReject::kTooLarge: return "too_large";
+    case EnvelopeReject::kNotWords: return "not_words";
+    case EnvelopeReject::kMalformed: return "malformed";
+    case EnvelopeReject::kBadVersion: return "bad_version";
+    case EnvelopeReject::kUnknownBody: return "unknown_body";
+    case EnvelopeReject::kInsane: return "insane";
+    case EnvelopeReject::kCount: break;
+  }
+  return "unknown";
+}
+
+std::string checkEnvelopeSanity(wire::Envelope::Reader e) {
+  auto body = e.getBody();
+  switch (body.which()) {
+    case wire::Envelope::Body::HELLO: {
+      auto h = body.getHello();
+      if (!isValidSensorId(h.getSensorId())) return "hello sensor id is not [a-z0-9-]{1,32}";
+      uint32_t ms = h.getWindowMs();
+      if (ms < 100 || ms > 60000) return "hello window of " + std::to_string(ms) + " ms";
+      if (h.getProtected().size() > kMaxListElements) return "too many protected prefixes";
+      for (auto p : h.getProtected())
+        if (auto why = prefixProblem(p); !why.empty()) return "protected " + why;
+      return {};
+    }
+    case wire::Envelope::Body::SUMMARY: return checkSummary(body.getSummary());
+    case wire::Envelope::Body::ALERT: {
+      auto a = body.getAlert();
+      if (!isValidSensorId(a.getSensorId())) return "alert sensor id is not [a-z0-9-]{1,32}";
+      if (!addressOk(a.getVictim())) return "alert victim address of bad size";
+      return {};
+    }
+    case wire::Envelope::Body::ORDER: return checkOrder(body.getOrder());
+    case wire::Envelope::Body::ORDER_SYNC:
+      for (auto o : body.getOrderSync().getOrders())
+        if (auto why = checkOrder(o); !why.empty()) return why;
+      return {};
+    case wire::Envelope::Body::HEARTBEAT: {
+      auto h = body.getHeartbeat();
+      if (h.getSensorId().size() != 0 && !isValidSensorId(h.getSensorId()))
+        return "heartbeat sensor id is not [a-z0-9-]{1,32}";
+      return {};
+    }
+    case wire::Envelope::Body::QUERY: {
+      auto q = body.getQuery();
+      if (q.getCommand().which() == wire::Query::Command::BLOCK_ADD)
+        if (auto why = prefixProblem(q.getCommand().getBlockAdd().getPrefix()); !why.empty())
+          return "block " + why;
+      return {};
+    }
+    case wire::Envelope::Body::ACK:
+    case wire::Envelope::Body::ORDER_REPORT:
+    case wire::Envelope::Body::REPLY: return {};
+  }
+  return "unknown body";
+}
+
+EnvelopeDecoder::EnvelopeDecoder(DecodeLimits limits) : limits_(limits) {}
+
+EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept {
+  reader_.reset();
+  detail_.clear();
+  if (bytes.empty()) return EnvelopeReject::kEmpty;
+  if (bytes.size() > limits_.maxBytes) {
+    detail_ = std::to_string(bytes.size()) + " bytes, limit " + std::to_string(limits_.maxBytes);
+    return EnvelopeReject::kTooLarge;
+  }
+  if (bytes.size() % sizeof(capnp::word) != 0) return EnvelopeReject::kNotWords;
+  const size_t words = bytes.size() / sizeof(capnp::word);
+  const capnp::word* data = reinterpret_cast<const capnp::word*>(bytes.data());
+  // Cap'n Proto reads words in place; copy only when the frame is misaligned.
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+    try {
+      if (scratch_.size() < words) scratch_.resize(words);
+    } catch (...) {
+      return EnvelopeReject::kTooLarge;
+    }
+    std::memcpy(scratch_.data(), bytes.data(), bytes.size());
+    data = scratch_.data();
+  }
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = limits_.traversalFactor * words + 64;
+    options.nestingLimit = limits_.nestingLimit;
+    reader_.emplace(kj::arrayPtr(data, words), options);
+    root_ = reader_->getRoot<wire::Envelope>();
+    // Walks every pointer once: bounds, nesting and traversal limits.
+    (void)root_.totalSize();
+    if (root_.getVersion() != wire::PROTOCOL_VERSION) {
+      detail_ = "version " + std::to_string(root_.getVersion());
+      return EnvelopeReject::kBadVersion;
+    }
+    if (static_cast<unsigned>(root_.getBody().which()) > wire::Envelope::Body::REPLY)
+      return EnvelopeReject::kUnknownBody;
+    detail_ = checkEnvelopeSanity(root_);
+    if (!detail_.empty()) return EnvelopeReject::kInsane;
+  } catch (const kj::Exception& e) {
+    detail_ = e.getDescription().cStr();
+    reader_.reset();
+    return EnvelopeReject::kMalformed;
+  } catch (const std::exception& e) {
+    detail_ = e.what();
+    reader_.reset();
+    return EnvelopeReject::kMalformed;
+  }
+  return EnvelopeReject::kNone;
+}
+
+std::string encodeMessage(capnp::MessageBuilder& builder) {
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+wire::Envelope::Builder initEnvelope(capnp::MessageBuilder& builder) {
+  auto e = builder.initRoot<wire::Envelope>();
+  e.setVersion(wire::PROTOCOL_VERSION);
+  e.setSentAtNs(wallNowNs());
+  return e;
+}
+
+std::optional<IpAddress> readAddress(capnp::Data::Reader d) {
+  return IpAddress::fromBytes(std::span<const uint8_t>(d.begin(), d.size()));
+}
+
+void writePrefix(wire::Prefix::Builder out, const Prefix& p) {
+  out.setAddress(AddressBytes(p.address()));
+  out.setLength(static_cast<uint8_t>(p.length()));
+}
+
+std::optional<Prefix> readPrefix(wire::Prefix::Reader p) {
+  auto a = readAddress(p.getAddress());
+  if (!a) return std::nullopt;
+  return Prefix::make(*a, p.getLength());
+}
+
+}  // namespace garda::common

@@ -1,0 +1,130 @@
+// garda: the CSIRT console. Queries the aggregator and acts on it; also makes
+// CURVE key pairs for every part of Garda.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/duration.h"
+#include "common/keys.h"
+#include "console/console_client.h"
+#include "console/render.h"
+
+namespace {
+
+constexpr const char* kDefaultConsoleConfig = "/etc/garda/console.toml";
+
+std::string envOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace garda;
+  CLI::App app{"garda: the city CSIRT's console for Garda"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  console::ConnectionSettings conn;
+  std::string consoleConfig = envOr("GARDA_CONSOLE_CONFIG", kDefaultConsoleConfig);
+  bool json = false;
+  app.add_option("--connect", conn.endpoint, "aggregator console endpoint (env GARDA_CONNECT)");
+  app.add_option("--server-key", conn.serverKeyFile,
+                 "aggregator public key file (env GARDA_SERVER_KEY)");
+  app.add_option("--key", conn.keyFile, "this console's secret key file (env GARDA_KEY)");
+  app.add_option("--timeout-ms", conn.timeoutMs, "how long to wait for an answer")
+      ->check(CLI::Range(100, 600000));
+  app.add_option("--console-config", consoleConfig,
+                 "defaults for the three above (env GARDA_CONSOLE_CONFIG)");
+  app.add_flag("--json", json, "print JSON (stable shape) instead of tables");
+  app.set_version_flag("--version", GARDA_VERSION);
+
+  auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair: DIR/NAME.key and DIR/NAME.pub");
+  std::string keyDir, keyName;
+  keygen->add_option("--out", keyDir, "directory")->required();
+  keygen->add_option("--name", keyName, "key name, e.g. the sensor id")->required();
+
+  auto* status = app.add_subcommand("status", "the city's sensors: up or down, rates, drops");
+
+  auto* history = app.add_subcommand("history", "per-window totals of one sensor, from the store");
+  std::string historySensor, historySince;
+  uint32_t historyLimit = 0;
+  history->add_option("--sensor", historySensor, "sensor id")->required();
+  history->add_option("--since", historySince, "e.g. 10m, 1h, 7d (default: the newest windows)");
+  history->add_option("--limit", historyLimit, "at most this many windows (default 1000)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (keygen->parsed()) {
+    try {
+      if (!common::isValidSensorId(keyName) && keyName.find('/') != std::string::npos)
+        throw std::runtime_error("--name must not contain '/'");
+      std::filesystem::create_directories(keyDir);
+      common::writeCurveKeyFiles(keyDir, keyName, common::generateCurveKeyPair());
+      if (!json) fmt::print("wrote {0}/{1}.key (secret, mode 0600) and {0}/{1}.pub\n", keyDir, keyName);
+      return 0;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "garda keygen: {}\n", e.what());
+      return 1;
+    }
+  }
+
+  // Connection settings: flags, then environment, then the console config.
+  conn.endpoint = conn.endpoint.empty() ? envOr("GARDA_CONNECT", "") : conn.endpoint;
+  conn.serverKeyFile = conn.serverKeyFile.empty() ? envOr("GARDA_SERVER_KEY", "") : conn.serverKeyFile;
+  conn.keyFile = conn.keyFile.empty() ? envOr("GARDA_KEY", "") : conn.keyFile;
+  if ((conn.endpoint.empty() || conn.serverKeyFile.empty() || conn.keyFile.empty()) &&
+      std::filesystem::exists(consoleConfig)) {
+    try {
+      auto c = common::loadConsoleConfig(consoleConfig);
+      if (conn.endpoint.empty()) conn.endpoint = c.connect;
+      if (conn.serverKeyFile.empty()) conn.serverKeyFile = c.serverKeyFile;
+      if (conn.keyFile.empty()) conn.keyFile = c.keyFile;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "garda: {}\n", e.what());
+      return 2;
+    }
+  }
+  if (conn.endpoint.empty() || conn.serverKeyFile.empty() || conn.keyFile.empty()) {
+    fmt::print(stderr,
+               "garda: no aggregator to talk to: give --connect, --server-key and --key (or "
+               "GARDA_CONNECT, GARDA_SERVER_KEY, GARDA_KEY, or {})\n",
+               consoleConfig);
+    return 2;
+  }
+
+  try {
+    console::ConsoleClient client(conn);
+    if (status->parsed()) {
+      auto reply = client.call([](wire::Query::Builder q) { q.getCommand().setStatus(); });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderStatus(reply));
+    } else if (history->parsed()) {
+      int64_t sinceNs = 0;
+      if (!historySince.empty()) {
+        auto d = common::parseDurationNs(historySince);
+        if (!d) {
+          fmt::print(stderr, "garda history: --since {}: expected a duration such as 10m, 1h, 7d\n",
+                     historySince);
+          return 2;
+        }
+        sinceNs = common::wallNowNs() - *d;
+      }
+      auto reply = client.call([&](wire::Query::Builder q) {
+        auto h = q.getCommand().initHistory();
+        h.setSensorId(historySensor);
+        h.setSinceNs(sinceNs);
+        h.setLimit(historyLimit);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderHistory(reply));
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "garda: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,265 @@
+# Garda wire protocol: every message between sensor, aggregator and console is
+# one Envelope. Evolution follows Cap'n Proto's rules: new fields take new
+# ordinals at the end, nothing is renumbered or retyped, and a reader treats a
+# union member it does not know as "unknown" (counted, never fatal).
+#
+# Conventions
+# - Times are Unix nanoseconds (Int64, UTC) unless the name says otherwise.
+# - An IP address is Data of 4 (IPv4) or 16 (IPv6) bytes, network order.
+# - Counts are UInt64; a decoder rejects values that cannot be true
+#   (see docs/protocol.md, "Sanity limits").
+
+@0xd055e2f89b7b851b;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("garda::wire");
+
+const protocolVersion :UInt16 = 1;
+
+struct Envelope {
+  version @0 :UInt16;          # protocolVersion of the sender
+  sentAtNs @1 :Int64;          # sender's wall clock when sent
+  body :union {
+    hello @2 :Hello;
+    summary @3 :Summary;
+    alert @4 :Alert;
+    ack @5 :Ack;
+    order @6 :Order;
+    orderSync @7 :OrderSync;
+    orderReport @8 :OrderReport;
+    heartbeat @9 :Heartbeat;
+    query @10 :Query;
+    reply @11 :Reply;
+  }
+}
+
+struct Prefix {
+  address @0 :Data;            # 4 or 16 bytes; bits past `length` are zero
+  length @1 :UInt8;            # 0..32 (IPv4) or 0..128 (IPv6)
+}
+
+# Sensor -> aggregator, first message after every (re)connect. The aggregator
+# checks that sensorId is the id its ZAP handler bound to the sender's CURVE
+# key, then answers with an orderSync of all active orders for this sensor.
+struct Hello {
+  sensorId @0 :Text;
+  bootId @1 :UInt64;           # random per process start
+  version @2 :Text;            # garda-sensor version string
+  opd @3 :Text;                # the office's name, for display
+  protected @4 :List(Prefix);  # the OPD's own address space
+  windowMs @5 :UInt32;
+  captureSource @6 :Text;      # "afpacket:eth0", "pcap:/path/file.pcap"
+}
+
+# Attack vectors the sensor counts separately per victim.
+enum Vector {
+  tcpSyn @0;                   # SYN without ACK
+  tcpSynAck @1;                # SYN+ACK (reflection off TCP servers)
+  tcpOther @2;                 # everything else in TCP: ACK/RST/PSH floods
+  udp @3;                      # UDP not from a reflection port
+  udpReflection @4;            # UDP from a known reflection source port
+  icmp @5;                     # ICMP and ICMPv6
+  fragment @6;                 # non-first IP fragments (no L4 header)
+  other @7;                    # any other IP protocol (GRE, ESP, ...)
+}
+
+struct VectorCount {
+  vector @0 :Vector;
+  packets @1 :UInt64;
+  bytes @2 :UInt64;
+}
+
+struct PortCount {
+  port @0 :UInt16;
+  packets @1 :UInt64;
+  bytes @2 :UInt64;
+}
+
+struct SourceCount {
+  address @0 :Data;
+  packets @1 :UInt64;          # Space-Saving estimate (upper bound)
+  error @2 :UInt64;            # Space-Saving overestimate bound
+}
+
+# Per protected destination address, per window.
+struct VictimStats {
+  address @0 :Data;
+  packets @1 :UInt64;
+  bytes @2 :UInt64;
+  vectors @3 :List(VectorCount);       # only vectors with packets > 0
+  reflectionPorts @4 :List(PortCount); # UDP source ports from the reflection list
+  topSources @5 :List(SourceCount);    # top-K, highest first
+  distinctSources @6 :UInt64;          # HyperLogLog estimate
+  topSrcPorts @7 :List(PortCount);
+  topDstPorts @8 :List(PortCount);
+}
+
+# Whole-window totals at this sensor, over every frame captured.
+struct Totals {
+  packets @0 :UInt64;          # every frame, decodable or not
+  bytes @1 :UInt64;            # wire length
+  tcp @2 :UInt64;
+  udp @3 :UInt64;
+  icmp @4 :UInt64;
+  other @5 :UInt64;            # non-IP, other IP protocols, undecodable
+}
+
+struct ReasonCount {
+  reason @0 :Text;             # snake_case, stable (metric label)
+  count @1 :UInt64;
+}
+
+# Sensor -> aggregator, one per window. (sensorId, bootId, seq) identifies it;
+# the aggregator stores it before acking, so a resend is idempotent.
+struct Summary {
+  sensorId @0 :Text;
+  bootId @1 :UInt64;
+  seq @2 :UInt64;              # per boot, from 1, +1 per summary
+  windowStartNs @3 :Int64;     # multiple of windowMs
+  windowMs @4 :UInt32;
+  totals @5 :Totals;
+  victims @6 :List(VictimStats);
+  victimsCut @7 :UInt32;       # victims seen but left out by the cap
+  kernelDrops @8 :UInt64;      # capture drops reported by the kernel in this window
+  decodeErrors @9 :List(ReasonCount);
+  outbound @10 :List(SourceCount); # protected sources sending the most out
+  droppedSummaries @11 :UInt64;    # summaries this boot lost to a full replay buffer
+}
+
+# Sensor -> aggregator, at once, when a victim crosses a hard threshold
+# mid-window.
+struct Alert {
+  sensorId @0 :Text;
+  bootId @1 :UInt64;
+  victim @2 :Data;
+  vector @3 :Vector;
+  packets @4 :UInt64;          # in the window so far
+  windowStartNs @5 :Int64;
+  atNs @6 :Int64;
+  thresholdPps @7 :UInt64;
+}
+
+enum AckStatus {
+  stored @0;                   # written to the store
+  duplicate @1;                # already stored earlier: nothing written
+  refused @2;                  # sender may not send this (wrong id, unknown sensor)
+  invalid @3;                  # failed sanity checks: dropped, not stored
+}
+
+# Aggregator -> sensor, for one summary.
+struct Ack {
+  bootId @0 :UInt64;
+  seq @1 :UInt64;
+  status @2 :AckStatus;
+  reason @3 :Text;
+}
+
+enum OrderAction {
+  drop @0;
+  rateLimit @1;
+}
+
+# Aggregator -> sensor: a block rule. Persisted by the aggregator before it is
+# sent. The rule carries its absolute expiry so no rule outlives its TTL.
+struct Order {
+  orderId @0 :Text;
+  incidentId @1 :Text;         # empty for a manual block
+  action @2 :OrderAction;
+  source @3 :Prefix;           # length 0 = any source
+  destination @4 :Prefix;      # length 0 = any destination
+  protocol @5 :UInt8;          # IP protocol; 0 = any
+  sourcePort @6 :UInt16;       # 0 = any
+  destinationPort @7 :UInt16;  # 0 = any
+  ratePps @8 :UInt64;          # with rateLimit
+  expiresAtNs @9 :Int64;
+  reason @10 :Text;
+  createdBy @11 :Text;         # "planner" or the console user
+  remove @12 :Bool;            # true: withdraw this order id now
+}
+
+# Aggregator -> sensor: every active order for this sensor (after a hello).
+# The sensor applies missing ones and removes rules not in the list.
+struct OrderSync {
+  orders @0 :List(Order);
+}
+
+enum OrderState {
+  applied @0;
+  rejected @1;
+  expired @2;
+  removed @3;
+}
+
+struct OrderReport {
+  orderId @0 :Text;
+  state @1 :OrderState;
+  reason @2 :Text;             # why rejected
+  packetsDropped @3 :UInt64;
+  atNs @4 :Int64;
+}
+
+struct Heartbeat {
+  sensorId @0 :Text;           # empty from the aggregator
+  bootId @1 :UInt64;
+  atNs @2 :Int64;
+  backlog @3 :UInt32;          # summaries waiting for an ack
+  kernelDrops @4 :UInt64;      # cumulative since boot
+}
+
+# Console -> aggregator.
+struct Query {
+  requestId @0 :UInt64;
+  command :union {
+    status @1 :Void;
+    history @2 :HistoryQuery;
+    incidents @3 :IncidentsQuery;
+    incidentShow @4 :Text;
+    top @5 :TopQuery;
+    blockAdd @6 :BlockAdd;
+    blockList @7 :Void;
+    blockRemove @8 :Text;      # order id
+    orderApprove @9 :Text;
+    orderReject @10 :Text;
+    incidentPcap @11 :Text;
+    incidentExport @12 :ExportQuery;
+  }
+}
+
+struct HistoryQuery {
+  sensorId @0 :Text;
+  sinceNs @1 :Int64;           # 0 = from the oldest kept
+  untilNs @2 :Int64;           # 0 = up to now
+  limit @3 :UInt32;            # most recent N windows; 0 = server default
+}
+
+struct IncidentsQuery {
+  openOnly @0 :Bool;
+}
+
+struct TopQuery {
+  sources @0 :Bool;            # false: victims
+  sinceNs @1 :Int64;
+  sensorId @2 :Text;           # empty: the whole city
+  limit @3 :UInt32;
+}
+
+struct BlockAdd {
+  prefix @0 :Prefix;
+  ttlMs @1 :UInt64;
+  reason @2 :Text;
+}
+
+struct ExportQuery {
+  incidentId @0 :Text;
+  format @1 :Text;             # "stix" | "misp"
+}
+
+# Aggregator -> console. The body is a JSON document: the same shape the CLI
+# prints with --json and the HTTP API returns, produced by one implementation.
+struct Reply {
+  requestId @0 :UInt64;
+  ok @1 :Bool;
+  error @2 :Text;              # with ok = false: what went wrong, for a person
+  json @3 :Text;
+  data @4 :Data;               # binary payload (incident pcap)
+}

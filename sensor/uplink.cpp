@@ -1,0 +1,274 @@
+#include "sensor/uplink.h"
+
+#include <capnp/message.h>
+#include <spdlog/spdlog.h>
+#include <zmq.h>
+
+#include <cstring>
+#include <random>
+
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/zmq_link.h"
+
+namespace garda::sensor {
+namespace {
+
+constexpr int64_t kResendAfterNs = 5'000'000'000;
+constexpr const char* kMonitorEndpoint = "inproc://garda-uplink-monitor";
+
+uint64_t randomBootId() {
+  std::random_device rd;
+  uint64_t id = (uint64_t{rd()} << 32) ^ rd();
+  return id == 0 ? 1 : id;
+}
+
+}  // namespace
+
+std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uint64_t bootId,
+                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries) {
+  capnp::MallocMessageBuilder message;
+  auto s = common::initEnvelope(message).getBody().initSummary();
+  s.setSensorId(sensorId);
+  s.setBootId(bootId);
+  s.setSeq(seq);
+  s.setWindowStartNs(w.startNs);
+  s.setWindowMs(w.windowMs);
+  s.setKernelDrops(kernelDrops);
+  s.setDroppedSummaries(droppedSummaries);
+  s.setVictimsCut(w.victimsCut);
+  auto t = s.initTotals();
+  t.setPackets(w.totals.packets);
+  t.setBytes(w.totals.bytes);
+  t.setTcp(w.totals.tcp);
+  t.setUdp(w.totals.udp);
+  t.setIcmp(w.totals.icmp);
+  t.setOther(w.totals.other);
+
+  auto victims = s.initVictims(static_cast<unsigned>(w.victims.size()));
+  for (size_t i = 0; i < w.victims.size(); ++i) {
+    const auto& v = w.victims[i];
+    auto out = victims[static_cast<unsigned>(i)];
+    out.setAddress(common::AddressBytes(v.address));
+    out.setPackets(v.packets);
+    out.setBytes(v.bytes);
+    unsigned nonZero = 0;
+    for (uint64_t p : v.vectorPackets) nonZero += p != 0;
+    auto vectors = out.initVectors(nonZero);
+    unsigned j = 0;
+    for (size_t k = 0; k < kVectorCount; ++k) {
+      if (v.vectorPackets[k] == 0) continue;
+      vectors[j].setVector(static_cast<wire::Vector>(k));
+      vectors[j].setPackets(v.vectorPackets[k]);
+      vectors[j].setBytes(v.vectorBytes[k]);
+      ++j;
+    }
+  }
+
+  unsigned errorKinds = 0;
+  for (size_t k = 0; k < w.decodeStatus.size(); ++k)
+    errorKinds += (k > static_cast<size_t>(DecodeStatus::kNotIp) && w.decodeStatus[k] != 0);
+  auto errors = s.initDecodeErrors(errorKinds);
+  unsigned j = 0;
+  for (size_t k = static_cast<size_t>(DecodeStatus::kNotIp) + 1; k < w.decodeStatus.size(); ++k) {
+    if (w.decodeStatus[k] == 0) continue;
+    errors[j].setReason(decodeStatusName(static_cast<DecodeStatus>(k)));
+    errors[j].setCount(w.decodeStatus[k]);
+    ++j;
+  }
+  return common::encodeMessage(message);
+}
+
+Uplink::Uplink(zmq::context_t& ctx, const common::SensorConfig& config, Identity identity,
+               bool waitWhenFull)
+    : config_(config),
+      identity_(std::move(identity)),
+      waitWhenFull_(waitWhenFull),
+      bootId_(randomBootId()),
+      socket_(ctx, zmq::socket_type::dealer),
+      monitor_(ctx, zmq::socket_type::pair) {
+  common::applyLinkOptions(socket_, 64 << 20, static_cast<int>(config_.heartbeatMs));
+  common::makeCurveClient(socket_, config_.aggregatorPublicKey, config_.secretKey);
+  // Queue only to completed connections: what cannot be sent stays in our own
+  // backlog, which we resend after the handshake, instead of in a ZMQ queue.
+  socket_.set(zmq::sockopt::immediate, 1);
+  socket_.set(zmq::sockopt::reconnect_ivl, 100);
+  socket_.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  if (zmq_socket_monitor(socket_.handle(), kMonitorEndpoint,
+                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+    throw std::runtime_error(std::string("cannot monitor the uplink socket: ") +
+                             zmq_strerror(zmq_errno()));
+  monitor_.connect(kMonitorEndpoint);
+  socket_.connect(config_.aggregator);
+  spdlog::info("uplink: sensor {} boot {:016x} connecting to {}", config_.id, bootId_,
+               config_.aggregator);
+}
+
+Uplink::~Uplink() { zmq_socket_monitor(socket_.handle(), nullptr, 0); }
+
+bool Uplink::trySend(const std::string& bytes) {
+  if (!connected_) return false;
+  auto sent = socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  return sent.has_value();
+}
+
+void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
+  while (pending_.size() >= config_.replayBuffer) {
+    if (waitWhenFull_) {
+      poll(100);
+      continue;
+    }
+    pending_.erase(pending_.begin());
+    counters_.summariesDropped++;
+  }
+  uint64_t seq = nextSeq_++;
+  Pending& p = pending_[seq];
+  p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops,
+                          counters_.summariesDropped);
+  p.lastSentMonoNs = common::monoNowNs();
+  if (trySend(p.bytes)) counters_.summariesSent++;
+}
+
+void Uplink::sendHello() {
+  capnp::MallocMessageBuilder message;
+  auto h = common::initEnvelope(message).getBody().initHello();
+  h.setSensorId(config_.id);
+  h.setBootId(bootId_);
+  h.setVersion(identity_.version);
+  h.setOpd(config_.opd);
+  h.setWindowMs(config_.windowMs);
+  h.setCaptureSource(identity_.captureSource);
+  auto prefixes = h.initProtected(static_cast<unsigned>(config_.protectedPrefixes.size()));
+  for (size_t i = 0; i < config_.protectedPrefixes.size(); ++i)
+    common::writePrefix(prefixes[static_cast<unsigned>(i)], config_.protectedPrefixes[i]);
+  trySend(common::encodeMessage(message));
+}
+
+void Uplink::sendHeartbeat() {
+  capnp::MallocMessageBuilder message;
+  auto h = common::initEnvelope(message).getBody().initHeartbeat();
+  h.setSensorId(config_.id);
+  h.setBootId(bootId_);
+  h.setAtNs(common::wallNowNs());
+  h.setBacklog(static_cast<uint32_t>(pending_.size()));
+  trySend(common::encodeMessage(message));
+}
+
+void Uplink::resendAll() {
+  int64_t now = common::monoNowNs();
+  for (auto& [seq, p] : pending_) {
+    if (!trySend(p.bytes)) break;
+    p.lastSentMonoNs = now;
+    counters_.summariesResent++;
+  }
+}
+
+void Uplink::onHandshake() {
+  connected_ = true;
+  counters_.connects++;
+  spdlog::info("uplink: connected to {} (backlog {})", config_.aggregator, pending_.size());
+  sendHello();
+  resendAll();
+  lastAckMonoNs_ = common::monoNowNs();
+}
+
+void Uplink::handleMonitorEvent() {
+  zmq::message_t event, address;
+  if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+  if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
+  if (event.size() < 6) return;
+  uint16_t id;
+  std::memcpy(&id, event.data(), sizeof id);
+  switch (id) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: onHandshake(); break;
+    case ZMQ_EVENT_DISCONNECTED:
+      if (connected_) spdlog::warn("uplink: disconnected from {}", config_.aggregator);
+      connected_ = false;
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      counters_.authFailures++;
+      if (counters_.authFailures == 1 || counters_.authFailures % 100 == 0)
+        spdlog::error("uplink: the aggregator at {} refused this sensor's key ({}): is {} listed "
+                      "in its aggregator.toml with this public key?",
+                      config_.aggregator, config_.secretKeyFile, config_.id);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      counters_.authFailures++;
+      if (counters_.authFailures == 1)
+        spdlog::error("uplink: CURVE handshake with {} failed: check aggregator_public_key",
+                      config_.aggregator);
+      break;
+    default: break;
+  }
+}
+
+void Uplink::handleMessage(zmq::message_t& msg) {
+  common::EnvelopeDecoder decoder;
+  auto reject = decoder.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
+  if (reject != common::EnvelopeReject::kNone) {
+    counters_.badMessages++;
+    spdlog::warn("uplink: bad message from aggregator ({}: {})",
+                 common::envelopeRejectName(reject), decoder.detail());
+    return;
+  }
+  auto body = decoder.envelope().getBody();
+  switch (body.which()) {
+    case wire::Envelope::Body::ACK: {
+      auto ack = body.getAck();
+      if (ack.getBootId() != bootId_) return;  // for an earlier life of this sensor
+      auto it = pending_.find(ack.getSeq());
+      if (it == pending_.end()) return;
+      switch (ack.getStatus()) {
+        case wire::AckStatus::STORED:
+        case wire::AckStatus::DUPLICATE: counters_.summariesAcked++; break;
+        case wire::AckStatus::REFUSED:
+        case wire::AckStatus::INVALID:
+          counters_.summariesRefused++;
+          spdlog::error("uplink: aggregator refused summary seq {}: {}", ack.getSeq(),
+                        ack.getReason().cStr());
+          break;
+      }
+      pending_.erase(it);
+      lastAckMonoNs_ = common::monoNowNs();
+      break;
+    }
+    case wire::Envelope::Body::HEARTBEAT: break;
+    default:
+      spdlog::debug("uplink: ignoring message kind {}", static_cast<int>(body.which()));
+      break;
+  }
+}
+
+void Uplink::poll(int timeoutMs) {
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                             {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 2, std::chrono::milliseconds(timeoutMs));
+  if (items[1].revents & ZMQ_POLLIN)
+    for (int i = 0; i < 64; ++i) {
+      zmq::pollitem_t m = {monitor_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&m, 1, std::chrono::milliseconds(0)) <= 0) break;
+      handleMonitorEvent();
+    }
+  for (int i = 0; i < 1024; ++i) {
+    zmq::message_t msg;
+    if (!socket_.recv(msg, zmq::recv_flags::dontwait)) break;
+    handleMessage(msg);
+  }
+  int64_t now = common::monoNowNs();
+  if (connected_ && now >= nextHeartbeatMonoNs_) {
+    sendHeartbeat();
+    nextHeartbeatMonoNs_ = now + int64_t{config_.heartbeatMs} * 1'000'000;
+  }
+  // No ack progress for a while with a backlog: the aggregator may have lost
+  // what it had not yet stored (a restart without a reconnect we noticed).
+  if (connected_ && !pending_.empty() && now - lastAckMonoNs_ > kResendAfterNs) {
+    spdlog::warn("uplink: no ack for {} s; resending {} summaries", kResendAfterNs / 1'000'000'000,
+                 pending_.size());
+    resendAll();
+    lastAckMonoNs_ = now;
+  }
+}
+
+}  // namespace garda::sensor

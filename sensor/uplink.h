@@ -1,0 +1,87 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/config.h"
+#include "sensor/window.h"
+
+namespace garda::sensor {
+
+// Counters of the link to the aggregator.
+struct UplinkCounters {
+  uint64_t summariesSent = 0;      // first sends
+  uint64_t summariesResent = 0;
+  uint64_t summariesAcked = 0;     // stored or duplicate
+  uint64_t summariesRefused = 0;   // refused or invalid: will never be stored
+  uint64_t summariesDropped = 0;   // replay buffer full (live capture only)
+  uint64_t connects = 0;
+  uint64_t authFailures = 0;       // the aggregator's ZAP handler said no
+  uint64_t badMessages = 0;        // undecodable or insane messages received
+};
+
+// One window as a wire Envelope (summary), ready to send.
+std::string encodeSummary(const WindowStats& window, const std::string& sensorId, uint64_t bootId,
+                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries);
+
+// The sensor's link to the aggregator: a DEALER socket that connects out
+// (sensors behind NAT work), CURVE with the aggregator's public key pinned.
+// Keeps every summary until the aggregator acks it as stored, and resends the
+// backlog after each reconnect (a resend is idempotent at the aggregator).
+// The backlog is bounded by uplink.replay_buffer: in replay mode a full
+// buffer makes sendSummary() wait for acks; in live mode the oldest summary
+// is dropped and counted. Single-threaded: call everything from one thread.
+class Uplink {
+ public:
+  struct Identity {
+    std::string version;
+    std::string captureSource;
+  };
+
+  Uplink(zmq::context_t& ctx, const common::SensorConfig& config, Identity identity,
+         bool waitWhenFull);
+  ~Uplink();
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  void sendSummary(const WindowStats& window, uint64_t kernelDrops);
+  // Handles incoming messages, link events, heartbeats and resends; waits up
+  // to timeoutMs for something to happen.
+  void poll(int timeoutMs);
+
+  size_t backlog() const noexcept { return pending_.size(); }
+  uint64_t bootId() const noexcept { return bootId_; }
+  bool connected() const noexcept { return connected_; }
+  const UplinkCounters& counters() const noexcept { return counters_; }
+
+ private:
+  struct Pending {
+    std::string bytes;
+    int64_t lastSentMonoNs = 0;
+  };
+  void onHandshake();
+  void sendHello();
+  void sendHeartbeat();
+  bool trySend(const std::string& bytes);
+  void handleMessage(zmq::message_t& msg);
+  void handleMonitorEvent();
+  void resendAll();
+
+  const common::SensorConfig& config_;
+  Identity identity_;
+  bool waitWhenFull_;
+  uint64_t bootId_;
+  uint64_t nextSeq_ = 1;
+  zmq::socket_t socket_;
+  zmq::socket_t monitor_;
+  bool connected_ = false;
+  std::map<uint64_t, Pending> pending_;
+  int64_t nextHeartbeatMonoNs_ = 0;
+  int64_t lastAckMonoNs_ = 0;
+  UplinkCounters counters_;
+};
+
+}  // namespace garda::sensor

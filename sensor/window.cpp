@@ -1,0 +1,181 @@
+#include "sensor/window.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <bitset>
+
+namespace garda::sensor {
+namespace {
+
+constexpr uint16_t kReflectionPorts[] = {
+    19,     // chargen
+    53,     // DNS
+    69,     // TFTP
+    111,    // portmap
+    123,    // NTP
+    137,    // NetBIOS name service
+    161,    // SNMP
+    389,    // CLDAP
+    500,    // IKE
+    520,    // RIP
+    1434,   // MS SQL resolution
+    1900,   // SSDP
+    3283,   // Apple Remote Desktop
+    3702,   // WS-Discovery
+    4500,   // IKE NAT-T
+    5353,   // mDNS
+    5683,   // CoAP
+    10001,  // Ubiquiti discovery
+    11211,  // memcached
+    37810,  // DVR/IoT discovery
+    47808,  // BACnet
+};
+
+const std::bitset<65536>& reflectionBitmap() {
+  static const std::bitset<65536> bits = [] {
+    std::bitset<65536> b;
+    for (uint16_t p : kReflectionPorts) b.set(p);
+    return b;
+  }();
+  return bits;
+}
+
+size_t roundUpPow2(size_t n) {
+  size_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+bool isReflectionPort(uint16_t port) noexcept { return reflectionBitmap().test(port); }
+
+WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims)
+    : protected_(protectedSet), maxVictims_(maxVictims) {
+  size_t capacity = roundUpPow2(std::max<size_t>(16, size_t{maxVictims} * 2));
+  mask_ = capacity - 1;
+  table_.resize(capacity);
+  used_.assign(capacity, 0);
+  usedSlots_.reserve(maxVictims);
+  (void)reflectionBitmap();
+}
+
+VictimCounters* WindowCounter::victimSlot(const common::IpAddress& a) noexcept {
+  size_t i = common::IpAddressHash{}(a) & mask_;
+  while (used_[i]) {
+    if (table_[i].address == a) return &table_[i];
+    i = (i + 1) & mask_;
+  }
+  if (usedSlots_.size() >= maxVictims_) return nullptr;
+  used_[i] = 1;
+  usedSlots_.push_back(static_cast<uint32_t>(i));
+  table_[i].address = a;
+  return &table_[i];
+}
+
+void WindowCounter::count(const CapturedPacket& p) noexcept {
+  totals_.packets++;
+  totals_.bytes += p.wireLength;
+  PacketView v;
+  DecodeStatus st = decodePacket(p.linkType, p.data, p.capturedLength, v);
+  decodeStatus_[static_cast<size_t>(st)]++;
+  if (st != DecodeStatus::kOk) {
+    totals_.other++;
+    return;
+  }
+  Vector vec;
+  switch (v.l4Protocol) {
+    case IPPROTO_TCP:
+      totals_.tcp++;
+      if (v.isFragment && !v.isFirstFragment) vec = Vector::kFragment;
+      else if ((v.tcpFlags & 0x12) == 0x02) vec = Vector::kTcpSyn;
+      else if ((v.tcpFlags & 0x12) == 0x12) vec = Vector::kTcpSynAck;
+      else vec = Vector::kTcpOther;
+      break;
+    case IPPROTO_UDP:
+      totals_.udp++;
+      if (v.isFragment && !v.isFirstFragment) vec = Vector::kFragment;
+      else vec = isReflectionPort(v.srcPort) ? Vector::kUdpReflection : Vector::kUdp;
+      break;
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6:
+      totals_.icmp++;
+      vec = (v.isFragment && !v.isFirstFragment) ? Vector::kFragment : Vector::kIcmp;
+      break;
+    default:
+      totals_.other++;
+      vec = (v.isFragment && !v.isFirstFragment) ? Vector::kFragment : Vector::kOther;
+      break;
+  }
+  common::IpAddress dst = v.ipVersion == 4 ? common::IpAddress::fromV4Bytes(v.dst)
+                                           : common::IpAddress::fromV6Bytes(v.dst);
+  if (!protected_.contains(dst)) return;
+  VictimCounters* victim = victimSlot(dst);
+  if (!victim) {
+    victimsCut_++;
+    return;
+  }
+  auto k = static_cast<size_t>(vec);
+  victim->packets++;
+  victim->bytes += p.wireLength;
+  victim->vectorPackets[k]++;
+  victim->vectorBytes[k] += p.wireLength;
+}
+
+void WindowCounter::closeInto(WindowStats& out) {
+  out.totals = totals_;
+  out.victimsCut = victimsCut_;
+  out.decodeStatus = decodeStatus_;
+  out.victims.clear();
+  out.victims.reserve(usedSlots_.size());
+  for (uint32_t i : usedSlots_) {
+    out.victims.push_back(table_[i]);
+    table_[i] = VictimCounters{};
+    used_[i] = 0;
+  }
+  std::sort(out.victims.begin(), out.victims.end(),
+            [](const VictimCounters& a, const VictimCounters& b) { return a.packets > b.packets; });
+  usedSlots_.clear();
+  totals_ = {};
+  victimsCut_ = 0;
+  decodeStatus_ = {};
+}
+
+Windower::Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
+                   CloseFn onClose)
+    : counter_(protectedSet, maxVictims),
+      windowNs_(int64_t{windowMs} * 1'000'000),
+      onClose_(std::move(onClose)) {
+  stats_.windowMs = windowMs;
+}
+
+void Windower::onPacket(const CapturedPacket& p) {
+  int64_t ts = std::max<int64_t>(p.timestampNs, 0);
+  if (openStartNs_ >= 0 && ts >= openStartNs_ + windowNs_) closeWindow();
+  if (openStartNs_ < 0) openStartNs_ = std::max(ts - ts % windowNs_, closedUntilNs_);
+  if (ts < openStartNs_) late_++;
+  counter_.count(p);
+}
+
+void Windower::tick(int64_t nowNs) {
+  if (openStartNs_ >= 0 && nowNs >= openStartNs_ + windowNs_) closeWindow();
+}
+
+void Windower::flush() {
+  if (openStartNs_ >= 0) closeWindow();
+}
+
+void Windower::closeWindow() {
+  closedUntilNs_ = openStartNs_ + windowNs_;
+  const int64_t start = openStartNs_;
+  openStartNs_ = -1;
+  if (counter_.empty()) return;
+  counter_.closeInto(stats_);
+  stats_.startNs = start;
+  stats_.latePackets = late_;
+  late_ = 0;
+  onClose_(stats_);
+}
+
+}  // namespace garda::sensor

@@ -1,0 +1,120 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "common/ip.h"
+#include "sensor/capture/source.h"
+#include "sensor/decode.h"
+
+namespace garda::sensor {
+
+// The attack vectors counted per victim; the order matches wire::Vector.
+enum class Vector : uint8_t {
+  kTcpSyn = 0,
+  kTcpSynAck,
+  kTcpOther,
+  kUdp,
+  kUdpReflection,
+  kIcmp,
+  kFragment,
+  kOther,
+  kCount
+};
+constexpr size_t kVectorCount = static_cast<size_t>(Vector::kCount);
+
+// UDP source ports of services abused for reflection/amplification (DNS, NTP,
+// SSDP, memcached, CLDAP, chargen, SNMP, WS-Discovery, mDNS, NetBIOS, ...).
+bool isReflectionPort(uint16_t port) noexcept;
+
+struct VictimCounters {
+  common::IpAddress address;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  std::array<uint64_t, kVectorCount> vectorPackets{};
+  std::array<uint64_t, kVectorCount> vectorBytes{};
+};
+
+struct WindowTotals {
+  uint64_t packets = 0;  // every frame, decodable or not
+  uint64_t bytes = 0;
+  uint64_t tcp = 0;
+  uint64_t udp = 0;
+  uint64_t icmp = 0;
+  uint64_t other = 0;
+};
+
+// What one window saw: plain data, mergeable across worker threads, turned
+// into a wire Summary by the uplink.
+struct WindowStats {
+  int64_t startNs = 0;
+  unsigned windowMs = 0;
+  WindowTotals totals;
+  std::vector<VictimCounters> victims;  // highest packet count first
+  uint32_t victimsCut = 0;              // victims not tracked: table full
+  std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus{};
+  uint64_t latePackets = 0;             // timestamp before the open window
+};
+
+// Counts one window's packets for one capture thread. The victim table is
+// sized once at construction (open addressing, capacity a power of two >= 2 x
+// maxVictims), so counting a packet never allocates or locks. Not
+// thread-safe: one per worker; windows are merged after close.
+class WindowCounter {
+ public:
+  WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims);
+
+  // Decodes and counts one frame.
+  void count(const CapturedPacket& packet) noexcept;
+  // Moves this window's counts into `out` (victims sorted by packets) and
+  // resets for the next window.
+  void closeInto(WindowStats& out);
+  bool empty() const noexcept { return totals_.packets == 0; }
+
+ private:
+  VictimCounters* victimSlot(const common::IpAddress& a) noexcept;
+
+  const common::PrefixSet& protected_;
+  unsigned maxVictims_;
+  size_t mask_;
+  std::vector<VictimCounters> table_;
+  std::vector<uint8_t> used_;
+  std::vector<uint32_t> usedSlots_;
+  WindowTotals totals_;
+  uint32_t victimsCut_ = 0;
+  std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus_{};
+};
+
+// Cuts a stream of packets into windows by packet timestamp and hands each
+// closed, non-empty window to `onClose`. Window starts are multiples of
+// windowMs since the Unix epoch. A packet older than the open window (a
+// capture's timestamps may step back) is counted in the open window, or in
+// the next one if none is open, and reported as late: a window, once closed
+// and sent, is never reopened.
+class Windower : public PacketSink {
+ public:
+  using CloseFn = std::function<void(WindowStats&)>;
+  Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
+           CloseFn onClose);
+
+  void onPacket(const CapturedPacket& packet) override;
+  // Closes the open window if `nowNs` is past its end.
+  void tick(int64_t nowNs) override;
+  // Closes the open window regardless (end of capture).
+  void flush();
+
+ private:
+  void closeWindow();
+
+  WindowCounter counter_;
+  int64_t windowNs_;
+  int64_t openStartNs_ = -1;
+  int64_t closedUntilNs_ = 0;  // end of the last closed window: never reopened
+  uint64_t late_ = 0;
+  CloseFn onClose_;
+  WindowStats stats_;
+};
+
+}  // namespace garda::sensor
