@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one command that builds Garda and runs every test (the README's test
+# command; .ci/run runs exactly this). On a fresh Debian 12 machine as root it
+# installs the dependencies first.
+#
+#   1. scripts/bootstrap.sh          Debian packages (idempotent)
+#   2. build/      RelWithDebInfo    all unit and integration tests (ctest)
+#   3. build-asan/ ASan + UBSan      the same tests again under the sanitizers
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+start=$(date +%s)
+
+if [[ $(id -u) -eq 0 ]]; then
+  scripts/bootstrap.sh
+else
+  echo "test.sh: not root: skipping the package bootstrap (run scripts/bootstrap.sh as root once)"
+fi
+
+echo "== build (RelWithDebInfo)"
+scripts/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== tests"
+ctest --test-dir build --output-on-failure --timeout 900
+
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+scripts/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DGARDA_SANITIZE=ON -DGARDA_BUILD_BENCH=OFF
+echo "== tests under the sanitizers"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure --timeout 900
+
+echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"
