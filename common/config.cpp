@@ -211,7 +211,8 @@ bool isValidSensorId(const std::string& id) {
   });
 }
 
-SensorConfig parseSensorConfig(const std::string& text, const std::string& path, bool loadKeys) {
+SensorConfig parseSensorConfig(const std::string& text, const std::string& path, bool loadKeys,
+                               bool requireUplink) {
   const std::string file = fileName(path);
   toml::table root = parseToml(text, path);
   rejectUnknownTables(root, file, {"sensor", "capture", "window", "uplink", "enforce"});
@@ -248,13 +249,18 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
   window.finish();
 
   Section uplink(file, "uplink", subTable(root, file, "uplink"));
-  c.aggregator = uplink.string("aggregator", "", true);
-  if (c.aggregator.rfind("tcp://", 0) != 0 && c.aggregator.rfind("ipc://", 0) != 0)
+  c.aggregator = uplink.string("aggregator", "", requireUplink);
+  if (requireUplink && c.aggregator.rfind("tcp://", 0) != 0 && c.aggregator.rfind("ipc://", 0) != 0)
     uplink.fail("aggregator", "\"" + c.aggregator + "\"",
                 "must be a ZeroMQ endpoint such as \"tcp://198.18.100.1:7450\"");
-  c.aggregatorPublicKeyFile =
-      uplink.keyFile("aggregator_public_key", false, loadKeys, c.aggregatorPublicKey);
-  c.secretKeyFile = uplink.keyFile("secret_key", true, loadKeys, c.secretKey);
+  if (requireUplink) {
+    c.aggregatorPublicKeyFile =
+        uplink.keyFile("aggregator_public_key", false, loadKeys, c.aggregatorPublicKey);
+    c.secretKeyFile = uplink.keyFile("secret_key", true, loadKeys, c.secretKey);
+  } else {
+    c.aggregatorPublicKeyFile = uplink.string("aggregator_public_key", "");
+    c.secretKeyFile = uplink.string("secret_key", "");
+  }
   c.drainTimeoutMs =
       static_cast<unsigned>(uplink.integer("drain_timeout_ms", c.drainTimeoutMs, 0, 3600000));
   c.replayBuffer =
@@ -348,8 +354,8 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   return c;
 }
 
-SensorConfig loadSensorConfig(const std::string& path) {
-  return parseSensorConfig(readFile(path), path);
+SensorConfig loadSensorConfig(const std::string& path, bool offline) {
+  return parseSensorConfig(readFile(path), path, !offline, !offline);
 }
 
 AggregatorConfig loadAggregatorConfig(const std::string& path) {

@@ -110,13 +110,15 @@ struct ConsoleConfig {
   std::string keyFile;
 };
 
-SensorConfig loadSensorConfig(const std::string& path);
+// `offline`: for replay without an aggregator (forensics, tests): the
+// [uplink] section may be absent and no key files are read.
+SensorConfig loadSensorConfig(const std::string& path, bool offline = false);
 AggregatorConfig loadAggregatorConfig(const std::string& path);
 ConsoleConfig loadConsoleConfig(const std::string& path);
 
 // The same, from TOML text (tests; `path` only names the source in errors).
 SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
-                               bool loadKeys = true);
+                               bool loadKeys = true, bool requireUplink = true);
 AggregatorConfig parseAggregatorConfig(const std::string& text, const std::string& path,
                                        bool loadKeys = true);
 

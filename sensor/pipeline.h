@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 #include "common/config.h"
 #include "common/ip.h"
@@ -11,12 +13,13 @@
 namespace garda::sensor {
 
 // Everything after capture, the same for live capture and replay: frames go
-// into the windower; each closed window goes to the uplink as a summary; the
-// uplink is polled between packets so acks and link events are handled while
-// capture runs. Single-threaded: lives on the capture thread.
+// into the windower; each closed window goes to the uplink as a summary
+// and/or, as a JSON line, to `jsonOut`; the uplink is polled between packets
+// so acks and link events are handled while capture runs. Either sink may be
+// null. Single-threaded: lives on the capture thread.
 class SensorPipeline : public PacketSink {
  public:
-  SensorPipeline(const common::SensorConfig& config, Uplink& uplink,
+  SensorPipeline(const common::SensorConfig& config, Uplink* uplink, std::FILE* jsonOut,
                  const PacketSource* source);
 
   void onPacket(const CapturedPacket& packet) override { windower_.onPacket(packet); }
@@ -27,7 +30,9 @@ class SensorPipeline : public PacketSink {
 
  private:
   common::PrefixSet protected_;
-  Uplink& uplink_;
+  std::string sensorId_;
+  Uplink* uplink_;
+  std::FILE* jsonOut_;
   const PacketSource* source_;
   Windower windower_;
   uint64_t windowsClosed_ = 0;
