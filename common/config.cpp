@@ -242,6 +242,8 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
   c.replay = capture.choice<ReplaySpeed>(
       "replay", c.replay, {{"fast", ReplaySpeed::kFast}, {"realtime", ReplaySpeed::kRealtime}});
   c.windowMs = static_cast<unsigned>(capture.integer("window_ms", c.windowMs, 100, 60000));
+  c.ringMb = static_cast<unsigned>(capture.integer("ring_mb", c.ringMb, 4, 1024));
+  c.bpfFilter = capture.string("bpf_filter", c.bpfFilter);
   capture.finish();
 
   Section window(file, "window", subTable(root, file, "window"));

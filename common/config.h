@@ -43,6 +43,8 @@ struct SensorConfig {
   std::string pcapFile;
   ReplaySpeed replay = ReplaySpeed::kFast;
   unsigned windowMs = 1000;
+  unsigned ringMb = 16;             // AF_PACKET ring per worker
+  std::string bpfFilter;            // tcpdump syntax, optional
 
   // [window]: caps that keep one summary bounded.
   unsigned maxVictims = 4096;

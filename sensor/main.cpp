@@ -5,9 +5,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <csignal>
 #include <memory>
 
 #include "common/clock.h"
@@ -27,10 +27,49 @@ void onSignal(int) {
   if (auto* s = gSource.load()) s->stop();
 }
 
+using namespace garda;
+
+// Replays a capture file; returns how many summaries were never stored.
+int runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
+              sensor::WindowOutput& output) {
+  sensor::PcapFileSource source(config.pcapFile, config.replay == common::ReplaySpeed::kRealtime
+                                                     ? sensor::PcapFileSource::Speed::kRealtime
+                                                     : sensor::PcapFileSource::Speed::kFast);
+  sensor::SensorPipeline pipeline(config, output, uplink, &source);
+  gSource.store(&source);
+  if (gStopping.load()) source.stop();
+  spdlog::info("sensor {}: replaying {}", config.id, source.describe());
+  source.run(pipeline);
+  pipeline.flush();
+  gSource.store(nullptr);
+  if (!source.readError().empty())
+    spdlog::warn("{}: stopped early on a damaged record: {}", config.pcapFile, source.readError());
+  spdlog::info("sensor {}: {} packets in {} windows", config.id, source.stats().packets,
+               output.windows());
+  return 0;
+}
+
+// Captures live until SIGTERM/SIGINT.
+void runLive(const common::SensorConfig& config, sensor::Uplink* uplink,
+             sensor::WindowOutput& output) {
+  sensor::LiveCapture capture(config, output);
+  capture.start();
+  spdlog::info("sensor {}: capturing on {}", config.id, capture.describe());
+  while (!gStopping.load()) {
+    if (uplink) uplink->poll(20);
+    else ::usleep(20000);
+    capture.deliverReady();
+  }
+  capture.stop();
+  capture.deliverReady(/*all=*/true);
+  auto st = capture.stats();
+  spdlog::info("sensor {}: {} packets captured, {} dropped by the kernel, {} windows", config.id,
+               st.packets, st.kernelDrops, output.windows());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace garda;
   CLI::App app{"garda-sensor: DDoS sensor for one OPD segment"};
   std::string configPath;
   std::string pcapPath;
@@ -41,39 +80,27 @@ int main(int argc, char** argv) {
   app.add_option("--summaries-out", summariesOut,
                  "also write each window as a JSON line to this file (- for stdout)");
   app.add_flag("--offline", offline,
-               "no aggregator: replay and write --summaries-out only ([uplink] not needed)");
+               "no aggregator: write --summaries-out only ([uplink] not needed)");
   app.set_version_flag("--version", GARDA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
   common::SensorConfig config;
   try {
     config = common::loadSensorConfig(configPath, offline);
+    if (!pcapPath.empty()) {
+      config.source = common::CaptureSource::kPcap;
+      config.pcapFile = pcapPath;
+    }
+    if (config.source == common::CaptureSource::kPcap && config.pcapFile.empty())
+      throw common::ConfigError(configPath + ": capture.pcap_file: missing (required with "
+                                "source = \"pcap\", or give --pcap FILE)");
   } catch (const std::exception& e) {
     fmt::print(stderr, "garda-sensor: {}\n", e.what());
     return 2;
   }
-  if (!pcapPath.empty()) {
-    config.source = common::CaptureSource::kPcap;
-    config.pcapFile = pcapPath;
-  }
   common::setupLogging(config.logLevel);
-
-  std::unique_ptr<sensor::PacketSource> source;
-  try {
-    if (config.source != common::CaptureSource::kPcap)
-      throw std::runtime_error("capture.source = \"afpacket\" is not available in this build yet; "
-                               "use source = \"pcap\" or --pcap FILE");
-    if (config.pcapFile.empty())
-      throw std::runtime_error(config.path + ": capture.pcap_file: missing (required with "
-                               "source = \"pcap\", or give --pcap FILE)");
-    source = std::make_unique<sensor::PcapFileSource>(
-        config.pcapFile, config.replay == common::ReplaySpeed::kRealtime
-                             ? sensor::PcapFileSource::Speed::kRealtime
-                             : sensor::PcapFileSource::Speed::kFast);
-  } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
-    return 2;
-  }
+  std::signal(SIGTERM, onSignal);
+  std::signal(SIGINT, onSignal);
 
   std::FILE* jsonOut = nullptr;
   if (summariesOut == "-") {
@@ -86,53 +113,44 @@ int main(int argc, char** argv) {
     }
   }
 
-  zmq::context_t ctx(1);
   const bool replay = config.source == common::CaptureSource::kPcap;
+  zmq::context_t ctx(1);
   int rc = 0;
-  {
+  try {
     std::unique_ptr<sensor::Uplink> uplink;
-    if (!offline)
+    if (!offline) {
+      std::string describe = replay ? "pcap:" + config.pcapFile : "afpacket:" + config.interface;
       uplink = std::make_unique<sensor::Uplink>(
-          ctx, config, sensor::Uplink::Identity{GARDA_VERSION, source->describe()}, replay);
-    sensor::SensorPipeline pipeline(config, uplink.get(), jsonOut, source.get());
-
-    gSource.store(source.get());
-    std::signal(SIGTERM, onSignal);
-    std::signal(SIGINT, onSignal);
-
-    // Give the link a moment to come up so the first summaries go straight
-    // out; they are kept and resent anyway if it does not.
-    for (int i = 0; uplink && i < 20 && !uplink->connected(); ++i) uplink->poll(50);
-    spdlog::info("sensor {}: capturing from {}", config.id, source->describe());
-    source->run(pipeline);
-    pipeline.flush();
-    gSource.store(nullptr);
+          ctx, config, sensor::Uplink::Identity{GARDA_VERSION, describe}, replay);
+      // Give the link a moment to come up so the first summaries go straight
+      // out; they are kept and resent anyway if it does not.
+      for (int i = 0; i < 20 && !uplink->connected(); ++i) uplink->poll(50);
+    }
+    sensor::WindowOutput output(config.id, uplink.get(), jsonOut);
+    if (replay) runReplay(config, uplink.get(), output);
+    else runLive(config, uplink.get(), output);
     if (jsonOut) std::fflush(jsonOut);
-    if (jsonOut && jsonOut != stdout) std::fclose(jsonOut);
 
-    if (auto* pcap = dynamic_cast<sensor::PcapFileSource*>(source.get());
-        pcap && !pcap->readError().empty())
-      spdlog::warn("{}: stopped early on a damaged record: {}", config.pcapFile,
-                   pcap->readError());
-
-    if (!uplink) {
-      spdlog::info("sensor {}: {} packets in {} windows (offline)", config.id,
-                   source->stats().packets, pipeline.windowsClosed());
-      return 0;
+    if (uplink) {
+      // Drain: wait for the aggregator to ack every summary (a second
+      // SIGTERM, or the timeout, cuts it short).
+      gStopping.store(false);
+      const int64_t deadline = common::monoNowNs() + int64_t{config.drainTimeoutMs} * 1'000'000;
+      while (uplink->backlog() > 0 && !gStopping.load() && common::monoNowNs() < deadline)
+        uplink->poll(50);
+      const auto& c = uplink->counters();
+      spdlog::info("sensor {}: summaries acked {}, refused {}, unacked {}, dropped {}", config.id,
+                   c.summariesAcked, c.summariesRefused, uplink->backlog(), c.summariesDropped);
+      if (uplink->backlog() > 0 || c.summariesRefused > 0) {
+        spdlog::error("sensor {}: {} summaries were not stored by the aggregator", config.id,
+                      uplink->backlog() + c.summariesRefused);
+        rc = 3;
+      }
     }
-    // Drain: wait for the aggregator to ack every summary (SIGTERM cuts it short).
-    const int64_t deadline = common::monoNowNs() + int64_t{config.drainTimeoutMs} * 1'000'000;
-    while (uplink->backlog() > 0 && !gStopping.load() && common::monoNowNs() < deadline)
-      uplink->poll(50);
-    const auto& c = uplink->counters();
-    spdlog::info("sensor {}: {} packets in {} windows; summaries acked {}, refused {}, unacked {}",
-                 config.id, source->stats().packets, pipeline.windowsClosed(), c.summariesAcked,
-                 c.summariesRefused, uplink->backlog());
-    if (uplink->backlog() > 0 || c.summariesRefused > 0) {
-      spdlog::error("sensor {}: {} summaries were not stored by the aggregator", config.id,
-                    uplink->backlog() + c.summariesRefused);
-      rc = 3;
-    }
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    rc = 2;
   }
+  if (jsonOut && jsonOut != stdout) std::fclose(jsonOut);
   return rc;
 }

@@ -1,30 +1,131 @@
 #include "sensor/pipeline.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/clock.h"
+#include "sensor/capture/afpacket_source.h"
 #include "sensor/summary_json.h"
 
 namespace garda::sensor {
 
-SensorPipeline::SensorPipeline(const common::SensorConfig& config, Uplink* uplink,
-                               std::FILE* jsonOut, const PacketSource* source)
+void WindowOutput::emit(const WindowStats& w, uint64_t kernelDropsTotal) {
+  uint64_t drops = kernelDropsTotal >= lastKernelDrops_ ? kernelDropsTotal - lastKernelDrops_ : 0;
+  lastKernelDrops_ = kernelDropsTotal;
+  if (uplink_) uplink_->sendSummary(w, drops);
+  if (jsonOut_) {
+    std::string line = windowToJson(w, sensorId_).dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), jsonOut_);
+  }
+  windows_++;
+}
+
+SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput& output,
+                               Uplink* uplink, const PacketSource* source)
     : protected_(config.protectedPrefixes),
-      sensorId_(config.id),
+      output_(output),
       uplink_(uplink),
-      jsonOut_(jsonOut),
       source_(source),
       windower_(protected_, config.windowMs, config.maxVictims, [this](WindowStats& w) {
-        uint64_t drops = source_ ? source_->stats().kernelDrops : 0;
-        if (uplink_) uplink_->sendSummary(w, drops - lastKernelDrops_);
-        if (jsonOut_) {
-          std::string line = windowToJson(w, sensorId_).dump() + "\n";
-          std::fwrite(line.data(), 1, line.size(), jsonOut_);
-        }
-        lastKernelDrops_ = drops;
-        windowsClosed_++;
+        output_.emit(w, source_ ? source_->stats().kernelDrops : 0);
       }) {}
 
 void SensorPipeline::tick(int64_t nowNs) {
   windower_.tick(nowNs);
   if (uplink_) uplink_->poll(0);
+}
+
+struct LiveCapture::Worker : PacketSink {
+  Worker(LiveCapture& owner, AfPacketSource::Options options)
+      : source(std::move(options)),
+        windower(
+            owner.protected_, owner.config_.windowMs, owner.config_.maxVictims,
+            [&owner](WindowStats& w) { owner.submit(w); }, /*emitEmpty=*/true) {}
+  void onPacket(const CapturedPacket& p) override { windower.onPacket(p); }
+  void tick(int64_t nowNs) override { windower.tick(nowNs); }
+
+  AfPacketSource source;
+  Windower windower;
+  std::thread thread;
+};
+
+LiveCapture::LiveCapture(const common::SensorConfig& config, WindowOutput& output)
+    : config_(config), output_(output), protected_(config.protectedPrefixes) {
+  // One fanout group per process and interface.
+  const auto group = static_cast<uint16_t>((getpid() & 0x7fff) | 1);
+  for (unsigned i = 0; i < config_.workers; ++i) {
+    AfPacketSource::Options o;
+    o.interface = config_.interface;
+    o.fanoutGroup = config_.workers > 1 ? group : 0;
+    o.ringBytes = size_t{config_.ringMb} << 20;
+    o.bpfFilter = config_.bpfFilter;
+    workers_.push_back(std::make_unique<Worker>(*this, std::move(o)));
+  }
+}
+
+LiveCapture::~LiveCapture() { stop(); }
+
+void LiveCapture::start() {
+  for (auto& w : workers_) w->thread = std::thread([&w] { w->source.run(*w); });
+}
+
+void LiveCapture::stop() {
+  for (auto& w : workers_) w->source.stop();
+  for (auto& w : workers_)
+    if (w->thread.joinable()) {
+      w->thread.join();
+      w->windower.flush();
+    }
+}
+
+void LiveCapture::submit(WindowStats& window) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(pending_.begin(), pending_.end(),
+                         [&](const auto& p) { return p.first == window.startNs; });
+  if (it == pending_.end()) {
+    Pending p;
+    p.merged = window;
+    p.reports = 1;
+    p.firstMonoNs = common::monoNowNs();
+    pending_.emplace_back(window.startNs, std::move(p));
+    return;
+  }
+  mergeWindow(it->second.merged, window, config_.maxVictims);
+  it->second.reports++;
+}
+
+void LiveCapture::deliverReady(bool all) {
+  std::vector<WindowStats> ready;
+  {
+    std::lock_guard lock(mutex_);
+    const int64_t now = common::monoNowNs();
+    const int64_t grace = int64_t{config_.windowMs} * 1'000'000;
+    std::sort(pending_.begin(), pending_.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    while (!pending_.empty()) {
+      auto& [start, p] = pending_.front();
+      if (!all && p.reports < workers_.size() && now - p.firstMonoNs < grace) break;
+      ready.push_back(std::move(p.merged));
+      pending_.erase(pending_.begin());
+    }
+  }
+  const uint64_t drops = stats().kernelDrops;
+  for (auto& w : ready) output_.emit(w, drops);
+}
+
+CaptureStats LiveCapture::stats() const {
+  CaptureStats total;
+  for (const auto& w : workers_) {
+    auto s = w->source.stats();
+    total.packets += s.packets;
+    total.kernelDrops += s.kernelDrops;
+  }
+  return total;
+}
+
+std::string LiveCapture::describe() const {
+  return "afpacket:" + config_.interface + " x" + std::to_string(config_.workers);
 }
 
 }  // namespace garda::sensor

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <unordered_map>
 
 namespace garda::sensor {
 namespace {
@@ -143,10 +144,11 @@ void WindowCounter::closeInto(WindowStats& out) {
 }
 
 Windower::Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-                   CloseFn onClose)
+                   CloseFn onClose, bool emitEmpty)
     : counter_(protectedSet, maxVictims),
       windowNs_(int64_t{windowMs} * 1'000'000),
-      onClose_(std::move(onClose)) {
+      onClose_(std::move(onClose)),
+      emitEmpty_(emitEmpty) {
   stats_.windowMs = windowMs;
 }
 
@@ -160,6 +162,8 @@ void Windower::onPacket(const CapturedPacket& p) {
 
 void Windower::tick(int64_t nowNs) {
   if (openStartNs_ >= 0 && nowNs >= openStartNs_ + windowNs_) closeWindow();
+  if (emitEmpty_ && openStartNs_ < 0 && nowNs > 0)
+    openStartNs_ = std::max(nowNs - nowNs % windowNs_, closedUntilNs_);
 }
 
 void Windower::flush() {
@@ -170,12 +174,46 @@ void Windower::closeWindow() {
   closedUntilNs_ = openStartNs_ + windowNs_;
   const int64_t start = openStartNs_;
   openStartNs_ = -1;
-  if (counter_.empty()) return;
+  if (counter_.empty() && !emitEmpty_) return;
   counter_.closeInto(stats_);
   stats_.startNs = start;
   stats_.latePackets = late_;
   late_ = 0;
   onClose_(stats_);
+}
+
+void mergeWindow(WindowStats& into, const WindowStats& from, unsigned maxVictims) {
+  into.totals.packets += from.totals.packets;
+  into.totals.bytes += from.totals.bytes;
+  into.totals.tcp += from.totals.tcp;
+  into.totals.udp += from.totals.udp;
+  into.totals.icmp += from.totals.icmp;
+  into.totals.other += from.totals.other;
+  into.latePackets += from.latePackets;
+  into.victimsCut += from.victimsCut;
+  for (size_t k = 0; k < into.decodeStatus.size(); ++k) into.decodeStatus[k] += from.decodeStatus[k];
+  std::unordered_map<common::IpAddress, size_t, common::IpAddressHash> index;
+  for (size_t i = 0; i < into.victims.size(); ++i) index[into.victims[i].address] = i;
+  for (const auto& v : from.victims) {
+    auto [it, fresh] = index.emplace(v.address, into.victims.size());
+    if (fresh) {
+      into.victims.push_back(v);
+      continue;
+    }
+    auto& t = into.victims[it->second];
+    t.packets += v.packets;
+    t.bytes += v.bytes;
+    for (size_t k = 0; k < kVectorCount; ++k) {
+      t.vectorPackets[k] += v.vectorPackets[k];
+      t.vectorBytes[k] += v.vectorBytes[k];
+    }
+  }
+  std::sort(into.victims.begin(), into.victims.end(),
+            [](const VictimCounters& a, const VictimCounters& b) { return a.packets > b.packets; });
+  if (into.victims.size() > maxVictims) {
+    into.victimsCut += static_cast<uint32_t>(into.victims.size() - maxVictims);
+    into.victims.resize(maxVictims);
+  }
 }
 
 }  // namespace garda::sensor

@@ -96,8 +96,11 @@ class WindowCounter {
 class Windower : public PacketSink {
  public:
   using CloseFn = std::function<void(WindowStats&)>;
+  // `emitEmpty`: live capture, where every window is reported (a silent
+  // window is information) and tick() keeps windows rolling with the clock;
+  // replay reports only windows that saw packets.
   Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-           CloseFn onClose);
+           CloseFn onClose, bool emitEmpty = false);
 
   void onPacket(const CapturedPacket& packet) override;
   // Closes the open window if `nowNs` is past its end.
@@ -114,7 +117,13 @@ class Windower : public PacketSink {
   int64_t closedUntilNs_ = 0;  // end of the last closed window: never reopened
   uint64_t late_ = 0;
   CloseFn onClose_;
+  bool emitEmpty_;
   WindowStats stats_;
 };
+
+// Adds `from` into `into` (same window): counters summed, victims merged by
+// address and re-sorted, at most `maxVictims` kept (the rest counted in
+// victimsCut). Used at window close to merge the workers' windows.
+void mergeWindow(WindowStats& into, const WindowStats& from, unsigned maxVictims);
 
 }  // namespace garda::sensor
