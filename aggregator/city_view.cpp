@@ -25,7 +25,10 @@ nlohmann::json toJson(const SensorState& s) {
           {"last_window_packets", s.lastWindowPackets},
           {"kernel_drops", s.kernelDrops},
           {"windows_stored", s.windowsStored},
-          {"backlog", s.backlog}};
+          {"backlog", s.backlog},
+          {"alerts", s.alerts},
+          {"last_alert_ns", s.lastAlertNs},
+          {"last_alert_victim", s.lastAlertVictim}};
 }
 
 }  // namespace
@@ -49,6 +52,9 @@ CityView::CityView(Store& store, const common::AggregatorConfig& config) : store
     s.lastWindowPackets = j.value("last_window_packets", uint64_t{0});
     s.kernelDrops = j.value("kernel_drops", uint64_t{0});
     s.windowsStored = j.value("windows_stored", uint64_t{0});
+    s.alerts = j.value("alerts", uint64_t{0});
+    s.lastAlertNs = j.value("last_alert_ns", int64_t{0});
+    s.lastAlertVictim = j.value("last_alert_victim", std::string());
     sensors_[s.id] = s;
   });
   reload(config);

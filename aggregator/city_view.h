@@ -25,6 +25,9 @@ struct SensorState {
   uint64_t kernelDrops = 0;        // cumulative, as summaries report them
   uint64_t windowsStored = 0;
   uint32_t backlog = 0;            // from the sensor's heartbeat
+  uint64_t alerts = 0;             // early alerts received
+  int64_t lastAlertNs = 0;
+  std::string lastAlertVictim;
 };
 
 // The registry of the city's sensors: every sensor listed in aggregator.toml

@@ -131,7 +131,23 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       city_.touch(keyId, now).backlog = hb.getBacklog();
       return;
     }
-    case wire::Envelope::Body::ALERT:
+    case wire::Envelope::Body::ALERT: {
+      auto a = body.getAlert();
+      if (a.getSensorId() != keyId) {
+        reject(IngestReject::kWrongSensorId, keyId, "alert claims another id");
+        return;
+      }
+      counters_.alerts++;
+      auto victim = common::readAddress(a.getVictim());
+      auto& s = city_.touch(keyId, now);
+      s.alerts++;
+      s.lastAlertNs = a.getAtNs();
+      s.lastAlertVictim = victim ? victim->toString() : "?";
+      spdlog::warn("ingest: ALERT from {}: victim {} at {} packets in the window so far "
+                   "(threshold {} pps)",
+                   keyId, s.lastAlertVictim, a.getPackets(), a.getThresholdPps());
+      return;
+    }
     case wire::Envelope::Body::ORDER_REPORT:
       city_.touch(keyId, now);
       return;

@@ -30,6 +30,7 @@ struct IngestCounters {
   uint64_t summariesStored = 0;
   uint64_t summariesDuplicate = 0;
   uint64_t heartbeats = 0;
+  uint64_t alerts = 0;
   std::array<uint64_t, static_cast<size_t>(IngestReject::kCount)> rejects{};
   std::array<uint64_t, static_cast<size_t>(common::EnvelopeReject::kCount)> decodeRejects{};
 };

@@ -48,6 +48,7 @@ struct SensorConfig {
 
   // [window]: caps that keep one summary bounded.
   unsigned maxVictims = 4096;
+  uint64_t alertPps = 100000;       // early alert per victim; 0 = off
 
   // [uplink]
   std::string aggregator;

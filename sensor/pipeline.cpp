@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "common/clock.h"
@@ -21,6 +23,14 @@ void WindowOutput::emit(const WindowStats& w, uint64_t kernelDropsTotal) {
   windows_++;
 }
 
+void WindowOutput::alert(const Windower::Alert& a, uint64_t thresholdPps) {
+  spdlog::warn("sensor {}: ALERT victim {} reached {} packets ({}) in the window starting {} "
+               "(threshold {} pps)",
+               sensorId_, a.victim.toString(), a.packets, vectorName(a.vector), a.windowStartNs,
+               thresholdPps);
+  if (uplink_) uplink_->sendAlert(a, thresholdPps);
+}
+
 SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput& output,
                                Uplink* uplink, const PacketSource* source)
     : protected_(config.protectedPrefixes),
@@ -29,7 +39,13 @@ SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput&
       source_(source),
       windower_(protected_, config.windowMs, config.maxVictims, [this](WindowStats& w) {
         output_.emit(w, source_ ? source_->stats().kernelDrops : 0);
-      }) {}
+      }) {
+  if (config.alertPps > 0)
+    windower_.setAlert(config.alertPps * config.windowMs / 1000,
+                       [this, pps = config.alertPps](const Windower::Alert& a) {
+                         output_.alert(a, pps);
+                       });
+}
 
 void SensorPipeline::tick(int64_t nowNs) {
   windower_.tick(nowNs);
@@ -61,6 +77,17 @@ LiveCapture::LiveCapture(const common::SensorConfig& config, WindowOutput& outpu
     o.ringBytes = size_t{config_.ringMb} << 20;
     o.bpfFilter = config_.bpfFilter;
     workers_.push_back(std::make_unique<Worker>(*this, std::move(o)));
+    // Fanout spreads a victim's flows over the workers: each checks its
+    // share of the threshold, so the first to cross it raises the alert.
+    if (config_.alertPps > 0) {
+      uint64_t perWindow = config_.alertPps * config_.windowMs / 1000;
+      workers_.back()->windower.setAlert(
+          std::max<uint64_t>(1, (perWindow + config_.workers - 1) / config_.workers),
+          [this](const Windower::Alert& a) {
+            std::lock_guard lock(mutex_);
+            if (alerts_.size() < kMaxQueuedAlerts) alerts_.push_back(a);
+          });
+    }
   }
 }
 
@@ -97,8 +124,10 @@ void LiveCapture::submit(WindowStats& window) {
 
 void LiveCapture::deliverReady(bool all) {
   std::vector<WindowStats> ready;
+  std::vector<Windower::Alert> alerts;
   {
     std::lock_guard lock(mutex_);
+    alerts.swap(alerts_);
     const int64_t now = common::monoNowNs();
     const int64_t grace = int64_t{config_.windowMs} * 1'000'000;
     std::sort(pending_.begin(), pending_.end(),
@@ -110,6 +139,7 @@ void LiveCapture::deliverReady(bool all) {
       pending_.erase(pending_.begin());
     }
   }
+  for (const auto& a : alerts) output_.alert(a, config_.alertPps);
   const uint64_t drops = stats().kernelDrops;
   for (auto& w : ready) output_.emit(w, drops);
 }

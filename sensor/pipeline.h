@@ -26,6 +26,7 @@ class WindowOutput {
   // `kernelDropsTotal` is the capture's cumulative kernel drop count; the
   // summary carries the increase since the previous window.
   void emit(const WindowStats& window, uint64_t kernelDropsTotal);
+  void alert(const Windower::Alert& alert, uint64_t thresholdPps);
   uint64_t windows() const noexcept { return windows_; }
 
  private:
@@ -90,6 +91,8 @@ class LiveCapture {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::mutex mutex_;
   std::vector<std::pair<int64_t, Pending>> pending_;  // by window start, few entries
+  static constexpr size_t kMaxQueuedAlerts = 1024;
+  std::vector<Windower::Alert> alerts_;
 };
 
 }  // namespace garda::sensor

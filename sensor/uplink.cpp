@@ -131,6 +131,20 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   if (trySend(p.bytes)) counters_.summariesSent++;
 }
 
+void Uplink::sendAlert(const Windower::Alert& a, uint64_t thresholdPps) {
+  capnp::MallocMessageBuilder message;
+  auto m = common::initEnvelope(message).getBody().initAlert();
+  m.setSensorId(config_.id);
+  m.setBootId(bootId_);
+  m.setVictim(common::AddressBytes(a.victim));
+  m.setVector(static_cast<wire::Vector>(a.vector));
+  m.setPackets(a.packets);
+  m.setWindowStartNs(a.windowStartNs);
+  m.setAtNs(a.atNs);
+  m.setThresholdPps(thresholdPps);
+  if (trySend(common::encodeMessage(message))) counters_.alertsSent++;
+}
+
 void Uplink::sendHello() {
   capnp::MallocMessageBuilder message;
   auto h = common::initEnvelope(message).getBody().initHello();

@@ -19,6 +19,7 @@ struct UplinkCounters {
   uint64_t summariesRefused = 0;   // refused or invalid: will never be stored
   uint64_t summariesDropped = 0;   // replay buffer full (live capture only)
   uint64_t connects = 0;
+  uint64_t alertsSent = 0;
   uint64_t authFailures = 0;       // the aggregator's ZAP handler said no
   uint64_t badMessages = 0;        // undecodable or insane messages received
 };
@@ -48,6 +49,9 @@ class Uplink {
   Uplink& operator=(const Uplink&) = delete;
 
   void sendSummary(const WindowStats& window, uint64_t kernelDrops);
+  // An early alert goes out at once and is not kept: the summary that
+  // follows carries the same evidence reliably.
+  void sendAlert(const Windower::Alert& alert, uint64_t thresholdPps);
   // Handles incoming messages, link events, heartbeats and resends; waits up
   // to timeoutMs for something to happen.
   void poll(int timeoutMs);

@@ -52,8 +52,9 @@ size_t roundUpPow2(size_t n) {
 
 bool isReflectionPort(uint16_t port) noexcept { return reflectionBitmap().test(port); }
 
-WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims)
-    : protected_(protectedSet), maxVictims_(maxVictims) {
+WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
+                             uint64_t alertPackets)
+    : protected_(protectedSet), maxVictims_(maxVictims), alertPackets_(alertPackets) {
   size_t capacity = roundUpPow2(std::max<size_t>(16, size_t{maxVictims} * 2));
   mask_ = capacity - 1;
   table_.resize(capacity);
@@ -75,7 +76,7 @@ VictimCounters* WindowCounter::victimSlot(const common::IpAddress& a) noexcept {
   return &table_[i];
 }
 
-void WindowCounter::count(const CapturedPacket& p) noexcept {
+const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
   totals_.packets++;
   totals_.bytes += p.wireLength;
   PacketView v;
@@ -83,7 +84,7 @@ void WindowCounter::count(const CapturedPacket& p) noexcept {
   decodeStatus_[static_cast<size_t>(st)]++;
   if (st != DecodeStatus::kOk) {
     totals_.other++;
-    return;
+    return nullptr;
   }
   Vector vec;
   switch (v.l4Protocol) {
@@ -111,17 +112,18 @@ void WindowCounter::count(const CapturedPacket& p) noexcept {
   }
   common::IpAddress dst = v.ipVersion == 4 ? common::IpAddress::fromV4Bytes(v.dst)
                                            : common::IpAddress::fromV6Bytes(v.dst);
-  if (!protected_.contains(dst)) return;
+  if (!protected_.contains(dst)) return nullptr;
   VictimCounters* victim = victimSlot(dst);
   if (!victim) {
     victimsCut_++;
-    return;
+    return nullptr;
   }
   auto k = static_cast<size_t>(vec);
   victim->packets++;
   victim->bytes += p.wireLength;
   victim->vectorPackets[k]++;
   victim->vectorBytes[k] += p.wireLength;
+  return victim->packets == alertPackets_ ? victim : nullptr;
 }
 
 void WindowCounter::closeInto(WindowStats& out) {
@@ -157,7 +159,16 @@ void Windower::onPacket(const CapturedPacket& p) {
   if (openStartNs_ >= 0 && ts >= openStartNs_ + windowNs_) closeWindow();
   if (openStartNs_ < 0) openStartNs_ = std::max(ts - ts % windowNs_, closedUntilNs_);
   if (ts < openStartNs_) late_++;
-  counter_.count(p);
+  if (const VictimCounters* v = counter_.count(p); v && onAlert_) {
+    auto top = std::max_element(v->vectorPackets.begin(), v->vectorPackets.end());
+    onAlert_({v->address, static_cast<Vector>(top - v->vectorPackets.begin()), v->packets,
+              openStartNs_, ts});
+  }
+}
+
+void Windower::setAlert(uint64_t packetsPerWindow, AlertFn fn) {
+  counter_.setAlertPackets(packetsPerWindow);
+  onAlert_ = std::move(fn);
 }
 
 void Windower::tick(int64_t nowNs) {

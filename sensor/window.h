@@ -64,20 +64,26 @@ struct WindowStats {
 // thread-safe: one per worker; windows are merged after close.
 class WindowCounter {
  public:
-  WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims);
+  // `alertPackets`: a victim reaching this many packets within one window
+  // is reported by count() the moment it does (0: never).
+  WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
+                uint64_t alertPackets = 0);
 
-  // Decodes and counts one frame.
-  void count(const CapturedPacket& packet) noexcept;
+  // Decodes and counts one frame. Returns the victim when this packet made
+  // it reach the alert threshold (once per victim per window), else null.
+  const VictimCounters* count(const CapturedPacket& packet) noexcept;
   // Moves this window's counts into `out` (victims sorted by packets) and
   // resets for the next window.
   void closeInto(WindowStats& out);
   bool empty() const noexcept { return totals_.packets == 0; }
+  void setAlertPackets(uint64_t packets) noexcept { alertPackets_ = packets; }
 
  private:
   VictimCounters* victimSlot(const common::IpAddress& a) noexcept;
 
   const common::PrefixSet& protected_;
   unsigned maxVictims_;
+  uint64_t alertPackets_;
   size_t mask_;
   std::vector<VictimCounters> table_;
   std::vector<uint8_t> used_;
@@ -96,6 +102,15 @@ class WindowCounter {
 class Windower : public PacketSink {
  public:
   using CloseFn = std::function<void(WindowStats&)>;
+  // Early alert: a victim crossed the hard threshold mid-window.
+  struct Alert {
+    common::IpAddress victim;
+    Vector vector;          // the victim's largest vector so far
+    uint64_t packets;       // in this window so far
+    int64_t windowStartNs;
+    int64_t atNs;           // packet time of the crossing
+  };
+  using AlertFn = std::function<void(const Alert&)>;
   // `emitEmpty`: live capture, where every window is reported (a silent
   // window is information) and tick() keeps windows rolling with the clock;
   // replay reports only windows that saw packets.
@@ -103,6 +118,8 @@ class Windower : public PacketSink {
            CloseFn onClose, bool emitEmpty = false);
 
   void onPacket(const CapturedPacket& packet) override;
+  // Alerts for victims reaching `packetsPerWindow` packets in a window.
+  void setAlert(uint64_t packetsPerWindow, AlertFn fn);
   // Closes the open window if `nowNs` is past its end.
   void tick(int64_t nowNs) override;
   // Closes the open window regardless (end of capture).
@@ -117,6 +134,7 @@ class Windower : public PacketSink {
   int64_t closedUntilNs_ = 0;  // end of the last closed window: never reopened
   uint64_t late_ = 0;
   CloseFn onClose_;
+  AlertFn onAlert_;
   bool emitEmpty_;
   WindowStats stats_;
 };

@@ -379,8 +379,10 @@ def write_sensor_config(path: Path, *, sensor_id: str, aggregator: str,
                         pcap_file: Path | None = None,
                         opd: str = "Dinas Kependudukan",
                         protected: Sequence[str] = ("10.10.10.0/24",),
-                        window_ms: int = 1000, drain_timeout_ms: int = 15000) -> Path:
-    """pcap_file=None leaves it out of [capture] (then pass it with --pcap)."""
+                        window_ms: int = 1000, drain_timeout_ms: int = 15000,
+                        window: dict | None = None) -> Path:
+    """pcap_file=None leaves it out of [capture] (then pass it with --pcap).
+    window: extra keys for the [window] section, e.g. {"alert_pps": 1000}."""
     lines = [
         "[sensor]",
         f"id = {toml_str(sensor_id)}",
@@ -405,6 +407,10 @@ def write_sensor_config(path: Path, *, sensor_id: str, aggregator: str,
         "[enforce]",
         'backend = "dry-run"',
     ]
+    if window:
+        lines += ["", "[window]"] + [
+            f"{k} = {v}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} = {toml_str(v)}"
+            for k, v in window.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -645,3 +651,96 @@ class GardaTestCase(unittest.TestCase):
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+
+
+# --------------------------------------------------------------------------
+# Offline replay: garda-sensor --offline --pcap FILE --summaries-out OUT
+# --------------------------------------------------------------------------
+
+# What a sanitizer prints when it finds something (ASan, LSan, UBSan).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer")
+OFFLINE_RUN_TIMEOUT_S = 120.0   # generous for an ASan build replaying ~40k frames
+
+
+def write_offline_sensor_config(path: Path, *, sensor_id: str = "t",
+                                protected: Sequence[str] = ("10.10.10.0/24",),
+                                window_ms: int = 1000) -> Path:
+    """The minimal sensor.toml for --offline: no [uplink], no [enforce]."""
+    lines = [
+        "[sensor]",
+        f"id = {toml_str(sensor_id)}",
+        f"protected = {toml_str_array(protected)}",
+        "",
+        "[capture]",
+        'source = "pcap"',
+        f"window_ms = {int(window_ms)}",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sanitizer_reports(text: str) -> list[str]:
+    """Lines of `text` that carry a sanitizer report marker."""
+    return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+
+
+@dataclass
+class OfflineRun:
+    """One `garda-sensor --offline` run. returncode < 0: killed by that signal;
+    None: still running after the timeout (then killed by the harness)."""
+    argv: list[str]
+    returncode: int | None
+    stdout: str
+    stderr: str
+    summaries_path: Path
+    elapsed_s: float
+
+    def summaries(self) -> list[dict]:
+        """Every JSON line of --summaries-out, in file order ([] if there is no file)."""
+        if not self.summaries_path.exists():
+            return []
+        out = []
+        with open(self.summaries_path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise HarnessError(f"{self.summaries_path}:{number} is not JSON ({exc}): "
+                                       f"{line[:200]!r}\n{self.describe()}") from exc
+                if not isinstance(obj, dict):
+                    raise HarnessError(f"{self.summaries_path}:{number} is not a JSON object")
+                out.append(obj)
+        return out
+
+    def state(self) -> str:
+        rc = self.returncode
+        if rc is None:
+            return "hung (killed after timeout)"
+        if rc < 0:
+            try:
+                return f"killed by signal {-rc} ({signal.Signals(-rc).name})"
+            except ValueError:
+                return f"killed by signal {-rc}"
+        return f"exit {rc}"
+
+    def describe(self, lines: int = 20) -> str:
+        err = "\n".join(self.stderr.splitlines()[-lines:]) or "<empty>"
+        return f"`{' '.join(self.argv)}` -> {self.state()}\nstderr (last {lines} lines):\n{err}"
+
+
+def run_offline_sensor(env: Env, config: Path, pcap: Path, summaries_out: Path,
+                       timeout: float = OFFLINE_RUN_TIMEOUT_S) -> OfflineRun:
+    """Replay `pcap` with no aggregator and wait for the sensor to exit."""
+    argv = [str(env.bin("garda-sensor")), "--config", str(config), "--offline",
+            "--pcap", str(pcap), "--summaries-out", str(summaries_out)]
+    started = time.monotonic()
+    try:
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=timeout)
+        rc, out, err = res.returncode, res.stdout, res.stderr
+    except subprocess.TimeoutExpired as exc:   # run() has killed it
+        rc, out, err = None, exc.stdout or b"", exc.stderr or b""
+    return OfflineRun(argv, rc, out.decode(errors="replace"), err.decode(errors="replace"),
+                      summaries_out, time.monotonic() - started)

@@ -360,6 +360,33 @@ class SkeletonTest(GardaTestCase):
         self.check_totals("alpha", after, pcap)
         self.assert_clean_shutdown(agg.proc)
 
+    def test_early_alert_reaches_aggregator(self):
+        # The spoofed SYN flood peaks above 1000 packets in some 1 s windows
+        # (tshark -r pkt.TCP.synflood.spoofed.pcap -q -z io,stat,1); with
+        # alert_pps = 1000 the sensor must alert for 10.10.10.10 mid-window.
+        alpha = self.keys.make("alpha")
+        agg = self.start_aggregator({"alpha": alpha})
+        cfg = self.sensor_config("alpha", alpha, agg, pcap=self.env.pcap(PCAP_SYNFLOOD),
+                                 drain_timeout_ms=POSITIVE_DRAIN_MS,
+                                 window={"alert_pps": 1000})
+        proc = self.run_sensor_to_exit("sensor-alpha", cfg, POSITIVE_DRAIN_MS)
+        self.assert_sensor_ok(proc)
+        self.assertIn("ALERT victim 10.10.10.10", proc.stderr_path.read_text())
+        sensors = {s["id"]: s for s in agg.status()["sensors"]}
+        self.assertGreater(sensors["alpha"]["alerts"], 0, "aggregator counted no alert")
+        self.assertEqual(sensors["alpha"]["last_alert_victim"], "10.10.10.10")
+
+    def test_benign_capture_raises_no_alert(self):
+        alpha = self.keys.make("alpha")
+        agg = self.start_aggregator({"alpha": alpha})
+        cfg = self.sensor_config("alpha", alpha, agg, pcap=self.env.pcap("benign.tls_ciphers.pcap"),
+                                 drain_timeout_ms=POSITIVE_DRAIN_MS,
+                                 window={"alert_pps": 100000})
+        proc = self.run_sensor_to_exit("sensor-alpha", cfg, POSITIVE_DRAIN_MS)
+        self.assert_sensor_ok(proc)
+        sensors = {s["id"]: s for s in agg.status()["sensors"]}
+        self.assertEqual(sensors["alpha"]["alerts"], 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
