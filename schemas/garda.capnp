@@ -124,6 +124,7 @@ struct Summary {
   decodeErrors @9 :List(ReasonCount);
   outbound @10 :List(SourceCount); # protected sources sending the most out
   droppedSummaries @11 :UInt64;    # summaries this boot lost to a full replay buffer
+  victimPacketsCut @12 :UInt64;    # packets to victims the sensor could not track (table full)
 }
 
 # Sensor -> aggregator, at once, when a victim crosses a hard threshold

@@ -19,6 +19,7 @@ void WindowOutput::emit(const WindowStats& w, uint64_t kernelDropsTotal) {
   if (jsonOut_) {
     std::string line = windowToJson(w, sensorId_).dump() + "\n";
     std::fwrite(line.data(), 1, line.size(), jsonOut_);
+    std::fflush(jsonOut_);  // readers (tests, tail -f) see each window as it closes
   }
   windows_++;
 }
@@ -41,7 +42,7 @@ SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput&
         output_.emit(w, source_ ? source_->stats().kernelDrops : 0);
       }) {
   if (config.alertPps > 0)
-    windower_.setAlert(config.alertPps * config.windowMs / 1000,
+    windower_.setAlert(std::max<uint64_t>(1, config.alertPps * config.windowMs / 1000),
                        [this, pps = config.alertPps](const Windower::Alert& a) {
                          output_.alert(a, pps);
                        });
@@ -57,7 +58,8 @@ struct LiveCapture::Worker : PacketSink {
       : source(std::move(options)),
         windower(
             owner.protected_, owner.config_.windowMs, owner.config_.maxVictims,
-            [&owner](WindowStats& w) { owner.submit(w); }, /*emitEmpty=*/true) {}
+            [&owner](WindowStats& w) { owner.submit(w); }, /*emitEmpty=*/true,
+            AfPacketSource::kCloseGraceNs) {}
   void onPacket(const CapturedPacket& p) override { windower.onPacket(p); }
   void tick(int64_t nowNs) override { windower.tick(nowNs); }
 

@@ -38,6 +38,7 @@ nlohmann::json windowToJson(const WindowStats& w, const std::string& sensorId) {
           {"window_ms", w.windowMs},
           {"late_packets", w.latePackets},
           {"victims_cut", w.victimsCut},
+          {"victim_packets_cut", w.victimPacketsCut},
           {"totals",
            {{"packets", w.totals.packets},
             {"bytes", w.totals.bytes},

@@ -37,6 +37,7 @@ std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uin
   s.setKernelDrops(kernelDrops);
   s.setDroppedSummaries(droppedSummaries);
   s.setVictimsCut(w.victimsCut);
+  s.setVictimPacketsCut(w.victimPacketsCut);
   auto t = s.initTotals();
   t.setPackets(w.totals.packets);
   t.setBytes(w.totals.bytes);

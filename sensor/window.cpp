@@ -115,7 +115,7 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
   if (!protected_.contains(dst)) return nullptr;
   VictimCounters* victim = victimSlot(dst);
   if (!victim) {
-    victimsCut_++;
+    victimPacketsCut_++;
     return nullptr;
   }
   auto k = static_cast<size_t>(vec);
@@ -128,7 +128,8 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
 
 void WindowCounter::closeInto(WindowStats& out) {
   out.totals = totals_;
-  out.victimsCut = victimsCut_;
+  out.victimsCut = 0;
+  out.victimPacketsCut = victimPacketsCut_;
   out.decodeStatus = decodeStatus_;
   out.victims.clear();
   out.victims.reserve(usedSlots_.size());
@@ -141,16 +142,17 @@ void WindowCounter::closeInto(WindowStats& out) {
             [](const VictimCounters& a, const VictimCounters& b) { return a.packets > b.packets; });
   usedSlots_.clear();
   totals_ = {};
-  victimsCut_ = 0;
+  victimPacketsCut_ = 0;
   decodeStatus_ = {};
 }
 
 Windower::Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-                   CloseFn onClose, bool emitEmpty)
+                   CloseFn onClose, bool emitEmpty, int64_t closeGraceNs)
     : counter_(protectedSet, maxVictims),
       windowNs_(int64_t{windowMs} * 1'000'000),
       onClose_(std::move(onClose)),
-      emitEmpty_(emitEmpty) {
+      emitEmpty_(emitEmpty),
+      closeGraceNs_(closeGraceNs) {
   stats_.windowMs = windowMs;
 }
 
@@ -172,7 +174,7 @@ void Windower::setAlert(uint64_t packetsPerWindow, AlertFn fn) {
 }
 
 void Windower::tick(int64_t nowNs) {
-  if (openStartNs_ >= 0 && nowNs >= openStartNs_ + windowNs_) closeWindow();
+  if (openStartNs_ >= 0 && nowNs >= openStartNs_ + windowNs_ + closeGraceNs_) closeWindow();
   if (emitEmpty_ && openStartNs_ < 0 && nowNs > 0)
     openStartNs_ = std::max(nowNs - nowNs % windowNs_, closedUntilNs_);
 }
@@ -202,6 +204,7 @@ void mergeWindow(WindowStats& into, const WindowStats& from, unsigned maxVictims
   into.totals.other += from.totals.other;
   into.latePackets += from.latePackets;
   into.victimsCut += from.victimsCut;
+  into.victimPacketsCut += from.victimPacketsCut;
   for (size_t k = 0; k < into.decodeStatus.size(); ++k) into.decodeStatus[k] += from.decodeStatus[k];
   std::unordered_map<common::IpAddress, size_t, common::IpAddressHash> index;
   for (size_t i = 0; i < into.victims.size(); ++i) index[into.victims[i].address] = i;

@@ -53,7 +53,8 @@ struct WindowStats {
   unsigned windowMs = 0;
   WindowTotals totals;
   std::vector<VictimCounters> victims;  // highest packet count first
-  uint32_t victimsCut = 0;              // victims not tracked: table full
+  uint32_t victimsCut = 0;              // victims left out by the cap at merge
+  uint64_t victimPacketsCut = 0;        // packets to victims not tracked: table full
   std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus{};
   uint64_t latePackets = 0;             // timestamp before the open window
 };
@@ -89,7 +90,7 @@ class WindowCounter {
   std::vector<uint8_t> used_;
   std::vector<uint32_t> usedSlots_;
   WindowTotals totals_;
-  uint32_t victimsCut_ = 0;
+  uint64_t victimPacketsCut_ = 0;
   std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus_{};
 };
 
@@ -114,8 +115,11 @@ class Windower : public PacketSink {
   // `emitEmpty`: live capture, where every window is reported (a silent
   // window is information) and tick() keeps windows rolling with the clock;
   // replay reports only windows that saw packets.
+  // `closeGraceNs`: tick() closes a window only this long after its end, so
+  // packets stamped before the end that are still in the capture ring's
+  // current block (handed over every 10 ms) land in their own window.
   Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-           CloseFn onClose, bool emitEmpty = false);
+           CloseFn onClose, bool emitEmpty = false, int64_t closeGraceNs = 0);
 
   void onPacket(const CapturedPacket& packet) override;
   // Alerts for victims reaching `packetsPerWindow` packets in a window.
@@ -136,6 +140,7 @@ class Windower : public PacketSink {
   CloseFn onClose_;
   AlertFn onAlert_;
   bool emitEmpty_;
+  int64_t closeGraceNs_;
   WindowStats stats_;
 };
 

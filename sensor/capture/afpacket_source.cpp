@@ -37,7 +37,9 @@ AfPacketSource::AfPacketSource(Options options) : options_(std::move(options)) {
   if (ifindex == 0)
     throw std::runtime_error("capture.interface = \"" + options_.interface +
                              "\": no such network interface");
-  fd_ = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  // Protocol 0: the socket receives nothing until bind() names the interface
+  // and protocol, so no other interface's packets slip into the ring.
+  fd_ = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw sysError("AF_PACKET socket (needs CAP_NET_RAW)");
   try {
     int version = TPACKET_V3;
@@ -130,9 +132,15 @@ CaptureStats AfPacketSource::stats() const {
 void AfPacketSource::run(PacketSink& sink) {
   unsigned block = 0;
   int64_t nextStatsNs = 0;
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  unsigned drainLeft = blockCount_;
+  for (;;) {
+    const bool stopping = stopping_.load(std::memory_order_relaxed);
     auto* desc = reinterpret_cast<tpacket_block_desc*>(ring_ + size_t{block} * blockSize_);
-    if ((__atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) {
+    const bool ready =
+        (__atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) != 0;
+    // On stop, count what the kernel already handed over, then leave.
+    if (stopping && (!ready || drainLeft-- == 0)) break;
+    if (!ready) {
       pollfd pfd{fd_, POLLIN | POLLERR, 0};
       ::poll(&pfd, 1, static_cast<int>(kBlockTimeoutMs));
       int64_t now = common::wallNowNs();

@@ -18,6 +18,10 @@ namespace garda::sensor {
 // thread; stop() and stats() from any thread.
 class AfPacketSource : public PacketSource {
  public:
+  // How long after a window's end its last packets may still sit in a block
+  // the kernel has not handed over yet (twice the block timeout).
+  static constexpr int64_t kCloseGraceNs = 20'000'000;
+
   struct Options {
     std::string interface;
     uint16_t fanoutGroup = 0;     // 0: no fanout (single worker)

@@ -35,7 +35,11 @@ void PcapFileSource::run(PacketSink& sink) {
       break;
     }
     CapturedPacket p;
-    p.timestampNs = int64_t{header->ts.tv_sec} * 1000000000 +
+    // Classic pcap stores seconds as an unsigned 32-bit field; libpcap
+    // sign-extends it, so times from 2038-01-19 on come out negative.
+    int64_t seconds = header->ts.tv_sec;
+    if (seconds < 0 && seconds >= INT32_MIN) seconds += int64_t{1} << 32;
+    p.timestampNs = seconds * 1000000000 +
                     int64_t{header->ts.tv_usec} * (nanoPrecision_ ? 1 : 1000);
     p.wireLength = header->len;
     p.capturedLength = header->caplen;

@@ -1,1 +1,680 @@
+#include "common/config.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
 #include <gtest/gtest.h>
+
+#include "common/keys.h"
+
+namespace garda::common {
+namespace {
+
+// The smallest sensor.toml that loads: every required key and nothing else.
+constexpr const char* kMinimalSensor = R"([sensor]
+id = "kominfo-jkt-1"
+protected = ["198.18.2.0/24", "2001:db8:1::/48"]
+
+[uplink]
+aggregator = "tcp://198.18.100.1:7450"
+aggregator_public_key = "/etc/garda/aggregator.pub"
+secret_key = "/etc/garda/sensor.key"
+)";
+
+constexpr const char* kMinimalAggregator = R"([aggregator]
+secret_key = "/etc/garda/aggregator.key"
+)";
+
+// Replaces the one occurrence of `from` (which must be there) with `to`.
+std::string edit(std::string text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// The ConfigError message for a sensor.toml, or "(accepted)".
+std::string sensorError(const std::string& toml) {
+  try {
+    parseSensorConfig(toml, "/etc/garda/sensor.toml", false);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+std::string aggregatorError(const std::string& toml) {
+  try {
+    parseAggregatorConfig(toml, "/etc/garda/aggregator.toml", false);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+const std::string kPrefixHelp =
+    "not an address prefix (expected e.g. \"198.18.2.0/24\" or \"2001:db8::/48\", with no host "
+    "bits set)";
+
+// ---- sensor.toml -----------------------------------------------------------
+
+TEST(SensorConfig, MinimalConfigLoadsWithDefaults) {
+  SensorConfig c = parseSensorConfig(kMinimalSensor, "/etc/garda/sensor.toml", false);
+  EXPECT_EQ(c.path, "/etc/garda/sensor.toml");
+  EXPECT_EQ(c.id, "kominfo-jkt-1");
+  EXPECT_EQ(c.opd, "kominfo-jkt-1");  // defaults to the id
+  ASSERT_EQ(c.protectedPrefixes.size(), 2u);
+  EXPECT_EQ(c.protectedPrefixes[0].toString(), "198.18.2.0/24");
+  EXPECT_EQ(c.protectedPrefixes[1].toString(), "2001:db8:1::/48");
+  EXPECT_TRUE(c.neverBlock.empty());
+  EXPECT_EQ(c.logLevel, "info");
+  EXPECT_EQ(c.source, CaptureSource::kAfPacket);
+  EXPECT_EQ(c.interface, "eth0");
+  EXPECT_EQ(c.workers, 1u);
+  EXPECT_EQ(c.pcapFile, "");
+  EXPECT_EQ(c.replay, ReplaySpeed::kFast);
+  EXPECT_EQ(c.windowMs, 1000u);
+  EXPECT_EQ(c.ringMb, 16u);
+  EXPECT_EQ(c.bpfFilter, "");
+  EXPECT_EQ(c.maxVictims, 4096u);
+  EXPECT_EQ(c.alertPps, 100000u);
+  EXPECT_EQ(c.aggregator, "tcp://198.18.100.1:7450");
+  EXPECT_EQ(c.aggregatorPublicKeyFile, "/etc/garda/aggregator.pub");
+  EXPECT_EQ(c.secretKeyFile, "/etc/garda/sensor.key");
+  EXPECT_EQ(c.aggregatorPublicKey, "");  // loadKeys = false
+  EXPECT_EQ(c.secretKey, "");
+  EXPECT_EQ(c.drainTimeoutMs, 30000u);
+  EXPECT_EQ(c.replayBuffer, 100000u);
+  EXPECT_EQ(c.heartbeatMs, 1000u);
+  EXPECT_EQ(c.backend, EnforceBackend::kDryRun);
+  EXPECT_EQ(c.maxRules, 10000u);
+}
+
+TEST(SensorConfig, FullConfigReadsEveryKey) {
+  SensorConfig c = parseSensorConfig(R"([sensor]
+id = "dukcapil-1"
+opd = "Dukcapil"
+protected = ["198.18.2.0/24"]
+never_block = ["198.18.2.53/32", "2001:db8:ffff::/64"]
+log_level = "debug"
+
+[capture]
+source = "pcap"
+interface = "ens3"
+workers = 4
+pcap_file = "/var/tmp/attack.pcap"
+replay = "realtime"
+window_ms = 250
+ring_mb = 64
+bpf_filter = "not port 22"
+
+[window]
+max_victims = 64
+alert_pps = 0
+
+[uplink]
+aggregator = "ipc:///run/garda/agg"
+aggregator_public_key = "a.pub"
+secret_key = "s.key"
+drain_timeout_ms = 0
+replay_buffer = 5
+heartbeat_ms = 200
+
+[enforce]
+backend = "nftables"
+max_rules = 77
+)",
+                                     "sensor.toml", false);
+  EXPECT_EQ(c.id, "dukcapil-1");
+  EXPECT_EQ(c.opd, "Dukcapil");
+  ASSERT_EQ(c.neverBlock.size(), 2u);
+  EXPECT_EQ(c.neverBlock[0].toString(), "198.18.2.53/32");
+  EXPECT_EQ(c.neverBlock[1].toString(), "2001:db8:ffff::/64");
+  EXPECT_EQ(c.logLevel, "debug");
+  EXPECT_EQ(c.source, CaptureSource::kPcap);
+  EXPECT_EQ(c.interface, "ens3");
+  EXPECT_EQ(c.workers, 4u);
+  EXPECT_EQ(c.pcapFile, "/var/tmp/attack.pcap");
+  EXPECT_EQ(c.replay, ReplaySpeed::kRealtime);
+  EXPECT_EQ(c.windowMs, 250u);
+  EXPECT_EQ(c.ringMb, 64u);
+  EXPECT_EQ(c.bpfFilter, "not port 22");
+  EXPECT_EQ(c.maxVictims, 64u);
+  EXPECT_EQ(c.alertPps, 0u);
+  EXPECT_EQ(c.aggregator, "ipc:///run/garda/agg");
+  EXPECT_EQ(c.drainTimeoutMs, 0u);
+  EXPECT_EQ(c.replayBuffer, 5u);
+  EXPECT_EQ(c.heartbeatMs, 200u);
+  EXPECT_EQ(c.backend, EnforceBackend::kNftables);
+  EXPECT_EQ(c.maxRules, 77u);
+}
+
+TEST(SensorConfig, MissingIdNamesTheKey) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "id = \"kominfo-jkt-1\"\n", "")),
+            "sensor.toml: sensor.id: missing (required)");
+}
+
+TEST(SensorConfig, MissingSensorSectionNamesTheFirstRequiredKey) {
+  EXPECT_EQ(sensorError(R"([uplink]
+aggregator = "tcp://198.18.100.1:7450"
+aggregator_public_key = "a.pub"
+secret_key = "s.key"
+)"),
+            "sensor.toml: sensor.id: missing (required)");
+}
+
+TEST(SensorConfig, MissingProtectedNamesTheKey) {
+  EXPECT_EQ(sensorError(
+                edit(kMinimalSensor, "protected = [\"198.18.2.0/24\", \"2001:db8:1::/48\"]\n", "")),
+            "sensor.toml: sensor.protected: missing (required)");
+}
+
+TEST(SensorConfig, EmptyProtectedListIsRefused) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[\"198.18.2.0/24\", \"2001:db8:1::/48\"]", "[]")),
+            "sensor.toml: sensor.protected = []: must name at least one prefix (the OPD's own "
+            "addresses)");
+}
+
+TEST(SensorConfig, MissingAggregatorNamesTheKey) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "aggregator = \"tcp://198.18.100.1:7450\"\n", "")),
+            "sensor.toml: uplink.aggregator: missing (required)");
+}
+
+TEST(SensorConfig, MissingKeyFilesNameTheKey) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "secret_key = \"/etc/garda/sensor.key\"\n", "")),
+            "sensor.toml: uplink.secret_key: missing (required)");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor,
+                             "aggregator_public_key = \"/etc/garda/aggregator.pub\"\n", "")),
+            "sensor.toml: uplink.aggregator_public_key: missing (required)");
+}
+
+TEST(SensorConfig, AggregatorMustBeAZeroMqEndpoint) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "tcp://198.18.100.1:7450", "198.18.100.1:7450")),
+            "sensor.toml: uplink.aggregator = \"198.18.100.1:7450\": must be a ZeroMQ endpoint "
+            "such as \"tcp://198.18.100.1:7450\"");
+}
+
+TEST(SensorConfig, BadProtectedPrefixNamesTheKeyAndValue) {
+  for (const char* bad :
+       {"10.0.0.1/33", "not-an-ip", "198.18.2.1/24", "2001:db8::/129", "198.18.2.0/"}) {
+    EXPECT_EQ(
+        sensorError(edit(kMinimalSensor, "\"198.18.2.0/24\"", std::string("\"") + bad + "\"")),
+        std::string("sensor.toml: sensor.protected = \"") + bad + "\": " + kPrefixHelp);
+  }
+}
+
+TEST(SensorConfig, BadNeverBlockPrefixNamesTheKey) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[uplink]",
+                             "never_block = [\"198.18.2.53/32\", \"198.18.2.1/24\"]\n[uplink]")),
+            "sensor.toml: sensor.never_block = \"198.18.2.1/24\": " + kPrefixHelp);
+}
+
+TEST(SensorConfig, ProtectedMustBeAListOfStrings) {
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[\"198.18.2.0/24\", \"2001:db8:1::/48\"]",
+                             "\"198.18.2.0/24\"")),
+            "sensor.toml: sensor.protected = '198.18.2.0/24': must be a list of strings");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[\"198.18.2.0/24\", \"2001:db8:1::/48\"]",
+                             "[\"198.18.2.0/24\", 24]")),
+            "sensor.toml: sensor.protected = [ '198.18.2.0/24', 24 ]: must be a list of strings");
+}
+
+TEST(SensorConfig, WindowMsOutOfRangeNamesTheKey) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindow_ms = 5\n"),
+            "sensor.toml: capture.window_ms = 5: must be between 100 and 60000");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindow_ms = 60001\n"),
+            "sensor.toml: capture.window_ms = 60001: must be between 100 and 60000");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindow_ms = -1000\n"),
+            "sensor.toml: capture.window_ms = -1000: must be between 100 and 60000");
+  EXPECT_EQ(parseSensorConfig(std::string(kMinimalSensor) + "[capture]\nwindow_ms = 100\n",
+                              "sensor.toml", false)
+                .windowMs,
+            100u);
+  EXPECT_EQ(parseSensorConfig(std::string(kMinimalSensor) + "[capture]\nwindow_ms = 60000\n",
+                              "sensor.toml", false)
+                .windowMs,
+            60000u);
+}
+
+TEST(SensorConfig, OtherIntegersAreRangeChecked) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nworkers = 0\n"),
+            "sensor.toml: capture.workers = 0: must be between 1 and 64");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[window]\nmax_victims = 0\n"),
+            "sensor.toml: window.max_victims = 0: must be between 1 and 1048576");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[uplink]\n", "[uplink]\nheartbeat_ms = 99\n")),
+            "sensor.toml: uplink.heartbeat_ms = 99: must be between 100 and 60000");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nring_mb = 2\n"),
+            "sensor.toml: capture.ring_mb = 2: must be between 4 and 1024");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[window]\nalert_pps = -1\n"),
+            "sensor.toml: window.alert_pps = -1: must be between 0 and 1000000000");
+}
+
+TEST(SensorConfig, OfflineParseNeedsNoUplink) {
+  const std::string noUplink = "[sensor]\nid = \"edge-1\"\nprotected = [\"198.18.2.0/24\"]\n";
+  SensorConfig c = parseSensorConfig(noUplink, "sensor.toml", false, /*requireUplink=*/false);
+  EXPECT_EQ(c.id, "edge-1");
+  EXPECT_EQ(c.aggregator, "");
+  EXPECT_EQ(c.secretKeyFile, "");
+  // Online, the same file is missing its uplink.
+  EXPECT_EQ(sensorError(noUplink), "sensor.toml: uplink.aggregator: missing (required)");
+  // Offline still checks everything else.
+  try {
+    parseSensorConfig(noUplink + "[capture]\nwindow_ms = 5\n", "sensor.toml", false, false);
+    ADD_FAILURE() << "accepted window_ms = 5";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "sensor.toml: capture.window_ms = 5: must be between 100 and 60000");
+  }
+}
+
+// A value of the wrong type is shown as TOML prints it (strings in single quotes).
+TEST(SensorConfig, WrongTypeNamesTheKeyAndValue) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindow_ms = \"1000\"\n"),
+            "sensor.toml: capture.window_ms = '1000': must be an integer");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindow_ms = 1000.0\n"),
+            "sensor.toml: capture.window_ms = 1000.0: must be an integer");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "id = \"kominfo-jkt-1\"", "id = 7")),
+            "sensor.toml: sensor.id = 7: must be a string");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\ninterface = true\n"),
+            "sensor.toml: capture.interface = true: must be a string");
+}
+
+TEST(SensorConfig, UnknownKeyIsReported) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nwindw_ms = 1000\n"),
+            "sensor.toml: capture.windw_ms: unknown key");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[uplink]\n", "[uplink]\nsecret_keys = \"x\"\n")),
+            "sensor.toml: uplink.secret_keys: unknown key");
+}
+
+TEST(SensorConfig, UnknownSectionIsReported) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[captur]\nwindow_ms = 1000\n"),
+            "sensor.toml: captur: unknown section or key");
+  // A key outside any section is reported the same way.
+  EXPECT_EQ(sensorError(std::string("window_ms = 1000\n") + kMinimalSensor),
+            "sensor.toml: window_ms: unknown section or key");
+}
+
+TEST(SensorConfig, SectionMustBeATable) {
+  EXPECT_EQ(sensorError(std::string("capture = 5\n") + kMinimalSensor),
+            "sensor.toml: capture: must be a table ([capture])");
+}
+
+TEST(SensorConfig, BadEnumValueListsTheChoices) {
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nsource = \"dpdk\"\n"),
+            "sensor.toml: capture.source = \"dpdk\": must be one of afpacket | pcap");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[enforce]\nbackend = \"iptables\"\n"),
+            "sensor.toml: enforce.backend = \"iptables\": must be one of nftables | xdp | exec | "
+            "dry-run");
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "[uplink]\n", "log_level = \"verbose\"\n[uplink]\n")),
+            "sensor.toml: sensor.log_level = \"verbose\": must be one of trace | debug | info | "
+            "warn | error");
+  EXPECT_EQ(sensorError(std::string(kMinimalSensor) + "[capture]\nreplay = 2\n"),
+            "sensor.toml: capture.replay = 2: must be a string");
+}
+
+TEST(SensorConfig, BadSensorIdIsRefused) {
+  for (const char* id : {"Dukcapil!", "", "UPPER", "with space", "under_score",
+                         "abcdefghijklmnopqrstuvwxyz0123456"}) {
+    EXPECT_EQ(sensorError(edit(kMinimalSensor, "\"kominfo-jkt-1\"", std::string("\"") + id + "\"")),
+              std::string("sensor.toml: sensor.id = \"") + id + "\": must match [a-z0-9-]{1,32}");
+  }
+  // 32 characters is the longest allowed.
+  EXPECT_EQ(sensorError(
+                edit(kMinimalSensor, "\"kominfo-jkt-1\"", "\"abcdefghijklmnopqrstuvwxyz012345\"")),
+            "(accepted)");
+}
+
+TEST(SensorConfig, TomlSyntaxErrorReportsTheLine) {
+  const std::string broken = "[sensor]\nid = \"kominfo-jkt-1\"\nprotected = [\"198.18.2.0/24\"\n";
+  const std::string e = sensorError(broken);
+  EXPECT_EQ(e.rfind("sensor.toml: line 3", 0), 0u) << e;
+  const std::string e2 = sensorError("[sensor]\n\n\nid = kominfo\n");
+  EXPECT_EQ(e2.rfind("sensor.toml: line 4, column ", 0), 0u) << e2;
+  const std::string e3 = sensorError("[sensor]\nid = \"a\"\nid = \"b\"\n");
+  EXPECT_EQ(e3.rfind("sensor.toml: line 3, column ", 0), 0u) << e3;
+}
+
+TEST(IsValidSensorId, AcceptsLowercaseDigitsAndHyphensUpTo32) {
+  EXPECT_TRUE(isValidSensorId("a"));
+  EXPECT_TRUE(isValidSensorId("kominfo-jkt-1"));
+  EXPECT_TRUE(isValidSensorId("-"));
+  EXPECT_TRUE(isValidSensorId(std::string(32, 'z')));
+  EXPECT_FALSE(isValidSensorId(std::string(33, 'z')));
+  EXPECT_FALSE(isValidSensorId(""));
+  EXPECT_FALSE(isValidSensorId("Dukcapil!"));
+  EXPECT_FALSE(isValidSensorId("a.b"));
+  EXPECT_FALSE(isValidSensorId(std::string("a\0b", 3)));
+}
+
+// ---- aggregator.toml -------------------------------------------------------
+
+TEST(AggregatorConfig, MinimalConfigLoadsWithDefaults) {
+  AggregatorConfig c =
+      parseAggregatorConfig(kMinimalAggregator, "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.path, "/etc/garda/aggregator.toml");
+  EXPECT_EQ(c.listenSensors, "tcp://0.0.0.0:7450");
+  EXPECT_EQ(c.listenConsole, "tcp://127.0.0.1:7451");
+  EXPECT_EQ(c.http, "127.0.0.1:7480");
+  EXPECT_EQ(c.secretKeyFile, "/etc/garda/aggregator.key");
+  EXPECT_EQ(c.secretKey, "");
+  EXPECT_EQ(c.dataDir, "/var/lib/garda");
+  EXPECT_EQ(c.retentionDays, 90u);
+  EXPECT_EQ(c.mode, MitigationMode::kEnforce);
+  EXPECT_EQ(c.sensorDownAfterMs, 5000u);
+  EXPECT_EQ(c.maxMessageBytes, size_t{4} << 20);
+  EXPECT_EQ(c.logLevel, "info");
+  EXPECT_TRUE(c.sensors.empty());
+  EXPECT_TRUE(c.consoles.empty());
+  EXPECT_TRUE(c.tokens.empty());
+}
+
+TEST(AggregatorConfig, MissingSecretKeyNamesTheKey) {
+  EXPECT_EQ(aggregatorError("[aggregator]\nretention_days = 30\n"),
+            "aggregator.toml: aggregator.secret_key: missing (required)");
+  EXPECT_EQ(aggregatorError(""), "aggregator.toml: aggregator.secret_key: missing (required)");
+}
+
+TEST(AggregatorConfig, DuplicateSensorIdIsRefused) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + R"(
+[[sensor]]
+id = "edge-1"
+public_key = "a.pub"
+
+[[sensor]]
+id = "edge-2"
+public_key = "b.pub"
+
+[[sensor]]
+id = "edge-1"
+public_key = "c.pub"
+)"),
+            "aggregator.toml: sensor[2].id = \"edge-1\": listed twice");
+}
+
+TEST(AggregatorConfig, DuplicateConsoleNameIsRefused) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + R"(
+[[console]]
+name = "soc"
+public_key = "a.pub"
+
+[[console]]
+name = "soc"
+public_key = "b.pub"
+)"),
+            "aggregator.toml: console[1].name = \"soc\": listed twice");
+}
+
+TEST(AggregatorConfig, BadSensorIdIsRefused) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) +
+                            "[[sensor]]\nid = \"Dukcapil!\"\npublic_key = \"a.pub\"\n"),
+            "aggregator.toml: sensor[0].id = \"Dukcapil!\": must match [a-z0-9-]{1,32}");
+}
+
+TEST(AggregatorConfig, RoleMustBeViewerOrOperator) {
+  EXPECT_EQ(
+      aggregatorError(std::string(kMinimalAggregator) +
+                      "[[console]]\nname = \"soc\"\npublic_key = \"a.pub\"\nrole = \"admin\"\n"),
+      "aggregator.toml: console[0].role = \"admin\": must be one of viewer | operator");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) +
+                            "[[token]]\nname = \"grafana\"\nrole = "
+                            "\"Operator\"\nsha256 = \"" +
+                            std::string(64, 'a') + "\"\n"),
+            "aggregator.toml: token[0].role = \"Operator\": must be one of viewer | operator");
+}
+
+TEST(AggregatorConfig, TokenSha256MustBe64HexDigits) {
+  for (const std::string& bad :
+       {std::string(63, 'a'), std::string(65, 'a'), std::string(63, 'a') + "g", std::string("")}) {
+    EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) +
+                              "[[token]]\nname = \"grafana\"\nsha256 = \"" + bad + "\"\n"),
+              "aggregator.toml: token[0].sha256 = \"" + bad +
+                  "\": must be 64 hex digits (sha256 of the token)");
+  }
+  AggregatorConfig c =
+      parseAggregatorConfig(std::string(kMinimalAggregator) +
+                                "[[token]]\nname = \"grafana\"\nrole = \"operator\"\n"
+                                "sha256 = \"" +
+                                std::string(32, 'f') + std::string(32, '0') + "\"\n",
+                            "aggregator.toml", false);
+  ASSERT_EQ(c.tokens.size(), 1u);
+  EXPECT_EQ(c.tokens[0].name, "grafana");
+  EXPECT_EQ(c.tokens[0].role, Role::kOperator);
+  EXPECT_EQ(c.tokens[0].sha256, std::string(32, 'f') + std::string(32, '0'));
+}
+
+TEST(AggregatorConfig, UnknownKeysAndSectionsAreReported) {
+  EXPECT_EQ(
+      aggregatorError(std::string(kMinimalAggregator) +
+                      "[[sensor]]\nid = \"edge-1\"\npubkey = \"a.pub\"\npublic_key = \"a.pub\"\n"),
+      "aggregator.toml: sensor[0].pubkey: unknown key");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retension_days = 30\n"),
+            "aggregator.toml: aggregator.retension_days: unknown key");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "[[sensors]]\nid = \"edge-1\"\n"),
+            "aggregator.toml: sensors: unknown section or key");
+}
+
+TEST(AggregatorConfig, SensorEntriesMustBeAListOfTables) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) +
+                            "[sensor]\nid = \"edge-1\"\npublic_key = \"a.pub\"\n"),
+            "aggregator.toml: sensor: must be a list of tables ([[sensor]])");
+}
+
+TEST(AggregatorConfig, ListenAddressesMustBeZeroMqEndpoints) {
+  EXPECT_EQ(
+      aggregatorError(std::string(kMinimalAggregator) + "listen_sensors = \"0.0.0.0:7450\"\n"),
+      "aggregator.toml: aggregator.listen_sensors = \"0.0.0.0:7450\": must be a ZeroMQ "
+      "endpoint such as \"tcp://0.0.0.0:7450\"");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "listen_console = \"\"\n"),
+            "aggregator.toml: aggregator.listen_console = \"\": must be a ZeroMQ endpoint such as "
+            "\"tcp://0.0.0.0:7450\"");
+}
+
+TEST(AggregatorConfig, BadModeAndRangesNameTheKey) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "mode = \"block\"\n"),
+            "aggregator.toml: aggregator.mode = \"block\": must be one of enforce | confirm | "
+            "dry-run");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retention_days = 0\n"),
+            "aggregator.toml: aggregator.retention_days = 0: must be between 1 and 3650");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "data_dir = \"\"\n"),
+            "aggregator.toml: aggregator.data_dir = \"\": must name a directory");
+}
+
+// ---- Loading from files, with real CURVE keys -------------------------------
+
+// A fresh directory under the test temp dir, removed with everything in it.
+class ConfigFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "garda-config-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Writes NAME.key (0600) and NAME.pub (0644); returns the pair.
+  CurveKeyPair keys(const std::string& name) {
+    CurveKeyPair k = generateCurveKeyPair();
+    writeCurveKeyFiles(dir_, name, k);
+    return k;
+  }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string write(const std::string& name, const std::string& text) {
+    std::ofstream(path(name)) << text;
+    return path(name);
+  }
+  static std::string loadError(const std::function<void()>& load) {
+    try {
+      load();
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "(accepted)";
+  }
+
+  std::string sensorToml() const {
+    return "[sensor]\nid = \"kominfo-jkt-1\"\nprotected = [\"198.18.2.0/24\"]\n\n[uplink]\n"
+           "aggregator = \"tcp://127.0.0.1:7450\"\naggregator_public_key = \"" +
+           path("aggregator.pub") + "\"\nsecret_key = \"" + path("sensor.key") + "\"\n";
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ConfigFiles, SensorConfigLoadsItsKeys) {
+  CurveKeyPair agg = keys("aggregator");
+  CurveKeyPair sensor = keys("sensor");
+  SensorConfig c = loadSensorConfig(write("sensor.toml", sensorToml()));
+  EXPECT_EQ(c.path, path("sensor.toml"));
+  EXPECT_EQ(c.aggregatorPublicKey, agg.publicKey);
+  EXPECT_EQ(c.secretKey, sensor.secretKey);
+  EXPECT_EQ(curvePublicFromSecret(c.secretKey), sensor.publicKey);
+  EXPECT_EQ(c.aggregatorPublicKeyFile, path("aggregator.pub"));
+  EXPECT_EQ(c.secretKeyFile, path("sensor.key"));
+}
+
+TEST_F(ConfigFiles, OfflineSensorConfigReadsNoKeyFiles) {
+  // Key files named but absent: fine offline, an error online.
+  const std::string toml = write("sensor.toml", sensorToml());
+  SensorConfig c = loadSensorConfig(toml, /*offline=*/true);
+  EXPECT_EQ(c.secretKeyFile, path("sensor.key"));
+  EXPECT_EQ(c.secretKey, "");
+  EXPECT_EQ(c.aggregatorPublicKey, "");
+  EXPECT_NE(loadError([&] { loadSensorConfig(toml); }), "(accepted)");
+}
+
+TEST_F(ConfigFiles, MissingConfigFileIsReported) {
+  EXPECT_EQ(loadError([&] { loadSensorConfig(path("nope.toml")); }),
+            path("nope.toml") + ": cannot read config file");
+  EXPECT_EQ(loadError([&] { loadAggregatorConfig(path("nope.toml")); }),
+            path("nope.toml") + ": cannot read config file");
+}
+
+TEST_F(ConfigFiles, SensorSecretKeyReadableByOthersIsRefused) {
+  keys("aggregator");
+  keys("sensor");
+  const std::string toml = write("sensor.toml", sensorToml());
+  ASSERT_EQ(::chmod(path("sensor.key").c_str(), 0644), 0);
+  EXPECT_EQ(loadError([&] { loadSensorConfig(toml); }),
+            "sensor.toml: uplink.secret_key = \"" + path("sensor.key") +
+                "\": " + path("sensor.key") +
+                ": secret key file is readable by others (mode 644); chmod 600 or 640 it");
+  // Group-readable is allowed (a garda group may share it).
+  ASSERT_EQ(::chmod(path("sensor.key").c_str(), 0640), 0);
+  EXPECT_EQ(loadError([&] { loadSensorConfig(toml); }), "(accepted)");
+}
+
+TEST_F(ConfigFiles, MissingOrBadKeyFileNamesTheKeyAndTheFile) {
+  keys("sensor");
+  const std::string toml = write("sensor.toml", sensorToml());
+  const std::string e = loadError([&] { loadSensorConfig(toml); });
+  EXPECT_EQ(e.rfind("sensor.toml: uplink.aggregator_public_key = \"" + path("aggregator.pub") +
+                        "\": " + path("aggregator.pub") + ": cannot read key file: ",
+                    0),
+            0u)
+      << e;
+
+  write("aggregator.pub", "# the aggregator's key\n\nnot-a-key\n");
+  EXPECT_EQ(loadError([&] { loadSensorConfig(toml); }),
+            "sensor.toml: uplink.aggregator_public_key = \"" + path("aggregator.pub") +
+                "\": " + path("aggregator.pub") +
+                ": not a CURVE key (expected 40 Z85 characters, found 9 characters)");
+}
+
+TEST_F(ConfigFiles, AggregatorFullConfigLoadsKeysAndAppliesDefaults) {
+  CurveKeyPair agg = keys("aggregator");
+  CurveKeyPair edge1 = keys("edge-1");
+  CurveKeyPair edge2 = keys("edge-2");
+  CurveKeyPair soc = keys("soc");
+  const std::string toml = write("aggregator.toml", "[aggregator]\nsecret_key = \"" +
+                                                        path("aggregator.key") + R"("
+data_dir = "/srv/garda"
+mode = "confirm"
+
+[[sensor]]
+id = "edge-1"
+public_key = ")" + path("edge-1.pub") + R"("
+
+[[sensor]]
+id = "edge-2"
+public_key = ")" + path("edge-2.pub") + R"("
+
+[[console]]
+name = "soc"
+public_key = ")" + path("soc.pub") + R"("
+role = "operator"
+
+[[token]]
+name = "grafana"
+sha256 = ")" + std::string(64, 'b') + "\"\n");
+
+  AggregatorConfig c = loadAggregatorConfig(toml);
+  EXPECT_EQ(c.secretKey, agg.secretKey);
+  EXPECT_EQ(c.dataDir, "/srv/garda");
+  EXPECT_EQ(c.mode, MitigationMode::kConfirm);
+  EXPECT_EQ(c.listenSensors, "tcp://0.0.0.0:7450");
+  EXPECT_EQ(c.retentionDays, 90u);
+  EXPECT_EQ(c.maxMessageBytes, size_t{4} << 20);
+  ASSERT_EQ(c.sensors.size(), 2u);
+  EXPECT_EQ(c.sensors[0].id, "edge-1");
+  EXPECT_EQ(c.sensors[0].publicKey, edge1.publicKey);
+  EXPECT_EQ(c.sensors[1].id, "edge-2");
+  EXPECT_EQ(c.sensors[1].publicKey, edge2.publicKey);
+  ASSERT_EQ(c.consoles.size(), 1u);
+  EXPECT_EQ(c.consoles[0].name, "soc");
+  EXPECT_EQ(c.consoles[0].publicKey, soc.publicKey);
+  EXPECT_EQ(c.consoles[0].role, Role::kOperator);
+  ASSERT_EQ(c.tokens.size(), 1u);
+  EXPECT_EQ(c.tokens[0].role, Role::kViewer);  // the default role
+}
+
+TEST_F(ConfigFiles, SamePublicKeyForTwoIdentitiesIsRefused) {
+  keys("aggregator");
+  keys("edge-1");
+  const std::string head = "[aggregator]\nsecret_key = \"" + path("aggregator.key") + "\"\n";
+  auto sensor = [&](const std::string& id, const std::string& keyFile) {
+    return "[[sensor]]\nid = \"" + id + "\"\npublic_key = \"" + path(keyFile) + "\"\n";
+  };
+  const std::string bound =
+      "\": this key is already bound to another sensor or console: one key, one identity";
+
+  // The sensor's key listed again for a console.
+  const std::string a = write("a.toml", head + sensor("edge-1", "edge-1.pub") +
+                                            "[[console]]\nname = \"soc\"\npublic_key = \"" +
+                                            path("edge-1.pub") + "\"\n");
+  EXPECT_EQ(loadError([&] { loadAggregatorConfig(a); }),
+            "a.toml: console[0].public_key = \"" + path("edge-1.pub") + bound);
+
+  // The same key in two files, for two sensors: the key, not the file name, is what counts.
+  std::filesystem::copy_file(path("edge-1.pub"), path("copy.pub"));
+  const std::string b =
+      write("b.toml", head + sensor("edge-1", "edge-1.pub") + sensor("edge-2", "copy.pub"));
+  EXPECT_EQ(loadError([&] { loadAggregatorConfig(b); }),
+            "b.toml: sensor[1].public_key = \"" + path("copy.pub") + bound);
+}
+
+TEST_F(ConfigFiles, AggregatorSecretKeyReadableByOthersIsRefused) {
+  keys("aggregator");
+  const std::string toml =
+      write("aggregator.toml", "[aggregator]\nsecret_key = \"" + path("aggregator.key") + "\"\n");
+  EXPECT_EQ(loadError([&] { loadAggregatorConfig(toml); }), "(accepted)");
+  ASSERT_EQ(::chmod(path("aggregator.key").c_str(), 0644), 0);
+  EXPECT_EQ(loadError([&] { loadAggregatorConfig(toml); }),
+            "aggregator.toml: aggregator.secret_key = \"" + path("aggregator.key") +
+                "\": " + path("aggregator.key") +
+                ": secret key file is readable by others (mode 644); chmod 600 or 640 it");
+}
+
+TEST_F(ConfigFiles, TomlSyntaxErrorInAFileReportsTheLine) {
+  const std::string toml = write("sensor.toml", "[sensor]\nid = \"x\"\n\nprotected = [\n");
+  const std::string e = loadError([&] { loadSensorConfig(toml); });
+  EXPECT_EQ(e.rfind("sensor.toml: line ", 0), 0u) << e;
+}
+
+}  // namespace
+}  // namespace garda::common
