@@ -248,6 +248,9 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
 
   Section window(file, "window", subTable(root, file, "window"));
   c.maxVictims = static_cast<unsigned>(window.integer("max_victims", c.maxVictims, 1, 1 << 20));
+  c.topSources = static_cast<unsigned>(window.integer("top_k", c.topSources, 1, 1000));
+  c.topPorts = static_cast<unsigned>(window.integer("top_ports", c.topPorts, 1, 100));
+  c.hllPrecision = static_cast<unsigned>(window.integer("hll_precision", c.hllPrecision, 4, 16));
   c.alertPps = static_cast<uint64_t>(window.integer("alert_pps", static_cast<int64_t>(c.alertPps),
                                                     0, 1'000'000'000));
   window.finish();

@@ -47,8 +47,11 @@ struct SensorConfig {
   std::string bpfFilter;            // tcpdump syntax, optional
 
   // [window]: caps that keep one summary bounded.
-  unsigned maxVictims = 4096;
+  unsigned maxVictims = 2048;
   uint64_t alertPps = 100000;       // early alert per victim; 0 = off
+  unsigned topSources = 20;         // top sources reported per victim (and outbound)
+  unsigned topPorts = 10;           // top source / destination ports per victim
+  unsigned hllPrecision = 12;       // distinct-source sketch: 2^p bytes per victim
 
   // [uplink]
   std::string aggregator;

@@ -12,6 +12,10 @@
 
 namespace garda::sensor {
 
+SketchLimits sketchLimits(const common::SensorConfig& c) {
+  return {c.topSources, c.topPorts, c.hllPrecision};
+}
+
 void WindowOutput::emit(const WindowStats& w, uint64_t kernelDropsTotal) {
   uint64_t drops = kernelDropsTotal >= lastKernelDrops_ ? kernelDropsTotal - lastKernelDrops_ : 0;
   lastKernelDrops_ = kernelDropsTotal;
@@ -38,9 +42,10 @@ SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput&
       output_(output),
       uplink_(uplink),
       source_(source),
-      windower_(protected_, config.windowMs, config.maxVictims, [this](WindowStats& w) {
-        output_.emit(w, source_ ? source_->stats().kernelDrops : 0);
-      }) {
+      windower_(
+          protected_, config.windowMs, config.maxVictims,
+          [this](WindowStats& w) { output_.emit(w, source_ ? source_->stats().kernelDrops : 0); },
+          /*emitEmpty=*/false, /*closeGraceNs=*/0, sketchLimits(config)) {
   if (config.alertPps > 0)
     windower_.setAlert(std::max<uint64_t>(1, config.alertPps * config.windowMs / 1000),
                        [this, pps = config.alertPps](const Windower::Alert& a) {
@@ -59,7 +64,7 @@ struct LiveCapture::Worker : PacketSink {
         windower(
             owner.protected_, owner.config_.windowMs, owner.config_.maxVictims,
             [&owner](WindowStats& w) { owner.submit(w); }, /*emitEmpty=*/true,
-            AfPacketSource::kCloseGraceNs) {}
+            AfPacketSource::kCloseGraceNs, sketchLimits(owner.config_)) {}
   void onPacket(const CapturedPacket& p) override { windower.onPacket(p); }
   void tick(int64_t nowNs) override { windower.tick(nowNs); }
 

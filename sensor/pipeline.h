@@ -17,6 +17,8 @@
 
 namespace garda::sensor {
 
+SketchLimits sketchLimits(const common::SensorConfig& config);
+
 // Where closed windows go: to the uplink as summaries and/or, as JSON lines,
 // to `jsonOut`. Either may be null. Called on one thread only.
 class WindowOutput {

@@ -17,6 +17,23 @@ const char* vectorName(Vector v) noexcept {
   return "unknown";
 }
 
+namespace {
+
+nlohmann::json sourcesJson(const std::vector<SourceCount>& in) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : in)
+    out.push_back({{"address", s.address.toString()}, {"packets", s.packets}, {"error", s.error}});
+  return out;
+}
+
+nlohmann::json portsJson(const std::vector<PortCount>& in) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& p : in) out.push_back({{"port", p.port}, {"packets", p.packets}});
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json windowToJson(const WindowStats& w, const std::string& sensorId) {
   nlohmann::json decode = nlohmann::json::object();
   for (size_t k = 0; k < w.decodeStatus.size(); ++k)
@@ -28,10 +45,20 @@ nlohmann::json windowToJson(const WindowStats& w, const std::string& sensorId) {
       if (v.vectorPackets[k] != 0)
         vectors[vectorName(static_cast<Vector>(k))] = {{"packets", v.vectorPackets[k]},
                                                        {"bytes", v.vectorBytes[k]}};
+    nlohmann::json reflection = nlohmann::json::object();
+    for (size_t k = 0; k < kReflectionPortCount; ++k)
+      if (v.reflectionPackets[k] != 0)
+        reflection[std::to_string(reflectionPortAt(k))] = {{"packets", v.reflectionPackets[k]},
+                                                           {"bytes", v.reflectionBytes[k]}};
     victims.push_back({{"address", v.address.toString()},
                        {"packets", v.packets},
                        {"bytes", v.bytes},
-                       {"vectors", vectors}});
+                       {"vectors", vectors},
+                       {"reflection_ports", reflection},
+                       {"distinct_sources", v.distinctSources},
+                       {"top_sources", sourcesJson(v.topSources)},
+                       {"top_src_ports", portsJson(v.topSrcPorts)},
+                       {"top_dst_ports", portsJson(v.topDstPorts)}});
   }
   return {{"sensor", sensorId},
           {"window_start_ns", w.startNs},
@@ -47,7 +74,8 @@ nlohmann::json windowToJson(const WindowStats& w, const std::string& sensorId) {
             {"icmp", w.totals.icmp},
             {"other", w.totals.other}}},
           {"decode", decode},
-          {"victims", victims}};
+          {"victims", victims},
+          {"outbound", sourcesJson(w.outbound)}};
 }
 
 }  // namespace garda::sensor

@@ -23,6 +23,21 @@ uint64_t randomBootId() {
   return id == 0 ? 1 : id;
 }
 
+void fillSources(capnp::List<wire::SourceCount>::Builder out, const std::vector<SourceCount>& in) {
+  for (unsigned i = 0; i < in.size(); ++i) {
+    out[i].setAddress(common::AddressBytes(in[i].address));
+    out[i].setPackets(in[i].packets);
+    out[i].setError(in[i].error);
+  }
+}
+
+void fillPorts(capnp::List<wire::PortCount>::Builder out, const std::vector<PortCount>& in) {
+  for (unsigned i = 0; i < in.size(); ++i) {
+    out[i].setPort(in[i].port);
+    out[i].setPackets(in[i].packets);
+  }
+}
+
 }  // namespace
 
 std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uint64_t bootId,
@@ -64,7 +79,23 @@ std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uin
       vectors[j].setBytes(v.vectorBytes[k]);
       ++j;
     }
+    unsigned reflecting = 0;
+    for (uint64_t n : v.reflectionPackets) reflecting += n != 0;
+    auto refl = out.initReflectionPorts(reflecting);
+    j = 0;
+    for (size_t k = 0; k < kReflectionPortCount; ++k) {
+      if (v.reflectionPackets[k] == 0) continue;
+      refl[j].setPort(reflectionPortAt(k));
+      refl[j].setPackets(v.reflectionPackets[k]);
+      refl[j].setBytes(v.reflectionBytes[k]);
+      ++j;
+    }
+    fillSources(out.initTopSources(static_cast<unsigned>(v.topSources.size())), v.topSources);
+    out.setDistinctSources(v.distinctSources);
+    fillPorts(out.initTopSrcPorts(static_cast<unsigned>(v.topSrcPorts.size())), v.topSrcPorts);
+    fillPorts(out.initTopDstPorts(static_cast<unsigned>(v.topDstPorts.size())), v.topDstPorts);
   }
+  fillSources(s.initOutbound(static_cast<unsigned>(w.outbound.size())), w.outbound);
 
   unsigned errorKinds = 0;
   for (size_t k = 0; k < w.decodeStatus.size(); ++k)

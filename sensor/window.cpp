@@ -3,7 +3,9 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <bit>
 #include <bitset>
+#include <iterator>
 #include <unordered_map>
 
 namespace garda::sensor {
@@ -48,32 +50,79 @@ size_t roundUpPow2(size_t n) {
   return p;
 }
 
+static_assert(std::size(kReflectionPorts) == kReflectionPortCount);
+
+const std::array<int8_t, 65536>& reflectionIndexTable() {
+  static const std::array<int8_t, 65536> table = [] {
+    std::array<int8_t, 65536> t;
+    t.fill(-1);
+    for (size_t i = 0; i < kReflectionPortCount; ++i)
+      t[kReflectionPorts[i]] = static_cast<int8_t>(i);
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace
 
 bool isReflectionPort(uint16_t port) noexcept { return reflectionBitmap().test(port); }
+uint16_t reflectionPortAt(size_t i) noexcept { return kReflectionPorts[i]; }
+int reflectionPortIndex(uint16_t port) noexcept { return reflectionIndexTable()[port]; }
+
+namespace {
+
+common::IpAddress addressOf(const PacketView& v, const uint8_t* bytes) noexcept {
+  return v.ipVersion == 4 ? common::IpAddress::fromV4Bytes(bytes)
+                          : common::IpAddress::fromV6Bytes(bytes);
+}
+
+template <typename Sketch, typename Out, typename Fill>
+void topInto(const Sketch& s, size_t n, std::vector<Out>& out, Fill fill) {
+  auto top = s.top(n);
+  out.clear();
+  out.reserve(top.size());
+  for (const auto& e : top) out.push_back(fill(e));
+}
+
+}  // namespace
+
+WindowCounter::VictimSketch::VictimSketch(const SketchLimits& l)
+    : sources(std::max<size_t>(128, size_t{l.topSources} * 4)),
+      distinct(l.hllPrecision),
+      srcPorts(std::max<size_t>(16, size_t{l.topPorts} * 2)),
+      dstPorts(std::max<size_t>(16, size_t{l.topPorts} * 2)) {}
 
 WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
-                             uint64_t alertPackets)
-    : protected_(protectedSet), maxVictims_(maxVictims), alertPackets_(alertPackets) {
+                             uint64_t alertPackets, SketchLimits limits)
+    : protected_(protectedSet),
+      maxVictims_(maxVictims),
+      alertPackets_(alertPackets),
+      outbound_(std::max<size_t>(64, size_t{limits.topSources} * 4)),
+      limits_(limits) {
   size_t capacity = roundUpPow2(std::max<size_t>(16, size_t{maxVictims} * 2));
   mask_ = capacity - 1;
   table_.resize(capacity);
   used_.assign(capacity, 0);
   usedSlots_.reserve(maxVictims);
+  slotSketch_.assign(capacity, 0);
+  pool_.reserve(maxVictims);
+  for (unsigned i = 0; i < maxVictims; ++i) pool_.emplace_back(limits_);
   (void)reflectionBitmap();
+  (void)reflectionIndexTable();
 }
 
-VictimCounters* WindowCounter::victimSlot(const common::IpAddress& a) noexcept {
+int64_t WindowCounter::victimSlot(const common::IpAddress& a) noexcept {
   size_t i = common::IpAddressHash{}(a) & mask_;
   while (used_[i]) {
-    if (table_[i].address == a) return &table_[i];
+    if (table_[i].address == a) return static_cast<int64_t>(i);
     i = (i + 1) & mask_;
   }
-  if (usedSlots_.size() >= maxVictims_) return nullptr;
+  if (usedSlots_.size() >= maxVictims_) return -1;
   used_[i] = 1;
+  slotSketch_[i] = static_cast<uint32_t>(usedSlots_.size());
   usedSlots_.push_back(static_cast<uint32_t>(i));
   table_[i].address = a;
-  return &table_[i];
+  return static_cast<int64_t>(i);
 }
 
 const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
@@ -110,13 +159,27 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
       vec = (v.isFragment && !v.isFirstFragment) ? Vector::kFragment : Vector::kOther;
       break;
   }
-  common::IpAddress dst = v.ipVersion == 4 ? common::IpAddress::fromV4Bytes(v.dst)
-                                           : common::IpAddress::fromV6Bytes(v.dst);
+  const common::IpAddress src = addressOf(v, v.src);
+  const common::IpAddress dst = addressOf(v, v.dst);
+  if (protected_.contains(src)) outbound_.add(src);
   if (!protected_.contains(dst)) return nullptr;
-  VictimCounters* victim = victimSlot(dst);
-  if (!victim) {
+  const int64_t slot = victimSlot(dst);
+  if (slot < 0) {
     victimPacketsCut_++;
     return nullptr;
+  }
+  VictimCounters* victim = &table_[static_cast<size_t>(slot)];
+  VictimSketch& sketch = pool_[slotSketch_[static_cast<size_t>(slot)]];
+  sketch.sources.add(src);
+  sketch.distinct.add(src);
+  if (v.hasPorts) {
+    sketch.srcPorts.add(v.srcPort);
+    sketch.dstPorts.add(v.dstPort);
+  }
+  if (vec == Vector::kUdpReflection) {
+    const auto r = static_cast<size_t>(reflectionPortIndex(v.srcPort));
+    victim->reflectionPackets[r]++;
+    victim->reflectionBytes[r] += p.wireLength;
   }
   auto k = static_cast<size_t>(vec);
   victim->packets++;
@@ -134,10 +197,27 @@ void WindowCounter::closeInto(WindowStats& out) {
   out.victims.clear();
   out.victims.reserve(usedSlots_.size());
   for (uint32_t i : usedSlots_) {
-    out.victims.push_back(table_[i]);
+    VictimCounters& v = out.victims.emplace_back(std::move(table_[i]));
+    VictimSketch& s = pool_[slotSketch_[i]];
+    topInto(s.sources, limits_.topSources, v.topSources, [](const auto& e) {
+      return SourceCount{e.key, e.count, e.error};
+    });
+    auto port = [](const auto& e) { return PortCount{e.key, e.count}; };
+    topInto(s.srcPorts, limits_.topPorts, v.topSrcPorts, port);
+    topInto(s.dstPorts, limits_.topPorts, v.topDstPorts, port);
+    v.distinctSources = s.distinct.estimate();
+    v.sourceRegisters.assign(s.distinct.registers().begin(), s.distinct.registers().end());
+    s.sources.reset();
+    s.distinct.reset();
+    s.srcPorts.reset();
+    s.dstPorts.reset();
     table_[i] = VictimCounters{};
     used_[i] = 0;
   }
+  topInto(outbound_, limits_.topSources, out.outbound, [](const auto& e) {
+    return SourceCount{e.key, e.count, e.error};
+  });
+  outbound_.reset();
   std::sort(out.victims.begin(), out.victims.end(),
             [](const VictimCounters& a, const VictimCounters& b) { return a.packets > b.packets; });
   usedSlots_.clear();
@@ -147,8 +227,9 @@ void WindowCounter::closeInto(WindowStats& out) {
 }
 
 Windower::Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-                   CloseFn onClose, bool emitEmpty, int64_t closeGraceNs)
-    : counter_(protectedSet, maxVictims),
+                   CloseFn onClose, bool emitEmpty, int64_t closeGraceNs,
+                   SketchLimits limits)
+    : counter_(protectedSet, maxVictims, 0, limits),
       windowNs_(int64_t{windowMs} * 1'000'000),
       onClose_(std::move(onClose)),
       emitEmpty_(emitEmpty),
@@ -195,6 +276,57 @@ void Windower::closeWindow() {
   onClose_(stats_);
 }
 
+namespace {
+
+// Sums two top lists by key (upper bounds and errors add), keeps the larger
+// length of the two, highest first.
+template <typename T, typename KeyOf>
+void mergeTop(std::vector<T>& into, const std::vector<T>& from, KeyOf keyOf) {
+  const size_t keep = std::max(into.size(), from.size());
+  for (const auto& e : from) {
+    auto it = std::find_if(into.begin(), into.end(),
+                           [&](const T& x) { return keyOf(x) == keyOf(e); });
+    if (it == into.end()) {
+      into.push_back(e);
+    } else {
+      it->packets += e.packets;
+      if constexpr (requires { e.error; }) it->error += e.error;
+    }
+  }
+  std::sort(into.begin(), into.end(), [](const T& a, const T& b) { return a.packets > b.packets; });
+  if (into.size() > keep) into.resize(keep);
+}
+
+void mergeVictim(VictimCounters& t, const VictimCounters& v) {
+  t.packets += v.packets;
+  t.bytes += v.bytes;
+  for (size_t k = 0; k < kVectorCount; ++k) {
+    t.vectorPackets[k] += v.vectorPackets[k];
+    t.vectorBytes[k] += v.vectorBytes[k];
+  }
+  for (size_t k = 0; k < kReflectionPortCount; ++k) {
+    t.reflectionPackets[k] += v.reflectionPackets[k];
+    t.reflectionBytes[k] += v.reflectionBytes[k];
+  }
+  auto address = [](const SourceCount& s) { return s.address; };
+  auto port = [](const PortCount& p) { return p.port; };
+  mergeTop(t.topSources, v.topSources, address);
+  mergeTop(t.topSrcPorts, v.topSrcPorts, port);
+  mergeTop(t.topDstPorts, v.topDstPorts, port);
+  if (!t.sourceRegisters.empty() && t.sourceRegisters.size() == v.sourceRegisters.size()) {
+    // The union's distinct count comes from the merged registers, not a sum.
+    HyperLogLog h(static_cast<unsigned>(std::countr_zero(t.sourceRegisters.size())));
+    h.mergeRegisters(t.sourceRegisters);
+    h.mergeRegisters(v.sourceRegisters);
+    t.distinctSources = h.estimate();
+    t.sourceRegisters.assign(h.registers().begin(), h.registers().end());
+  } else {
+    t.distinctSources += v.distinctSources;
+  }
+}
+
+}  // namespace
+
 void mergeWindow(WindowStats& into, const WindowStats& from, unsigned maxVictims) {
   into.totals.packets += from.totals.packets;
   into.totals.bytes += from.totals.bytes;
@@ -214,14 +346,9 @@ void mergeWindow(WindowStats& into, const WindowStats& from, unsigned maxVictims
       into.victims.push_back(v);
       continue;
     }
-    auto& t = into.victims[it->second];
-    t.packets += v.packets;
-    t.bytes += v.bytes;
-    for (size_t k = 0; k < kVectorCount; ++k) {
-      t.vectorPackets[k] += v.vectorPackets[k];
-      t.vectorBytes[k] += v.vectorBytes[k];
-    }
+    mergeVictim(into.victims[it->second], v);
   }
+  mergeTop(into.outbound, from.outbound, [](const SourceCount& s) { return s.address; });
   std::sort(into.victims.begin(), into.victims.end(),
             [](const VictimCounters& a, const VictimCounters& b) { return a.packets > b.packets; });
   if (into.victims.size() > maxVictims) {

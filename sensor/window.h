@@ -8,6 +8,8 @@
 #include "common/ip.h"
 #include "sensor/capture/source.h"
 #include "sensor/decode.h"
+#include "sensor/sketch/hyperloglog.h"
+#include "sensor/sketch/space_saving.h"
 
 namespace garda::sensor {
 
@@ -28,6 +30,29 @@ constexpr size_t kVectorCount = static_cast<size_t>(Vector::kCount);
 // UDP source ports of services abused for reflection/amplification (DNS, NTP,
 // SSDP, memcached, CLDAP, chargen, SNMP, WS-Discovery, mDNS, NetBIOS, ...).
 bool isReflectionPort(uint16_t port) noexcept;
+constexpr size_t kReflectionPortCount = 21;
+// The i-th reflection port (0 <= i < kReflectionPortCount), and the index of
+// a port in that list (-1 when it is not a reflection port).
+uint16_t reflectionPortAt(size_t i) noexcept;
+int reflectionPortIndex(uint16_t port) noexcept;
+
+struct SourceCount {
+  common::IpAddress address;
+  uint64_t packets = 0;  // Space-Saving upper bound
+  uint64_t error = 0;    // packets - error is a lower bound
+};
+
+struct PortCount {
+  uint16_t port = 0;
+  uint64_t packets = 0;
+};
+
+// Sizes of the per-victim sketches (fixed at construction).
+struct SketchLimits {
+  unsigned topSources = 20;   // reported per victim; the sketch keeps 4x (at least 128)
+  unsigned topPorts = 10;     // reported per victim and direction
+  unsigned hllPrecision = 12; // 2^p one-byte registers per victim
+};
 
 struct VictimCounters {
   common::IpAddress address;
@@ -35,6 +60,14 @@ struct VictimCounters {
   uint64_t bytes = 0;
   std::array<uint64_t, kVectorCount> vectorPackets{};
   std::array<uint64_t, kVectorCount> vectorBytes{};
+  std::array<uint64_t, kReflectionPortCount> reflectionPackets{};
+  std::array<uint64_t, kReflectionPortCount> reflectionBytes{};
+  // Filled at window close from the victim's sketches.
+  std::vector<SourceCount> topSources;   // highest first
+  std::vector<PortCount> topSrcPorts;
+  std::vector<PortCount> topDstPorts;
+  uint64_t distinctSources = 0;          // HyperLogLog estimate
+  std::vector<uint8_t> sourceRegisters;  // the HyperLogLog, to merge workers' windows
 };
 
 struct WindowTotals {
@@ -53,6 +86,7 @@ struct WindowStats {
   unsigned windowMs = 0;
   WindowTotals totals;
   std::vector<VictimCounters> victims;  // highest packet count first
+  std::vector<SourceCount> outbound;    // protected sources sending the most
   uint32_t victimsCut = 0;              // victims left out by the cap at merge
   uint64_t victimPacketsCut = 0;        // packets to victims not tracked: table full
   std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus{};
@@ -68,7 +102,7 @@ class WindowCounter {
   // `alertPackets`: a victim reaching this many packets within one window
   // is reported by count() the moment it does (0: never).
   WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
-                uint64_t alertPackets = 0);
+                uint64_t alertPackets = 0, SketchLimits limits = {});
 
   // Decodes and counts one frame. Returns the victim when this packet made
   // it reach the alert threshold (once per victim per window), else null.
@@ -80,7 +114,15 @@ class WindowCounter {
   void setAlertPackets(uint64_t packets) noexcept { alertPackets_ = packets; }
 
  private:
-  VictimCounters* victimSlot(const common::IpAddress& a) noexcept;
+  struct VictimSketch {
+    explicit VictimSketch(const SketchLimits& l);
+    SpaceSaving<common::IpAddress> sources;
+    HyperLogLog distinct;
+    SpaceSaving<uint16_t> srcPorts;
+    SpaceSaving<uint16_t> dstPorts;
+  };
+  // The table slot of `a` (inserting it), or -1 when the table is full.
+  int64_t victimSlot(const common::IpAddress& a) noexcept;
 
   const common::PrefixSet& protected_;
   unsigned maxVictims_;
@@ -89,6 +131,10 @@ class WindowCounter {
   std::vector<VictimCounters> table_;
   std::vector<uint8_t> used_;
   std::vector<uint32_t> usedSlots_;
+  std::vector<uint32_t> slotSketch_;  // table slot -> sketch in pool_
+  std::vector<VictimSketch> pool_;    // one per victim that may be tracked
+  SpaceSaving<common::IpAddress> outbound_;
+  SketchLimits limits_;
   WindowTotals totals_;
   uint64_t victimPacketsCut_ = 0;
   std::array<uint64_t, static_cast<size_t>(DecodeStatus::kCount)> decodeStatus_{};
@@ -119,7 +165,8 @@ class Windower : public PacketSink {
   // packets stamped before the end that are still in the capture ring's
   // current block (handed over every 10 ms) land in their own window.
   Windower(const common::PrefixSet& protectedSet, unsigned windowMs, unsigned maxVictims,
-           CloseFn onClose, bool emitEmpty = false, int64_t closeGraceNs = 0);
+           CloseFn onClose, bool emitEmpty = false, int64_t closeGraceNs = 0,
+           SketchLimits limits = {});
 
   void onPacket(const CapturedPacket& packet) override;
   // Alerts for victims reaching `packetsPerWindow` packets in a window.

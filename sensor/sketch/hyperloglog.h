@@ -53,6 +53,9 @@ class HyperLogLog {
   // std::invalid_argument if the precisions differ: a wiring error, and
   // silently mixing them would be meaningless.
   void merge(const HyperLogLog& other);
+  // The same from registers shipped elsewhere (a worker's window, a
+  // summary); throws std::invalid_argument unless there are 2^precision.
+  void mergeRegisters(std::span<const uint8_t> registers);
 
   void reset() noexcept;
 

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/ip.h"
@@ -34,18 +34,19 @@ struct SketchKeyHash<common::IpAddress> : common::IpAddressHash {};
 //   - m <= N / capacity, so every key with f(x) > N / capacity is tracked.
 // These hold after merge() too (see there).
 //
-// Layout: counters live in `capacity` fixed slots (key, error); a binary
+// Layout: counters live in `capacity` fixed slots (key, error); a 4-ary
 // min-heap of (count, slot) finds the counter to evict, and an
 // open-addressing index (linear probing, a power of two >= 2 x capacity
 // entries, so load <= 1/2) maps a key to its slot. Deleting the evicted key
 // from the index uses backward-shift deletion, so there are no tombstones and
 // probe chains never grow with churn. Each slot remembers its index position,
 // which makes eviction a direct delete and reset() O(size()).
-// A heap rather than Metwally's Stream-Summary bucket list: adds are weighted
-// (packets now, bytes later), and Stream-Summary is O(1) only for unit
-// increments; a weighted one walks buckets. The heap is O(log capacity) for
-// any weight, three flat arrays with no pointers, and a counter that grows
-// only sifts down past smaller counts, which heavy hitters quickly leave behind.
+// Why a heap rather than Metwally's Stream-Summary bucket list: adds are
+// weighted (packets now, bytes later), and Stream-Summary is O(1) only for
+// unit increments; a weighted increment walks the buckets it passes. The heap
+// is O(log capacity) for any weight, in flat arrays with no pointers to chase,
+// and a hit only sifts down past smaller counts, which heavy hitters soon
+// leave behind (they settle at the leaves, where a sift is one compare).
 //
 // Allocates only in the constructor; add() and reset() never allocate, lock or
 // throw. top() and merge() allocate (window close). Not thread-safe: one per
@@ -58,8 +59,8 @@ class SpaceSaving {
  public:
   struct Entry {
     Key key;
-    uint64_t count;  // upper bound on the key's true weight
-    uint64_t error;  // count - error is a lower bound
+    uint64_t count = 0;  // upper bound on the key's true weight
+    uint64_t error = 0;  // count - error is a lower bound
   };
 
   // Throws std::invalid_argument unless 1 <= capacity <= 2^30.
@@ -139,12 +140,23 @@ class SpaceSaving {
   // sums do; every candidate's count is >= the sum of the two minimums, so the
   // new minimum still bounds every key dropped or never seen; and any
   // `capacity` candidates have counts summing to <= N, so the new minimum is
-  // <= N / capacity. The capacities should match (the N / capacity bound uses
-  // the smaller one). Allocates; not for the packet path.
+  // <= N / capacity. Throws std::invalid_argument if the capacities differ
+  // (a wiring error: a smaller sketch's minimum would not carry over).
+  // Allocates; not for the packet path.
   void merge(const SpaceSaving& other) {
+    if (other.capacity_ != capacity_) {
+      throw std::invalid_argument("SpaceSaving merge needs equal capacities, got " +
+                                  std::to_string(capacity_) + " and " +
+                                  std::to_string(other.capacity_));
+    }
     if (&other == this) {
-      const SpaceSaving copy(other);
-      merge(copy);
+      // The stream twice over: every key is shared, so counts and errors
+      // double, and the heap order is unchanged.
+      for (size_t p = 0; p < size_; ++p) {
+        heap_[p].count *= 2;
+        errors_[heap_[p].slot] *= 2;
+      }
+      total_ *= 2;
       return;
     }
     if (other.size_ == 0) return;
@@ -285,10 +297,11 @@ class SpaceSaving {
     for (;;) {
       const size_t first = kArity * pos + 1;
       if (first >= size_) break;
-      size_t smallest = first;
-      for (size_t c = first + 1; c < first + kArity; ++c) {
-        smallest = heap_[c].count < heap_[smallest].count ? c : smallest;
-      }
+      // Branch-free pick of the smallest child: which child it is does not
+      // predict, and a miss costs more than the four compares.
+      const size_t a = first + (heap_[first + 1].count < heap_[first].count);
+      const size_t b = first + 2 + (heap_[first + 3].count < heap_[first + 2].count);
+      const size_t smallest = a + (b - a) * (heap_[b].count < heap_[a].count);
       if (moving.count <= heap_[smallest].count) break;
       placeInHeap(pos, heap_[smallest]);
       pos = smallest;

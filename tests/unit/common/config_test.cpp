@@ -81,7 +81,10 @@ TEST(SensorConfig, MinimalConfigLoadsWithDefaults) {
   EXPECT_EQ(c.windowMs, 1000u);
   EXPECT_EQ(c.ringMb, 16u);
   EXPECT_EQ(c.bpfFilter, "");
-  EXPECT_EQ(c.maxVictims, 4096u);
+  EXPECT_EQ(c.maxVictims, 2048u);
+  EXPECT_EQ(c.topSources, 20u);
+  EXPECT_EQ(c.topPorts, 10u);
+  EXPECT_EQ(c.hllPrecision, 12u);
   EXPECT_EQ(c.alertPps, 100000u);
   EXPECT_EQ(c.aggregator, "tcp://198.18.100.1:7450");
   EXPECT_EQ(c.aggregatorPublicKeyFile, "/etc/garda/aggregator.pub");
