@@ -21,7 +21,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   # tests, drill and benchmarks
   tshark wireshark-common hping3 python3 python3-scapy tcpreplay
-  iproute2 nftables iputils-ping procps psmisc util-linux
+  iproute2 nftables iputils-ping procps psmisc util-linux time
 )
 
 missing=()
