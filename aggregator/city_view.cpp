@@ -1,3 +1,4 @@
+#include "common/duration.h"
 #include "aggregator/city_view.h"
 
 #include <spdlog/spdlog.h>
@@ -7,18 +8,12 @@
 namespace garda::aggregator {
 namespace {
 
-std::string hex64(uint64_t v) {
-  char b[17];
-  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 nlohmann::json toJson(const SensorState& s) {
   return {{"id", s.id},
           {"opd", s.opd},
           {"version", s.version},
           {"capture_source", s.captureSource},
-          {"boot_id", hex64(s.bootId)},
+          {"boot_id", common::formatHex64(s.bootId)},
           {"last_seen_ns", s.lastSeenNs},
           {"window_ms", s.windowMs},
           {"last_window_start_ns", s.lastWindowStartNs},

@@ -1,3 +1,4 @@
+#include "common/duration.h"
 #include "aggregator/query.h"
 
 #include <capnp/serialize.h>
@@ -12,12 +13,6 @@ namespace {
 constexpr uint32_t kDefaultHistoryLimit = 1000;
 constexpr uint32_t kMaxHistoryLimit = 1'000'000;
 constexpr std::string_view kConsolePrefix = "console:";
-
-std::string hex64(uint64_t v) {
-  char b[17];
-  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 bool isOperatorCommand(wire::Query::Command::Which w) {
   switch (w) {
@@ -51,7 +46,7 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
     auto t = s.getTotals();
     windows.push_back({{"start_ns", s.getWindowStartNs()},
                        {"window_ms", s.getWindowMs()},
-                       {"boot_id", hex64(s.getBootId())},
+                       {"boot_id", common::formatHex64(s.getBootId())},
                        {"seq", s.getSeq()},
                        {"packets", t.getPackets()},
                        {"bytes", t.getBytes()},

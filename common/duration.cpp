@@ -35,4 +35,10 @@ std::string formatTimeNs(int64_t ns) {
   return buf;
 }
 
+std::string formatHex64(uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
 }  // namespace garda::common

@@ -14,4 +14,7 @@ std::optional<int64_t> parseDurationNs(std::string_view text);
 // "2026-11-24T17:35:02.250Z" (UTC, milliseconds) from Unix nanoseconds.
 std::string formatTimeNs(int64_t ns);
 
+// 16 lowercase hex digits: how boot ids are shown.
+std::string formatHex64(uint64_t v);
+
 }  // namespace garda::common
