@@ -11,8 +11,12 @@ Every capture listed in pcaps/MANIFEST.tsv is replayed offline at several
 window sizes, and each window the sensor writes is compared, number for number,
 with the same window computed here from tshark's per-frame fields on the same
 file: totals (packets, bytes, tcp, udp, icmp, other), decode counts, and per
-victim and per vector both packets and bytes. The expected numbers never come
-from Garda.
+victim and per vector both packets and bytes. The per-victim sketches are held
+to exact counts from the same tshark rows: reflection_ports must equal them;
+distinct_sources (HyperLogLog) must be within max(3 %, 2) of the exact number
+of distinct outer sources; top_sources, top_src_ports, top_dst_ports and
+outbound (Space-Saving) must bound every true count and list every key above a
+share the sketch size guarantees. The expected numbers never come from Garda.
 
 How a tshark row becomes an expectation (the sensor's documented semantics):
   * bytes are frame.len (wire length); every frame counts in totals.packets.
@@ -63,6 +67,26 @@ EXTRA_WINDOWS_MS = {
     "amp.TCP.syn.optionallyACK.optionallysamePort.pcapng": (60000,),   # 818 s long
     "amp.dns.RRSIG.fragmented.pcap": (60000,),
 }
+# The per-victim sketches are checked at 1000 ms; the distinct-source estimate also at
+# 60000 ms, where most captures fall in one or two windows with many sources each.
+SKETCH_WINDOW_MS = 1000
+DISTINCT_WINDOWS_MS = (1000, 60000)
+# Reported list lengths and sketch sizes as documented for the default [window] keys.
+TOP_K = 20                 # top_k: top_sources and outbound entries reported
+TOP_PORTS = 10             # top_ports: top_src_ports / top_dst_ports entries reported
+# Space-Saving with m counters tracks every key with more than 1/m of the stream; the
+# checks below ask for less than that guarantee: sources keep max(128, 4 * 20) = 128
+# counters (1/128), we ask 5 %; ports keep max(16, 2 * 10) = 20 counters (5 %), we ask 10 %.
+# With counters summing to the stream length, at most top_k (top_ports) - 1 entries can
+# exceed 5 % (10 %), so every such key must also be among those reported.
+HEAVY_SOURCE_SHARE = 0.05
+HEAVY_PORT_SHARE = 0.10
+# HyperLogLog at precision 12 has a standard error of 1.04 / sqrt(4096) ~ 1.6 %: 3 % is
+# about two sigma. Small counts get an absolute slack of 2.
+DISTINCT_REL_TOLERANCE = 0.03
+DISTINCT_ABS_TOLERANCE = 2
+# Outbound check: this capture's busiest source is made a protected /32.
+OUTBOUND_CAPTURE = "amp.UDP.isakmp.pcap"
 
 REFLECTION_SOURCE_PORTS = frozenset({
     19, 53, 69, 111, 123, 137, 161, 389, 500, 520, 1434, 1900, 3283, 3702, 4500, 5353,
@@ -80,10 +104,10 @@ TOTAL_KEYS = ("packets", "bytes", "tcp", "udp", "icmp", "other")
 TSHARK_FIELDS = (
     "frame.number", "frame.time_epoch", "frame.len", "frame.cap_len", "frame.protocols",
     "eth.type", "vlan.etype",
-    "ip.version", "ip.hdr_len", "ip.len", "ip.proto", "ip.frag_offset", "ip.dst",
-    "ipv6.plen", "ipv6.nxt", "ipv6.dst", "ipv6.fraghdr.offset",
+    "ip.version", "ip.hdr_len", "ip.len", "ip.proto", "ip.frag_offset", "ip.src", "ip.dst",
+    "ipv6.plen", "ipv6.nxt", "ipv6.src", "ipv6.dst", "ipv6.fraghdr.offset",
     "ipv6.hopopts.nxt", "ipv6.routing.nxt", "ipv6.fraghdr.nxt", "ipv6.dstopts.nxt",
-    "tcp.flags", "udp.srcport",
+    "tcp.flags", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
 )
 TSHARK_PREFS = ("ip.defragment:FALSE", "ipv6.defragment:FALSE", "ip.tso_support:FALSE",
                 "tcp.desegment_tcp_streams:FALSE")
@@ -110,6 +134,9 @@ class Frame:
     proto: str              # tcp / udp / icmp / other (totals bucket)
     vector: str | None      # None unless status == "ok"
     victim: str | None      # outer destination inside PROTECTED, else None
+    src: str | None = None          # outer source address (None unless status == "ok")
+    ports: tuple[int, int] | None = None   # (source, destination) port of an outer TCP/UDP
+                                           # header: unfragmented or first fragments only
 
 
 def epoch_ns(text: str) -> int:
@@ -187,6 +214,7 @@ def classify(row: dict) -> Frame:
                              f"{total_len} B, {room} B captured after L2")
         proto = _int(_first(row, "ip.proto"), "ip.proto")
         non_first_fragment = _int(_first(row, "ip.frag_offset"), "ip.frag_offset") > 0
+        src = _first(row, "ip.src")
         dst = _first(row, "ip.dst")
         l4_room = total_len - hdr_len
         next_layer = after[0] if after else None
@@ -212,6 +240,7 @@ def classify(row: dict) -> Frame:
                 non_first_fragment = index < len(offsets) and int(offsets[index], 0) > 0
         if proto == 51:
             raise Unmodelled("IPv6 authentication header")
+        src = _first(row, "ipv6.src")
         dst = _first(row, "ipv6.dst")
         l4_room = None   # IPv6 extension lengths are not among the fields; trust tshark
         next_layer = after[0] if after else None
@@ -222,10 +251,18 @@ def classify(row: dict) -> Frame:
         if "_ws.malformed" in after[:2]:
             raise Unmodelled(f"malformed transport header for IP protocol {proto}")
     vector = "fragment" if non_first_fragment else _vector(proto, row, next_layer)
-    if dst is None:
-        raise Unmodelled("no destination address")
+    if dst is None or src is None:
+        raise Unmodelled("no source or destination address")
     victim = dst if ipaddress.ip_address(dst) in PROTECTED else None
-    return Frame(number, t_ns, wire_len, "ok", _proto_bucket(proto), vector, victim)
+    ports = None
+    if not non_first_fragment and proto in (6, 17):
+        # _vector() has checked that the next layer is this TCP/UDP header, so the
+        # first value is the outer one (later ones are quoted or tunnelled headers).
+        l4 = "tcp" if proto == 6 else "udp"
+        ports = (_int(_first(row, f"{l4}.srcport"), f"{l4}.srcport"),
+                 _int(_first(row, f"{l4}.dstport"), f"{l4}.dstport"))
+    return Frame(number, t_ns, wire_len, "ok", _proto_bucket(proto), vector, victim,
+                 src, ports)
 
 
 def run_tshark(pcap: Path, out_tsv: Path) -> list[dict]:
@@ -262,16 +299,22 @@ class Window:
         lambda: collections.defaultdict(lambda: [0, 0])))
 
 
-def expected_windows(frames: list[Frame], window_ms: int) -> dict[int, Window]:
+def windowed(frames: list[Frame], window_ms: int):
+    """(start of the window the sensor counts it in, whether it is late, frame) per frame."""
     width = window_ms * 1_000_000
-    windows: dict[int, Window] = {}
     open_start = None
     for fr in frames:
         start = fr.t_ns // width * width
         if open_start is None or start > open_start:
             open_start = start
+        yield open_start, start < open_start, fr
+
+
+def expected_windows(frames: list[Frame], window_ms: int) -> dict[int, Window]:
+    windows: dict[int, Window] = {}
+    for open_start, late, fr in windowed(frames, window_ms):
         w = windows.setdefault(open_start, Window())
-        if start < open_start:
+        if late:
             w.late += 1
         w.totals["packets"] += 1
         w.totals["bytes"] += fr.wire_len
@@ -283,6 +326,92 @@ def expected_windows(frames: list[Frame], window_ms: int) -> dict[int, Window]:
                 cell[0] += 1
                 cell[1] += fr.wire_len
     return windows
+
+
+@dataclass
+class VictimTraffic:
+    """Exact per-victim counts in one window, the truth the sensor's sketches approximate."""
+    packets: int = 0
+    sources: collections.Counter = field(default_factory=collections.Counter)
+    src_ports: collections.Counter = field(default_factory=collections.Counter)
+    dst_ports: collections.Counter = field(default_factory=collections.Counter)
+    # UDP source port -> [packets, bytes], for udp_reflection frames only
+    reflection: dict = field(default_factory=lambda: collections.defaultdict(lambda: [0, 0]))
+
+
+def expected_victim_traffic(frames: list[Frame],
+                            window_ms: int) -> dict[int, dict[str, VictimTraffic]]:
+    """window start -> victim -> VictimTraffic, from tshark's frames."""
+    windows: dict[int, dict[str, VictimTraffic]] = {}
+    for start, _, fr in windowed(frames, window_ms):
+        if fr.victim is None:
+            continue
+        t = windows.setdefault(start, {}).setdefault(fr.victim, VictimTraffic())
+        t.packets += 1
+        t.sources[fr.src] += 1
+        if fr.ports is not None:
+            t.src_ports[fr.ports[0]] += 1
+            t.dst_ports[fr.ports[1]] += 1
+        if fr.vector == "udp_reflection":
+            cell = t.reflection[fr.ports[0]]
+            cell[0] += 1
+            cell[1] += fr.wire_len
+    return windows
+
+
+def expected_senders(frames: list[Frame], window_ms: int,
+                     prefixes: list) -> dict[int, collections.Counter]:
+    """window start -> outer source inside `prefixes` -> packets it sent (to anywhere)."""
+    windows: dict[int, collections.Counter] = {}
+    for start, _, fr in windowed(frames, window_ms):
+        if fr.src is not None and any(ipaddress.ip_address(fr.src) in p for p in prefixes):
+            windows.setdefault(start, collections.Counter())[fr.src] += 1
+    return windows
+
+
+def normal_address(text: str) -> str:
+    """One spelling per address (IPv6 text forms differ between tools)."""
+    return str(ipaddress.ip_address(text))
+
+
+def space_saving_problems(reported: list[dict], truth: collections.Counter, *, key: str,
+                          limit: int | None, guaranteed_share: float, with_error: bool,
+                          total: int | None = None) -> list[str]:
+    """What is wrong with a reported Space-Saving top list, judged against exact counts.
+
+    reported: [{key, "packets"[, "error"]}]; truth: key -> exact count. Checks: sorted by
+    packets descending, no key twice, every key whose true share of the total exceeds
+    `guaranteed_share` of `total` (default: the sum of truth) listed, and per entry
+    true <= packets (and, with error, packets - error <= true). If `limit` is given,
+    also len == min(limit, distinct keys).
+    """
+    problems = []
+    total = sum(truth.values()) if total is None else total
+    counts = [e["packets"] for e in reported]
+    if counts != sorted(counts, reverse=True):
+        problems.append(f"not sorted by packets descending: {counts}")
+    keys = [e[key] for e in reported]
+    if len(keys) != len(set(keys)):
+        problems.append(f"a {key} is listed twice: {keys}")
+    if limit is not None and len(reported) != min(limit, len(truth)):
+        problems.append(f"{len(reported)} entries, expected min({limit}, {len(truth)} "
+                        f"distinct per tshark) = {min(limit, len(truth))}")
+    for e in reported:
+        true = truth.get(e[key], 0)
+        low = e["packets"] - e["error"] if with_error else None
+        if with_error and not (is_int(e["error"]) and 0 <= e["error"] <= e["packets"]):
+            problems.append(f"{e}: error outside 0..packets")
+        if true > e["packets"] or (with_error and low > true):
+            bounds = f"[{low}, {e['packets']}]" if with_error else f"<= {e['packets']}"
+            problems.append(f"{key} {e[key]}: tshark counts {true}, outside reported {bounds}")
+    listed = set(keys)
+    for k, n in truth.most_common():
+        if n <= guaranteed_share * total:
+            break
+        if k not in listed:
+            problems.append(f"{key} {k} has {n} of {total} packets (> {guaranteed_share:.0%}) "
+                            f"per tshark but is not listed")
+    return problems
 
 
 def sensor_windows(lines: list[dict]) -> dict[int, Window]:
@@ -386,6 +515,9 @@ class SensorAccuracyAgainstTshark(unittest.TestCase):
         cls.tmp = Path(tempfile.mkdtemp(prefix="garda-it-accuracy-"))
         cls.runs = [(c.name, w) for c in cls.captures
                     for w in WINDOWS_MS + EXTRA_WINDOWS_MS.get(c.name, ())]
+        cls.distinct_runs = [(c.name, w) for c in cls.captures for w in DISTINCT_WINDOWS_MS]
+        cls.sketch_runs = [(c.name, SKETCH_WINDOW_MS) for c in cls.captures]
+        replays = list(dict.fromkeys(cls.runs + cls.distinct_runs + cls.sketch_runs))
         work = {}
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
@@ -393,7 +525,7 @@ class SensorAccuracyAgainstTshark(unittest.TestCase):
                     work[("tshark", c.name)] = pool.submit(cls._tshark_frames, c.name)
                     work[("capinfos", c.name)] = pool.submit(capinfos_count,
                                                              cls.env.pcap(c.name))
-                for name, window_ms in cls.runs:
+                for name, window_ms in replays:
                     work[("sensor", name, window_ms)] = pool.submit(cls._replay, name,
                                                                     window_ms)
                 concurrent.futures.wait(work.values())
@@ -443,11 +575,28 @@ class SensorAccuracyAgainstTshark(unittest.TestCase):
 
     def summaries(self, name: str, window_ms: int) -> list[dict]:
         run: harness.OfflineRun = self.jobs[("sensor", name, window_ms)].result()
+        return self.clean_summaries(run, f"{name} at {window_ms} ms")
+
+    def clean_summaries(self, run: harness.OfflineRun, what: str) -> list[dict]:
         reports = harness.sanitizer_reports(run.stderr)
         if run.returncode != 0 or reports:
-            self.fail(f"{name} at {window_ms} ms: the sensor should exit 0 with no sanitizer "
+            self.fail(f"{what}: the sensor should exit 0 with no sanitizer "
                       f"report\n{run.describe(40)}")
         return run.summaries()
+
+    def victims_against_tshark(self, name: str, window_ms: int):
+        """(window start, victim address, sensor's victim object, tshark's VictimTraffic)
+        for every victim of every window; fails if the victim sets differ."""
+        expected = expected_victim_traffic(self.frames(name), window_ms)
+        lines = self.summaries(name, window_ms)
+        found = {s["window_start_ns"]: {v["address"]: v for v in s["victims"]} for s in lines}
+        self.assertEqual(len(found), len(lines), f"{name}: a window is written twice")
+        for start in sorted(set(expected) | set(found)):
+            exp, got = expected.get(start, {}), found.get(start, {})
+            self.assertEqual(sorted(got), sorted(exp),
+                             f"{name} at {window_ms} ms, window {start}: victims vs tshark")
+            for address in sorted(exp):
+                yield start, address, got[address], exp[address]
 
     # -- the model's input ---------------------------------------------------
 
@@ -567,6 +716,120 @@ class SensorAccuracyAgainstTshark(unittest.TestCase):
                 self.assertEqual(top, c.victim, f"{c.name}: victims by packets {ranking[:5]}")
                 self.assertFalse(len(ranking) > 1 and ranking[1][1] == top_packets,
                                  f"{c.name}: top victim is tied: {ranking[:5]}")
+
+
+    # -- per-victim sketches against exact counts from tshark ------------------
+
+    def test_distinct_sources_estimate_within_3_percent_of_tshark(self):
+        for name, window_ms in self.distinct_runs:
+            with self.subTest(capture=name, window_ms=window_ms):
+                rows = []
+                for start, victim, v, t in self.victims_against_tshark(name, window_ms):
+                    exact = len(t.sources)
+                    slack = max(DISTINCT_REL_TOLERANCE * exact, DISTINCT_ABS_TOLERANCE)
+                    estimate = v["distinct_sources"]
+                    if not is_int(estimate) or abs(estimate - exact) > slack:
+                        rows.append((start, victim, "distinct_sources", exact, estimate))
+                if rows:
+                    self.fail(format_diff(f"{name} at {window_ms} ms, distinct sources "
+                                          f"(estimate may differ by max(3 %, 2))", rows))
+
+    def test_top_sources_list_every_heavy_source_with_true_count_within_bounds(self):
+        for name, window_ms in self.sketch_runs:
+            with self.subTest(capture=name, window_ms=window_ms):
+                problems = []
+                for start, victim, v, t in self.victims_against_tshark(name, window_ms):
+                    reported = [dict(e, address=normal_address(e["address"]))
+                                for e in v["top_sources"]]
+                    truth = collections.Counter({normal_address(a): n
+                                                 for a, n in t.sources.items()})
+                    problems += [f"window {start} victim {victim}: {p}" for p in
+                                 space_saving_problems(reported, truth, key="address",
+                                                       limit=TOP_K, with_error=True,
+                                                       guaranteed_share=HEAVY_SOURCE_SHARE)]
+                if problems:
+                    self.fail(f"{name} at {window_ms} ms, top_sources vs tshark:\n  "
+                              + "\n  ".join(problems[:MAX_DIFF_ROWS]))
+
+    def test_reflection_port_packets_and_bytes_equal_tshark(self):
+        for name, window_ms in self.sketch_runs:
+            with self.subTest(capture=name, window_ms=window_ms):
+                rows = []
+                for start, victim, v, t in self.victims_against_tshark(name, window_ms):
+                    got = {int(port): (c["packets"], c["bytes"])
+                           for port, c in v["reflection_ports"].items()}
+                    exp = {port: tuple(c) for port, c in t.reflection.items()}
+                    for port in sorted(set(got) | set(exp)):
+                        e, g = exp.get(port, (0, 0)), got.get(port, (0, 0))
+                        for i, unit in enumerate(("packets", "bytes")):
+                            if e[i] != g[i]:
+                                rows.append((start, victim, f"port {port}.{unit}", e[i], g[i]))
+                if rows:
+                    self.fail(format_diff(f"{name} at {window_ms} ms, reflection_ports", rows))
+
+    def test_top_ports_bound_true_counts_and_list_every_port_above_10_percent(self):
+        for name, window_ms in self.sketch_runs:
+            with self.subTest(capture=name, window_ms=window_ms):
+                problems = []
+                for start, victim, v, t in self.victims_against_tshark(name, window_ms):
+                    for field_name, truth in (("top_src_ports", t.src_ports),
+                                              ("top_dst_ports", t.dst_ports)):
+                        problems += [
+                            f"window {start} victim {victim} {field_name}: {p}" for p in
+                            space_saving_problems(v[field_name], truth, key="port",
+                                                  limit=TOP_PORTS, with_error=False,
+                                                  guaranteed_share=HEAVY_PORT_SHARE,
+                                                  total=t.packets)]
+                if problems:
+                    self.fail(f"{name} at {window_ms} ms, top ports vs tshark:\n  "
+                              + "\n  ".join(problems[:MAX_DIFF_ROWS]))
+
+    def test_outbound_is_empty_when_no_protected_address_sends(self):
+        for name, window_ms in self.sketch_runs:
+            with self.subTest(capture=name, window_ms=window_ms):
+                senders = expected_senders(self.frames(name), window_ms, [PROTECTED])
+                self.assertEqual(senders, {}, f"{name}: tshark sees protected sources; this "
+                                              f"test assumes the captures have none")
+                for s in self.summaries(name, window_ms):
+                    self.assertEqual(s["outbound"], [],
+                                     f"{name}: window {s['window_start_ns']} lists outbound "
+                                     f"sources although none is protected")
+
+    def test_protected_source_appears_in_outbound_with_its_tshark_count(self):
+        name = OUTBOUND_CAPTURE
+        frames = self.frames(name)
+        per_source = collections.Counter(fr.src for fr in frames if fr.src is not None)
+        # Busiest source per tshark; ties (this capture has two at the top) go to the
+        # lowest address, so the choice does not depend on the capture's order.
+        top = max(per_source.values())
+        attacker = min((a for a, n in per_source.items() if n == top), key=ipaddress.ip_address)
+        prefixes = [PROTECTED, ipaddress.ip_network(f"{attacker}/32")]
+        stem = f"{name}.outbound"
+        config = harness.write_offline_sensor_config(
+            self.tmp / f"{stem}.toml", protected=[str(p) for p in prefixes],
+            window_ms=SKETCH_WINDOW_MS)
+        run = harness.run_offline_sensor(self.env, config, self.env.pcap(name),
+                                         self.tmp / f"{stem}.jsonl")
+        lines = self.clean_summaries(run, f"{name} with {attacker}/32 protected")
+        expected = expected_senders(frames, SKETCH_WINDOW_MS, prefixes)
+        self.assertEqual(sum(n for c in expected.values() for n in c.values()), top,
+                         f"{name}: per-window tshark counts for {attacker} do not add up")
+        found = {s["window_start_ns"]: s["outbound"] for s in lines}
+        for start in sorted(set(expected) | set(found)):
+            with self.subTest(window_start_ns=start):
+                outbound = [dict(e, address=normal_address(e["address"]))
+                            for e in found.get(start, [])]
+                truth = expected.get(start, collections.Counter())
+                problems = space_saving_problems(outbound, truth, key="address", limit=TOP_K,
+                                                 with_error=True,
+                                                 guaranteed_share=HEAVY_SOURCE_SHARE)
+                self.assertEqual(problems, [], f"{name}: outbound {outbound} vs tshark {truth}")
+                # The attacker is the only protected sender, so the sketch never evicts:
+                # its count is exact.
+                self.assertEqual({e["address"]: (e["packets"], e["error"]) for e in outbound},
+                                 {a: (n, 0) for a, n in truth.items()},
+                                 f"{name}: outbound vs tshark's count of packets from "
+                                 f"{attacker}")
 
 
 if __name__ == "__main__":
