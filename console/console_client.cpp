@@ -36,7 +36,12 @@ nlohmann::json ConsoleClient::call(const std::function<void(wire::Query::Builder
     int64_t left = (deadline - common::monoNowNs()) / 1'000'000;
     if (left <= 0) break;
     zmq::pollitem_t item = {socket_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(left));
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(left));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;
+    }
     if (!(item.revents & ZMQ_POLLIN)) continue;
     zmq::message_t msg;
     if (!socket_.recv(msg, zmq::recv_flags::dontwait)) continue;

@@ -20,17 +20,19 @@
 namespace {
 
 std::atomic<garda::sensor::PacketSource*> gSource{nullptr};
+std::atomic<garda::sensor::Uplink*> gUplink{nullptr};
 std::atomic<bool> gStopping{false};
 
 void onSignal(int) {
   gStopping.store(true);
   if (auto* s = gSource.load()) s->stop();
+  if (auto* u = gUplink.load()) u->interrupt();
 }
 
 using namespace garda;
 
-// Replays a capture file; returns how many summaries were never stored.
-int runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
+// Replays a capture file.
+void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
               sensor::WindowOutput& output) {
   sensor::PcapFileSource source(config.pcapFile, config.replay == common::ReplaySpeed::kRealtime
                                                      ? sensor::PcapFileSource::Speed::kRealtime
@@ -46,7 +48,6 @@ int runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
     spdlog::warn("{}: stopped early on a damaged record: {}", config.pcapFile, source.readError());
   spdlog::info("sensor {}: {} packets in {} windows", config.id, source.stats().packets,
                output.windows());
-  return 0;
 }
 
 // Captures live until SIGTERM/SIGINT.
@@ -125,6 +126,7 @@ int main(int argc, char** argv) {
       // Give the link a moment to come up so the first summaries go straight
       // out; they are kept and resent anyway if it does not.
       for (int i = 0; i < 20 && !uplink->connected(); ++i) uplink->poll(50);
+      gUplink.store(uplink.get());
     }
     sensor::WindowOutput output(config.id, uplink.get(), jsonOut);
     if (replay) runReplay(config, uplink.get(), output);
@@ -132,10 +134,14 @@ int main(int argc, char** argv) {
     if (jsonOut) std::fflush(jsonOut);
 
     if (uplink) {
-      // Drain: wait for the aggregator to ack every summary (a second
-      // SIGTERM, or the timeout, cuts it short).
-      gStopping.store(false);
-      const int64_t deadline = common::monoNowNs() + int64_t{config.drainTimeoutMs} * 1'000'000;
+      // Drain: wait for the aggregator to ack every summary. After a stop
+      // signal, at most kStopDrainMs (what is in flight on a working link
+      // is acked by then); a second signal cuts it short.
+      constexpr unsigned kStopDrainMs = 3000;
+      const bool signalled = gStopping.exchange(false);
+      const unsigned drainMs =
+          signalled ? std::min(config.drainTimeoutMs, kStopDrainMs) : config.drainTimeoutMs;
+      const int64_t deadline = common::monoNowNs() + int64_t{drainMs} * 1'000'000;
       while (uplink->backlog() > 0 && !gStopping.load() && common::monoNowNs() < deadline)
         uplink->poll(50);
       const auto& c = uplink->counters();
@@ -146,6 +152,7 @@ int main(int argc, char** argv) {
                       uplink->backlog() + c.summariesRefused);
         rc = 3;
       }
+      gUplink.store(nullptr);
     }
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
+#include <cerrno>
 #include <cstring>
 #include <random>
 
@@ -148,7 +149,7 @@ bool Uplink::trySend(const std::string& bytes) {
 
 void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   while (pending_.size() >= config_.replayBuffer) {
-    if (waitWhenFull_) {
+    if (waitWhenFull_ && !interrupted_.load()) {
       poll(100);
       continue;
     }
@@ -290,7 +291,12 @@ void Uplink::handleMessage(zmq::message_t& msg) {
 void Uplink::poll(int timeoutMs) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 2, std::chrono::milliseconds(timeoutMs));
+  try {
+    zmq::poll(items, 2, std::chrono::milliseconds(timeoutMs));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    return;  // a signal (SIGTERM): the caller decides what to do next
+  }
   if (items[1].revents & ZMQ_POLLIN)
     for (int i = 0; i < 64; ++i) {
       zmq::pollitem_t m = {monitor_.handle(), 0, ZMQ_POLLIN, 0};

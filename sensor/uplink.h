@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -56,6 +57,10 @@ class Uplink {
   // to timeoutMs for something to happen.
   void poll(int timeoutMs);
 
+  // Ends a wait for room in the backlog (async-signal-safe: SIGTERM during
+  // a replay against an aggregator that does not answer).
+  void interrupt() noexcept { interrupted_.store(true); }
+
   size_t backlog() const noexcept { return pending_.size(); }
   uint64_t bootId() const noexcept { return bootId_; }
   bool connected() const noexcept { return connected_; }
@@ -86,6 +91,7 @@ class Uplink {
   int64_t nextHeartbeatMonoNs_ = 0;
   int64_t lastAckMonoNs_ = 0;
   UplinkCounters counters_;
+  std::atomic<bool> interrupted_{false};
 };
 
 }  // namespace garda::sensor

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import stat
 import sys
 import unittest
@@ -386,6 +387,22 @@ class SkeletonTest(GardaTestCase):
         self.assert_sensor_ok(proc)
         sensors = {s["id"]: s for s in agg.status()["sensors"]}
         self.assertEqual(sensors["alpha"]["alerts"], 0)
+
+    def test_sigterm_ends_a_replay_stuck_on_a_full_backlog(self):
+        # No aggregator listens: with a backlog of one summary the replay
+        # waits for room after the first window; SIGTERM must end it.
+        alpha = self.keys.make("alpha")
+        agg = harness.Aggregator(self, {"alpha": alpha})   # configured, never started
+        cfg = self.sensor_config("alpha", alpha, agg, pcap=self.env.pcap(PCAP_SYNFLOOD),
+                                 drain_timeout_ms=POSITIVE_DRAIN_MS)
+        cfg.write_text(cfg.read_text().replace("[uplink]\n", "[uplink]\nreplay_buffer = 1\n"))
+        proc = self.start_sensor("sensor-alpha", cfg)
+        time.sleep(1.5)
+        self.assertTrue(proc.running, f"sensor should still wait for the aggregator\n{proc.describe()}")
+        proc.signal(signal.SIGTERM)
+        rc = proc.wait(10)
+        self.assertIsNotNone(rc, f"sensor ignored SIGTERM while its backlog was full\n{proc.describe()}")
+        self.assertEqual(rc, 3, f"unstored summaries must give exit 3\n{proc.describe()}")
 
 
 if __name__ == "__main__":
