@@ -16,6 +16,18 @@ SketchLimits sketchLimits(const common::SensorConfig& c) {
   return {c.topSources, c.topPorts, c.hllPrecision};
 }
 
+namespace {
+
+// A victim's alert threshold in packets per window for one of `workers`
+// capture threads. Fanout spreads a victim's flows over the workers, so
+// each checks its share and the first to cross it raises the alert.
+uint64_t alertPacketsPerWorker(const common::SensorConfig& c, unsigned workers) {
+  const uint64_t perWindow = c.alertPps * c.windowMs / 1000;
+  return std::max<uint64_t>(1, (perWindow + workers - 1) / workers);
+}
+
+}  // namespace
+
 void WindowOutput::emit(const WindowStats& w, uint64_t kernelDropsTotal) {
   uint64_t drops = kernelDropsTotal >= lastKernelDrops_ ? kernelDropsTotal - lastKernelDrops_ : 0;
   lastKernelDrops_ = kernelDropsTotal;
@@ -47,7 +59,7 @@ SensorPipeline::SensorPipeline(const common::SensorConfig& config, WindowOutput&
           [this](WindowStats& w) { output_.emit(w, source_ ? source_->stats().kernelDrops : 0); },
           /*emitEmpty=*/false, /*closeGraceNs=*/0, sketchLimits(config)) {
   if (config.alertPps > 0)
-    windower_.setAlert(std::max<uint64_t>(1, config.alertPps * config.windowMs / 1000),
+    windower_.setAlert(alertPacketsPerWorker(config, 1),
                        [this, pps = config.alertPps](const Windower::Alert& a) {
                          output_.alert(a, pps);
                        });
@@ -84,13 +96,9 @@ LiveCapture::LiveCapture(const common::SensorConfig& config, WindowOutput& outpu
     o.ringBytes = size_t{config_.ringMb} << 20;
     o.bpfFilter = config_.bpfFilter;
     workers_.push_back(std::make_unique<Worker>(*this, std::move(o)));
-    // Fanout spreads a victim's flows over the workers: each checks its
-    // share of the threshold, so the first to cross it raises the alert.
     if (config_.alertPps > 0) {
-      uint64_t perWindow = config_.alertPps * config_.windowMs / 1000;
       workers_.back()->windower.setAlert(
-          std::max<uint64_t>(1, (perWindow + config_.workers - 1) / config_.workers),
-          [this](const Windower::Alert& a) {
+          alertPacketsPerWorker(config_, config_.workers), [this](const Windower::Alert& a) {
             std::lock_guard lock(mutex_);
             if (alerts_.size() < kMaxQueuedAlerts) alerts_.push_back(a);
           });
