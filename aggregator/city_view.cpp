@@ -78,12 +78,17 @@ SensorState& CityView::touch(const std::string& id, int64_t nowNs) {
   return s;
 }
 
-void CityView::persist() {
+void CityView::takeChanges(
+    const std::function<void(const std::string&, const std::string&)>& put) {
   for (const auto& id : dirty_) {
     auto it = sensors_.find(id);
-    if (it != sensors_.end()) store_.putSensor(id, toJson(it->second).dump());
+    if (it != sensors_.end()) put(id, toJson(it->second).dump());
   }
   dirty_.clear();
+}
+
+void CityView::persist() {
+  takeChanges([&](const std::string& id, const std::string& json) { store_.putSensor(id, json); });
 }
 
 nlohmann::json CityView::statusJson(int64_t nowNs) const {

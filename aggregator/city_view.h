@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -42,7 +43,11 @@ class CityView {
   SensorState* find(const std::string& id);
   // Marks a sensor seen now and remembers to persist it.
   SensorState& touch(const std::string& id, int64_t nowNs);
-  // Writes every changed sensor to the store.
+  // Hands every changed sensor's registry record to `put` and forgets the
+  // change: ingest puts them in the same batch as the summaries, so counts
+  // such as windows_stored survive a crash together with what they count.
+  void takeChanges(const std::function<void(const std::string& id, const std::string& json)>& put);
+  // Writes every changed sensor to the store (heartbeats, hellos).
   void persist();
 
   // The `status` reply: every listed sensor, up or down.

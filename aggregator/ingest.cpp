@@ -192,6 +192,10 @@ void SensorIngest::drain(size_t maxMessages) {
       reject(IngestReject::kDecode, "?", e.getDescription().cStr());
     }
   }
+  if (batch.size() > 0)
+    city_.takeChanges([&](const std::string& id, const std::string& json) {
+      batch.putSensor(id, json);
+    });
   try {
     store_.commit(batch);
   } catch (const std::exception& e) {

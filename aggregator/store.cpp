@@ -87,8 +87,12 @@ bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
   return true;
 }
 
+void Store::Batch::putSensor(const std::string& sensorId, const std::string& json) {
+  check(batch_.Put(store_.cf("sensors"), sensorId, json), "store batch");
+}
+
 void Store::commit(Batch& b) {
-  if (b.count_ == 0) return;
+  if (b.batch_.Count() == 0) return;
   rocksdb::WriteOptions wo;
   auto s = db_->Write(wo, &b.batch_);
   if (!s.ok()) {

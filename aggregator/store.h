@@ -45,6 +45,8 @@ class Store {
     // False (and nothing written) when the key is already stored or already
     // in this batch: a resend.
     bool putSummary(const std::string& key, std::string_view value);
+    // The sensor's registry record, written atomically with the summaries.
+    void putSensor(const std::string& sensorId, const std::string& json);
     size_t size() const noexcept { return count_; }
 
    private:
