@@ -150,12 +150,12 @@ EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept 
   // Cap'n Proto reads words in place; copy only when the frame is misaligned.
   if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
     try {
-      if (scratch_.size() < words) scratch_.resize(words);
+      if (scratch_.size() < words) scratch_ = kj::heapArray<capnp::word>(words);
     } catch (...) {
       return EnvelopeReject::kTooLarge;
     }
-    std::memcpy(scratch_.data(), bytes.data(), bytes.size());
-    data = scratch_.data();
+    std::memcpy(scratch_.begin(), bytes.data(), bytes.size());
+    data = scratch_.begin();
   }
   try {
     capnp::ReaderOptions options;

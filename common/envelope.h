@@ -57,7 +57,7 @@ class EnvelopeDecoder {
 
  private:
   DecodeLimits limits_;
-  std::vector<capnp::word> scratch_;
+  kj::Array<capnp::word> scratch_;
   std::optional<capnp::FlatArrayMessageReader> reader_;
   wire::Envelope::Reader root_;
   std::string detail_;

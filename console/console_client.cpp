@@ -53,8 +53,16 @@ nlohmann::json ConsoleClient::call(const std::function<void(wire::Query::Builder
     if (body.which() != wire::Envelope::Body::REPLY) continue;
     auto reply = body.getReply();
     if (reply.getRequestId() != requestId && reply.getRequestId() != 0) continue;
-    if (!reply.getOk()) throw ConsoleError(std::string("aggregator: ") + reply.getError().cStr());
-    auto json = nlohmann::json::parse(reply.getJson().cStr(), nullptr, false);
+    std::string error, text;
+    try {
+      error = reply.getError().cStr();
+      text = reply.getJson().cStr();
+    } catch (const kj::Exception& e) {
+      throw ConsoleError(std::string("malformed reply from the aggregator: ") +
+                         e.getDescription().cStr());
+    }
+    if (!reply.getOk()) throw ConsoleError("aggregator: " + error);
+    auto json = nlohmann::json::parse(text, nullptr, false);
     if (json.is_discarded()) throw ConsoleError("aggregator sent a reply that is not JSON");
     return json;
   }

@@ -6,6 +6,7 @@
 #   1. scripts/bootstrap.sh          Debian packages (idempotent)
 #   2. build/      RelWithDebInfo    all unit and integration tests (ctest)
 #   3. build-asan/ ASan + UBSan      the same tests again under the sanitizers
+#   4. build-fuzz/ clang libFuzzer   each fuzz target for GARDA_FUZZ_SECONDS (default 60)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,5 +28,10 @@ scripts/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DGARDA_SANITIZE=ON
 echo "== tests under the sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure --timeout 900
+
+echo "== fuzz targets (clang, libFuzzer + ASan + UBSan, ${GARDA_FUZZ_SECONDS:-60} s each)"
+CC=clang CXX=clang++ scripts/build.sh "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DGARDA_FUZZ=ON -DGARDA_BUILD_BENCH=OFF -DGARDA_FUZZ_SECONDS="${GARDA_FUZZ_SECONDS:-60}"
+ctest --test-dir build-fuzz -L fuzz --output-on-failure
 
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"

@@ -260,7 +260,18 @@ void Uplink::handleMessage(zmq::message_t& msg) {
                  common::envelopeRejectName(reject), decoder.detail());
     return;
   }
-  auto body = decoder.envelope().getBody();
+  try {
+    handleEnvelope(decoder.envelope());
+  } catch (const kj::Exception& e) {
+    // The decoder checks structure and values, not the type of every text
+    // field: a field of the wrong kind throws here. Count it, keep going.
+    counters_.badMessages++;
+    spdlog::warn("uplink: malformed message from aggregator: {}", e.getDescription().cStr());
+  }
+}
+
+void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
+  auto body = envelope.getBody();
   switch (body.which()) {
     case wire::Envelope::Body::ACK: {
       auto ack = body.getAck();

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "common/config.h"
+#include "schemas/garda.capnp.h"
 #include "sensor/window.h"
 
 namespace garda::sensor {
@@ -76,6 +77,7 @@ class Uplink {
   void sendHeartbeat();
   bool trySend(const std::string& bytes);
   void handleMessage(zmq::message_t& msg);
+  void handleEnvelope(wire::Envelope::Reader envelope);
   void handleMonitorEvent();
   void resendAll();
 
