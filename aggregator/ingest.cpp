@@ -62,6 +62,14 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
     counters_.decodeRejects[static_cast<size_t>(r)]++;
     reject(IngestReject::kDecode, keyId,
            std::string(common::envelopeRejectName(r)) + ": " + decoder_.detail());
+    // A well-formed summary with impossible values is answered `invalid`, so
+    // the sensor drops it instead of resending it forever.
+    if (r == common::EnvelopeReject::kInsane &&
+        decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY) {
+      auto sum = decoder_.envelope().getBody().getSummary();
+      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
+                       decoder_.detail()});
+    }
     return;
   }
   auto body = decoder_.envelope().getBody();

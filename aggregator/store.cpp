@@ -75,14 +75,14 @@ std::string Store::summaryKey(std::string_view sensorId, int64_t windowStartNs, 
 }
 
 bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
-  if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) return false;
+  if (keys_.count(key) != 0) return false;
   std::string existing;
   auto s = store_.db_->Get({}, store_.cf("summaries"), key, &existing);
   if (s.ok()) return false;
   if (!s.IsNotFound()) throw std::runtime_error("store read failed: " + s.ToString());
   check(batch_.Put(store_.cf("summaries"), key, rocksdb::Slice(value.data(), value.size())),
         "store batch");
-  keys_.push_back(key);
+  keys_.insert(key);
   ++count_;
   return true;
 }

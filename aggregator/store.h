@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace garda::aggregator {
@@ -54,7 +55,7 @@ class Store {
     explicit Batch(Store& s) : store_(s) {}
     Store& store_;
     rocksdb::WriteBatch batch_;
-    std::vector<std::string> keys_;
+    std::unordered_set<std::string> keys_;
     size_t count_ = 0;
   };
   Batch batch() { return Batch(*this); }
