@@ -184,12 +184,11 @@ void SensorIngest::drain(size_t maxMessages) {
   acks_.clear();
   for (size_t i = 0; i < maxMessages; ++i) {
     zmq::message_t id, msg;
-    if (!router_.recv(id, zmq::recv_flags::dontwait)) break;
-    if (!id.more()) continue;
-    (void)router_.recv(msg, zmq::recv_flags::dontwait);
-    // A multi-frame message from a sensor is not ours: skip its other frames.
-    bool extra = msg.more();
-    while (msg.more()) (void)router_.recv(msg, zmq::recv_flags::dontwait);
+    bool extra = false;
+    auto got = common::recvRouterMessage(router_, id, msg, extra);
+    if (got == common::RouterReceive::kNothing) break;
+    if (got == common::RouterReceive::kNoBody) continue;
+    // A multi-frame message from a sensor is not ours.
     if (extra) {
       reject(IngestReject::kDecode, "?", "multi-frame message");
       continue;

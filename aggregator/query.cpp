@@ -117,14 +117,10 @@ void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, cons
 void ConsoleServer::drain(size_t maxMessages) {
   for (size_t i = 0; i < maxMessages; ++i) {
     zmq::message_t id, msg;
-    if (!router_.recv(id, zmq::recv_flags::dontwait)) break;
-    if (!id.more()) continue;
-    (void)router_.recv(msg, zmq::recv_flags::dontwait);
-    while (msg.more()) {
-      zmq::message_t extra;
-      (void)router_.recv(extra, zmq::recv_flags::dontwait);
-      if (!extra.more()) break;
-    }
+    bool extra = false;  // a console's extra frames are dropped; the first is the query
+    auto got = common::recvRouterMessage(router_, id, msg, extra);
+    if (got == common::RouterReceive::kNothing) break;
+    if (got == common::RouterReceive::kNoBody) continue;
     std::string userId = common::messageUserId(msg);
     std::string name = userId.rfind(kConsolePrefix, 0) == 0 ? userId.substr(kConsolePrefix.size())
                                                             : std::string();

@@ -29,6 +29,21 @@ void makeCurveClient(zmq::socket_t& s, const std::string& serverPublicKey,
   s.set(zmq::sockopt::curve_secretkey, secretKey);
 }
 
+RouterReceive recvRouterMessage(zmq::socket_t& router, zmq::message_t& id, zmq::message_t& body,
+                                bool& extraFrames) {
+  extraFrames = false;
+  if (!router.recv(id, zmq::recv_flags::dontwait)) return RouterReceive::kNothing;
+  if (!id.more()) return RouterReceive::kNoBody;
+  (void)router.recv(body, zmq::recv_flags::dontwait);
+  for (bool more = body.more(); more;) {
+    zmq::message_t extra;
+    if (!router.recv(extra, zmq::recv_flags::dontwait)) break;
+    extraFrames = true;
+    more = extra.more();
+  }
+  return RouterReceive::kMessage;
+}
+
 std::string messageUserId(zmq::message_t& m) {
   const char* v = zmq_msg_gets(m.handle(), "User-Id");
   return v ? std::string(v) : std::string();

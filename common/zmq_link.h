@@ -20,6 +20,19 @@ void makeCurveServer(zmq::socket_t& s, const std::string& secretKey, const std::
 void makeCurveClient(zmq::socket_t& s, const std::string& serverPublicKey,
                      const std::string& secretKey);
 
+// What recvRouterMessage found.
+enum class RouterReceive {
+  kNothing,     // no message waiting
+  kNoBody,      // a routing id alone: nothing to handle
+  kMessage,     // `body` holds the first body frame
+};
+
+// Receives one message from a ROUTER socket without blocking: the peer's
+// routing id and its first body frame. Garda messages are one frame; any
+// further frames are read and dropped, and `extraFrames` says so.
+RouterReceive recvRouterMessage(zmq::socket_t& router, zmq::message_t& id, zmq::message_t& body,
+                                bool& extraFrames);
+
 // The ZAP User-Id bound to the connection a message came in on ("" if none).
 std::string messageUserId(zmq::message_t& m);
 

@@ -744,3 +744,12 @@ def run_offline_sensor(env: Env, config: Path, pcap: Path, summaries_out: Path,
         rc, out, err = None, exc.stdout or b"", exc.stderr or b""
     return OfflineRun(argv, rc, out.decode(errors="replace"), err.decode(errors="replace"),
                       summaries_out, time.monotonic() - started)
+
+
+def remove_class_tmp(tmp: Path) -> None:
+    """End of a test class that shares one temp dir: remove it, or keep it
+    when GARDA_KEEP_TMP=1 (and say where)."""
+    if os.environ.get("GARDA_KEEP_TMP") == "1":
+        sys.stderr.write(f"GARDA_KEEP_TMP=1: kept {tmp}\n")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -224,10 +224,7 @@ class TcpdumpSuiteReplay(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if os.environ.get("GARDA_KEEP_TMP") == "1":
-            sys.stderr.write(f"GARDA_KEEP_TMP=1: kept {cls.tmp}\n")
-        else:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+        harness.remove_class_tmp(cls.tmp)
         super().tearDownClass()
 
     @classmethod
