@@ -91,13 +91,28 @@ void CityView::persist() {
   takeChanges([&](const std::string& id, const std::string& json) { store_.putSensor(id, json); });
 }
 
+bool CityView::isUp(const std::string& id, int64_t nowNs) const {
+  auto it = sensors_.find(id);
+  if (it == sensors_.end() || it->second.routingId.empty()) return false;
+  return it->second.lastSeenNs > 0 &&
+         nowNs - it->second.lastSeenNs <= int64_t{downAfterMs_} * 1'000'000;
+}
+
+std::string CityView::byRoutingId(const std::string& routingId) const {
+  for (const auto& [id, s] : sensors_)
+    if (s.routingId == routingId) return id;
+  return {};
+}
+
 nlohmann::json CityView::statusJson(int64_t nowNs) const {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [id, s] : sensors_) {
     if (!listed_.count(id)) continue;
     nlohmann::json j = toJson(s);
     bool up = s.lastSeenNs > 0 && nowNs - s.lastSeenNs <= int64_t{downAfterMs_} * 1'000'000;
-    j["state"] = up ? "up" : "down";
+    // Lagging: alive, but summaries are waiting at the sensor for an ack
+    // (after an outage, or when ingest cannot keep up).
+    j["state"] = !up ? "down" : s.backlog > 0 ? "lagging" : "up";
     double windowS = s.windowMs ? s.windowMs / 1000.0 : 1.0;
     j["pps"] = up ? static_cast<double>(s.lastWindowPackets) / windowS : 0.0;
     list.push_back(std::move(j));

@@ -29,6 +29,7 @@ struct SensorState {
   uint64_t alerts = 0;             // early alerts received
   int64_t lastAlertNs = 0;
   std::string lastAlertVictim;
+  std::string routingId;           // the sensor's current connection (not persisted)
 };
 
 // The registry of the city's sensors: every sensor listed in aggregator.toml
@@ -49,6 +50,13 @@ class CityView {
   void takeChanges(const std::function<void(const std::string& id, const std::string& json)>& put);
   // Writes every changed sensor to the store (heartbeats, hellos).
   void persist();
+
+  bool isListed(const std::string& id) const { return listed_.count(id) != 0; }
+  const std::set<std::string>& listed() const noexcept { return listed_; }
+  // Heard from within sensor_down_after_ms and reachable (a connection known).
+  bool isUp(const std::string& id, int64_t nowNs) const;
+  // The sensor on connection `routingId`, or "".
+  std::string byRoutingId(const std::string& routingId) const;
 
   // The `status` reply: every listed sensor, up or down.
   nlohmann::json statusJson(int64_t nowNs) const;

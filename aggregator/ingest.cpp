@@ -2,11 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/zmq_link.h"
 #include "common/envelope.h"
+#include "aggregator/zap_authenticator.h"
 
 namespace garda::aggregator {
 namespace {
@@ -22,14 +25,52 @@ const char* ingestRejectName(IngestReject r) noexcept {
     case IngestReject::kWrongSensorId: return "wrong_sensor_id";
     case IngestReject::kUnexpectedBody: return "unexpected_body";
     case IngestReject::kStoreError: return "store_error";
+    case IngestReject::kRateLimited: return "rate_limited";
+    case IngestReject::kUnlisted: return "unlisted";
     case IngestReject::kCount: break;
   }
   return "unknown";
 }
 
+namespace {
+
+// The sensor id a message speaks for (orderReport carries none).
+std::string claimedSensorId(wire::Envelope::Body::Reader body) {
+  switch (body.which()) {
+    case wire::Envelope::Body::HELLO: return body.getHello().getSensorId();
+    case wire::Envelope::Body::SUMMARY: return body.getSummary().getSensorId();
+    case wire::Envelope::Body::HEARTBEAT: return body.getHeartbeat().getSensorId();
+    case wire::Envelope::Body::ALERT: return body.getAlert().getSensorId();
+    default: return {};
+  }
+}
+
+}  // namespace
+
 SensorIngest::SensorIngest(zmq::socket_t& router, Store& store, CityView& city,
-                           size_t maxMessageBytes)
-    : router_(router), store_(store), city_(city), decoder_(common::DecodeLimits{maxMessageBytes}) {}
+                           Dispatcher& dispatcher, const common::AggregatorConfig& config)
+    : router_(router),
+      store_(store),
+      city_(city),
+      dispatcher_(dispatcher),
+      decoder_(common::DecodeLimits{config.maxMessageBytes}) {
+  reload(config);
+}
+
+void SensorIngest::reload(const common::AggregatorConfig& config) {
+  ratePerS_ = config.sensorRateLimit;
+}
+
+bool SensorIngest::admit(const std::string& who, int64_t nowNs) {
+  auto& b = buckets_[who];
+  const double burst = 2 * ratePerS_;
+  if (b.lastNs == 0) b.tokens = burst;
+  else b.tokens = std::min(burst, b.tokens + ratePerS_ * static_cast<double>(nowNs - b.lastNs) / 1e9);
+  b.lastNs = nowNs;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
 
 void SensorIngest::reject(IngestReject why, const std::string& who, const std::string& detail) {
   counters_.rejects[static_cast<size_t>(why)]++;
@@ -51,12 +92,17 @@ void SensorIngest::auditRefusal(const std::string& keyId, const std::string& cla
 
 void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch) {
   counters_.messages++;
+  const int64_t now = common::wallNowNs();
   std::string userId = common::messageUserId(msg);
-  if (userId.rfind(kSensorPrefix, 0) != 0) {
+  const bool insecure = userId == ZapAuthenticator::kInsecureUserId;
+  if (!insecure && userId.rfind(kSensorPrefix, 0) != 0) {
     reject(IngestReject::kNoIdentity, "?", "connection has no sensor identity");
     return;
   }
-  const std::string keyId = userId.substr(kSensorPrefix.size());
+  std::string keyId = insecure ? std::string() : userId.substr(kSensorPrefix.size());
+  // One sensor may not flood the aggregator: past its rate the message is
+  // not handled (a summary is answered `throttled` and resent later).
+  const bool admitted = admit(insecure ? routingId : keyId, now);
   auto r = decoder_.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
   if (r != common::EnvelopeReject::kNone) {
     counters_.decodeRejects[static_cast<size_t>(r)]++;
@@ -73,7 +119,29 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
     return;
   }
   auto body = decoder_.envelope().getBody();
-  const int64_t now = common::wallNowNs();
+  if (insecure) {
+    // Plaintext: no key to bind an identity to. Trust the claimed id if it
+    // is listed (development only; warned about every minute).
+    keyId = body.which() == wire::Envelope::Body::ORDER_REPORT ? city_.byRoutingId(routingId)
+                                                               : claimedSensorId(body);
+    if (!city_.isListed(keyId)) {
+      reject(IngestReject::kUnlisted, keyId.empty() ? "?" : keyId, "plaintext message for a "
+             "sensor not listed in aggregator.toml");
+      return;
+    }
+  }
+  if (!admitted) {
+    reject(IngestReject::kRateLimited, keyId,
+           "over sensor_rate_limit = " + std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
+    if (body.which() == wire::Envelope::Body::SUMMARY) {
+      auto sum = body.getSummary();
+      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
+                       "over this sensor's rate limit: resend later"});
+    }
+    return;
+  }
+  if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId)
+    city_.touch(keyId, now).routingId = routingId;
   switch (body.which()) {
     case wire::Envelope::Body::HELLO: {
       auto h = body.getHello();
@@ -95,6 +163,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       s.captureSource = h.getCaptureSource();
       spdlog::info("ingest: hello from sensor {} ({}), boot {:016x}{}, {}", keyId, s.opd, s.bootId,
                    reboot ? " (new boot)" : "", s.captureSource);
+      dispatcher_.onHello(keyId, now);
       return;
     }
     case wire::Envelope::Body::SUMMARY: {
@@ -157,7 +226,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       return;
     }
     case wire::Envelope::Body::ORDER_REPORT:
-      city_.touch(keyId, now);
+      counters_.orderReports++;
+      dispatcher_.onReport(keyId, body.getOrderReport(), now);
       return;
     default:
       reject(IngestReject::kUnexpectedBody, keyId,
@@ -175,8 +245,12 @@ void SensorIngest::sendAck(const Ack& a) {
   ack.setReason(a.reason);
   std::string bytes = common::encodeMessage(message);
   // A peer that went away meanwhile is not an error: it will resend.
-  (void)router_.send(zmq::buffer(a.routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-  (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  try {
+    if (router_.send(zmq::buffer(a.routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) throw;
+  }
 }
 
 void SensorIngest::drain(size_t maxMessages) {

@@ -7,6 +7,7 @@
 #include <zmq.hpp>
 
 #include "aggregator/city_view.h"
+#include "aggregator/dispatch.h"
 #include "aggregator/store.h"
 #include "common/envelope.h"
 #include "common/log.h"
@@ -20,6 +21,8 @@ enum class IngestReject : uint8_t {
   kWrongSensorId,    // message claims a sensor id other than its key's
   kUnexpectedBody,   // a console or aggregator message on the sensor socket
   kStoreError,
+  kRateLimited,      // over sensor_rate_limit messages per second
+  kUnlisted,         // plaintext (insecure) message for a sensor not listed
   kCount
 };
 const char* ingestRejectName(IngestReject r) noexcept;
@@ -31,6 +34,7 @@ struct IngestCounters {
   uint64_t summariesDuplicate = 0;
   uint64_t heartbeats = 0;
   uint64_t alerts = 0;
+  uint64_t orderReports = 0;
   std::array<uint64_t, static_cast<size_t>(IngestReject::kCount)> rejects{};
   std::array<uint64_t, static_cast<size_t>(common::EnvelopeReject::kCount)> decodeRejects{};
 };
@@ -42,7 +46,9 @@ struct IngestCounters {
 // sender can use the answer; it never closes the connection. Single-threaded.
 class SensorIngest {
  public:
-  SensorIngest(zmq::socket_t& router, Store& store, CityView& city, size_t maxMessageBytes);
+  SensorIngest(zmq::socket_t& router, Store& store, CityView& city, Dispatcher& dispatcher,
+               const common::AggregatorConfig& config);
+  void reload(const common::AggregatorConfig& config);
 
   // Receives and handles up to `maxMessages` waiting messages.
   void drain(size_t maxMessages);
@@ -60,11 +66,22 @@ class SensorIngest {
   void reject(IngestReject why, const std::string& who, const std::string& detail);
   void sendAck(const Ack& ack);
   void auditRefusal(const std::string& keyId, const std::string& claimed, const char* what);
+  // Takes one token from the sensor's bucket; false when it is empty.
+  bool admit(const std::string& who, int64_t nowNs);
+
+  // A token bucket per sender: `rate` per second, up to 2 s worth banked.
+  struct Bucket {
+    double tokens = 0;
+    int64_t lastNs = 0;
+  };
 
   zmq::socket_t& router_;
   Store& store_;
   CityView& city_;
+  Dispatcher& dispatcher_;
   common::EnvelopeDecoder decoder_;
+  double ratePerS_ = 5000;
+  std::map<std::string, Bucket> buckets_;
   common::LogLimiter logLimiter_;
   std::vector<Ack> acks_;
   IngestCounters counters_;

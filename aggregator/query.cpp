@@ -26,7 +26,33 @@ bool isOperatorCommand(wire::Query::Command::Which w) {
 
 }  // namespace
 
-QueryService::QueryService(Store& store, CityView& city) : store_(store), city_(city) {}
+QueryService::QueryService(Store& store, CityView& city, Dispatcher& dispatcher)
+    : store_(store), city_(city), dispatcher_(dispatcher) {}
+
+QueryResult QueryService::blockAdd(const common::Prefix& source, uint64_t ttlMs,
+                                   const std::string& reason, const std::string& who) {
+  if (source.length() == 0) return QueryResult::fail(400, "refusing to block every source (/0)");
+  if (reason.empty()) return QueryResult::fail(400, "a block needs a reason (--reason)");
+  OrderSpec spec;
+  spec.match.source = source;
+  spec.ttlNs = static_cast<int64_t>(std::min<uint64_t>(ttlMs, uint64_t{1} << 40)) * 1'000'000;
+  spec.reason = reason;
+  std::string error;
+  auto id = dispatcher_.add(spec, who, common::wallNowNs(), error);
+  if (!id) return QueryResult::fail(400, "block refused: " + error);
+  return {true, 200, "", Dispatcher::toJson(*dispatcher_.find(*id))};
+}
+
+QueryResult QueryService::blockList() {
+  return {true, 200, "", dispatcher_.listJson(common::wallNowNs())};
+}
+
+QueryResult QueryService::blockRemove(const std::string& orderId, const std::string& who) {
+  std::string error;
+  if (!dispatcher_.remove(orderId, who, common::wallNowNs(), error))
+    return QueryResult::fail(dispatcher_.find(orderId) ? 409 : 404, error);
+  return {true, 200, "", Dispatcher::toJson(*dispatcher_.find(orderId))};
+}
 
 QueryResult QueryService::status() { return {true, 200, "", city_.statusJson(common::wallNowNs())}; }
 
@@ -97,6 +123,15 @@ QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, co
       auto h = cmd.getHistory();
       return queries_.history(h.getSensorId(), h.getSinceNs(), h.getUntilNs(), h.getLimit());
     }
+    case wire::Query::Command::BLOCK_ADD: {
+      auto b = cmd.getBlockAdd();
+      auto prefix = common::readPrefix(b.getPrefix());
+      if (!prefix) return QueryResult::fail(400, "unreadable prefix");
+      return queries_.blockAdd(*prefix, b.getTtlMs(), b.getReason(), "console:" + who);
+    }
+    case wire::Query::Command::BLOCK_LIST: return queries_.blockList();
+    case wire::Query::Command::BLOCK_REMOVE:
+      return queries_.blockRemove(cmd.getBlockRemove(), "console:" + who);
     default:
       return QueryResult::fail(501, "this command is not available in this aggregator version");
   }

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include "aggregator/city_view.h"
+#include "aggregator/dispatch.h"
 #include "aggregator/store.h"
 #include "common/config.h"
 #include "common/envelope.h"
@@ -29,15 +30,21 @@ struct QueryResult {
 // Single-threaded (the aggregator loop).
 class QueryService {
  public:
-  QueryService(Store& store, CityView& city);
+  QueryService(Store& store, CityView& city, Dispatcher& dispatcher);
 
   QueryResult status();
   QueryResult history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
                       uint32_t limit);
+  // Operator actions: `who` is audited ("console:NAME", later "token:NAME").
+  QueryResult blockAdd(const common::Prefix& source, uint64_t ttlMs, const std::string& reason,
+                       const std::string& who);
+  QueryResult blockList();
+  QueryResult blockRemove(const std::string& orderId, const std::string& who);
 
  private:
   Store& store_;
   CityView& city_;
+  Dispatcher& dispatcher_;
 };
 
 struct ConsoleCounters {

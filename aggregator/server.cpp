@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <capnp/message.h>
+
 #include "common/clock.h"
+#include "common/envelope.h"
 #include "common/zmq_link.h"
 
 namespace garda::aggregator {
@@ -27,13 +30,23 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
       city_(store_, config_),
       sensorSocket_(ctx_, zmq::socket_type::router),
       consoleSocket_(ctx_, zmq::socket_type::router),
-      ingest_(sensorSocket_, store_, city_, config_.maxMessageBytes),
-      queries_(store_, city_),
+      dispatcher_(store_, city_, config_,
+                  [this](const std::string& id, const std::string& bytes) {
+                    return sendToSensor(id, bytes);
+                  }),
+      ingest_(sensorSocket_, store_, city_, dispatcher_, config_),
+      queries_(store_, city_, dispatcher_),
       console_(consoleSocket_, queries_, store_, config_) {
   common::applyLinkOptions(sensorSocket_, static_cast<int64_t>(config_.maxMessageBytes));
-  common::makeCurveServer(sensorSocket_, config_.secretKey, ZapAuthenticator::kSensorDomain);
+  if (config_.insecurePlaintext)
+    common::makePlainServer(sensorSocket_, ZapAuthenticator::kSensorDomain);
+  else
+    common::makeCurveServer(sensorSocket_, config_.secretKey, ZapAuthenticator::kSensorDomain);
   // Acks to a sensor that has gone are dropped, not queued forever.
   sensorSocket_.set(zmq::sockopt::sndhwm, 10000);
+  // A message to a sensor that is not connected fails at once (and is
+  // counted) instead of vanishing silently.
+  sensorSocket_.set(zmq::sockopt::router_mandatory, 1);
   bindOrThrow(sensorSocket_, config_.listenSensors, "sensors");
 
   common::applyLinkOptions(consoleSocket_, 1 << 20);
@@ -46,8 +59,32 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
 
 AggregatorServer::~AggregatorServer() { city_.persist(); }
 
+bool AggregatorServer::sendToSensor(const std::string& sensorId, const std::string& bytes) {
+  auto* s = city_.find(sensorId);
+  if (!s || s->routingId.empty()) return false;
+  try {
+    if (!sensorSocket_.send(zmq::buffer(s->routingId),
+                            zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      return false;
+    return sensorSocket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t& e) {
+    // EHOSTUNREACH (router_mandatory): the connection is gone.
+    if (e.num() != EHOSTUNREACH) throw;
+    s->routingId.clear();
+    return false;
+  }
+}
+
+void AggregatorServer::sendHeartbeats(int64_t nowNs) {
+  capnp::MallocMessageBuilder message;
+  common::initEnvelope(message).getBody().initHeartbeat().setAtNs(nowNs);
+  std::string bytes = common::encodeMessage(message);
+  for (const auto& id : city_.listed())
+    if (city_.isUp(id, nowNs)) (void)sendToSensor(id, bytes);
+}
+
 void AggregatorServer::run(const std::atomic<bool>& stop) {
-  int64_t nextPersist = 0;
+  int64_t nextPersist = 0, nextHeartbeat = 0, nextInsecureWarning = 0;
   while (!stop.load()) {
     zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
@@ -61,10 +98,23 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
     if (items[0].revents & ZMQ_POLLIN) zap_.handlePending();
     if (items[1].revents & ZMQ_POLLIN) ingest_.drain(4096);
     if (items[2].revents & ZMQ_POLLIN) console_.drain(64);
+    const int64_t wall = common::wallNowNs();
+    dispatcher_.tick(wall);
     int64_t now = common::monoNowNs();
     if (now >= nextPersist) {
       city_.persist();
       nextPersist = now + 1'000'000'000;
+    }
+    if (now >= nextHeartbeat) {
+      sendHeartbeats(wall);
+      nextHeartbeat = now + int64_t{config_.heartbeatMs} * 1'000'000;
+    }
+    if (config_.insecurePlaintext && now >= nextInsecureWarning) {
+      spdlog::warn("aggregator: INSECURE: the sensor link on {} is plaintext and unauthenticated "
+                   "(insecure_plaintext = true): anyone on the path can read summaries, forge "
+                   "them for a listed sensor id, and read orders",
+                   config_.listenSensors);
+      nextInsecureWarning = now + 60'000'000'000;
     }
   }
   spdlog::info("aggregator: stopping");

@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 
 #include "aggregator/city_view.h"
+#include "aggregator/dispatch.h"
 #include "aggregator/ingest.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
@@ -25,6 +26,11 @@ class AggregatorServer {
   void run(const std::atomic<bool>& stop);
 
  private:
+  // Sends one message to a sensor on its current connection; false if the
+  // sensor has none or the send would block.
+  bool sendToSensor(const std::string& sensorId, const std::string& bytes);
+  void sendHeartbeats(int64_t nowNs);
+
   common::AggregatorConfig config_;
   zmq::context_t ctx_;
   ZapAuthenticator zap_;
@@ -32,6 +38,7 @@ class AggregatorServer {
   CityView city_;
   zmq::socket_t sensorSocket_;
   zmq::socket_t consoleSocket_;
+  Dispatcher dispatcher_;
   SensorIngest ingest_;
   QueryService queries_;
   ConsoleServer console_;

@@ -135,6 +135,16 @@ void Store::forEachSensor(
     fn(it->key().ToStringView(), it->value().ToStringView());
 }
 
+void Store::putOrder(const std::string& orderId, const std::string& json) {
+  check(db_->Put({}, cf("orders"), orderId, json), "store order");
+}
+
+void Store::forEachOrder(const std::function<void(std::string_view, std::string_view)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("orders")));
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    fn(it->key().ToStringView(), it->value().ToStringView());
+}
+
 void Store::appendAudit(int64_t atNs, const std::string& json) {
   std::string key;
   appendBe64(key, static_cast<uint64_t>(atNs));

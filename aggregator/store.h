@@ -70,6 +70,10 @@ class Store {
   void putSensor(const std::string& sensorId, const std::string& json);
   void forEachSensor(const std::function<void(std::string_view id, std::string_view json)>& fn);
 
+  // Orders (JSON records with their state history), by order id.
+  void putOrder(const std::string& orderId, const std::string& json);
+  void forEachOrder(const std::function<void(std::string_view id, std::string_view json)>& fn);
+
   // Appends one audit record (JSON), keyed by time.
   void appendAudit(int64_t atNs, const std::string& json);
   void forEachAudit(int64_t sinceNs, const std::function<void(std::string_view json)>& fn);

@@ -21,12 +21,15 @@ struct ZapCounters {
 // in aggregator.toml, and binds the connection to exactly one identity: the
 // User-Id it returns is "sensor:<id>" for domain "sensors" and
 // "console:<name>" for domain "console". A key listed for the other domain is
-// refused. Must be bound before any socket that uses it; single-threaded (its
+// refused. With `insecure_plaintext` the sensor domain admits plaintext (NULL
+// mechanism) connections as User-Id "insecure", and ingest then trusts the
+// sensor id a message claims if it is listed. Must be bound before any socket that uses it; single-threaded (its
 // socket is polled by the aggregator's loop). reload() swaps the key lists.
 class ZapAuthenticator {
  public:
   static constexpr const char* kSensorDomain = "sensors";
   static constexpr const char* kConsoleDomain = "console";
+  static constexpr const char* kInsecureUserId = "insecure";
 
   ZapAuthenticator(zmq::context_t& ctx, const common::AggregatorConfig& config);
 
@@ -42,6 +45,7 @@ class ZapAuthenticator {
   zmq::socket_t socket_;
   std::map<std::string, std::string> sensorKeys_;   // Z85 public key -> sensor id
   std::map<std::string, std::string> consoleKeys_;  // Z85 public key -> console name
+  bool insecureSensors_ = false;
   ZapCounters counters_;
 };
 

@@ -441,6 +441,7 @@ class Load {
         totals_.refused++;
         break;
       case wire::AckStatus::INVALID:
+      case wire::AckStatus::THROTTLED:  // ingest_load.sh lifts the rate limit: a failure here
         totals_.invalid++;
         break;
     }

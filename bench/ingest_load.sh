@@ -74,6 +74,7 @@ write_config() {  # data_dir
     echo "secret_key = \"$keys/aggregator.key\""
     echo "data_dir = \"$1\""
     echo "log_level = \"info\""
+    echo "sensor_rate_limit = 10000000  # measure ingest, not the per-sensor limit"
     for ((i = 0; i < max; i++)); do
       printf '\n[[sensor]]\nid = "load-%d"\npublic_key = "%s/sensor-%d.pub"\n' "$i" "$keys" "$i"
     done

@@ -260,7 +260,8 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
   if (requireUplink && c.aggregator.rfind("tcp://", 0) != 0 && c.aggregator.rfind("ipc://", 0) != 0)
     uplink.fail("aggregator", "\"" + c.aggregator + "\"",
                 "must be a ZeroMQ endpoint such as \"tcp://198.18.100.1:7450\"");
-  if (requireUplink) {
+  c.insecurePlaintext = uplink.boolean("insecure_plaintext", false);
+  if (requireUplink && !c.insecurePlaintext) {
     c.aggregatorPublicKeyFile =
         uplink.keyFile("aggregator_public_key", false, loadKeys, c.aggregatorPublicKey);
     c.secretKeyFile = uplink.keyFile("secret_key", true, loadKeys, c.secretKey);
@@ -314,6 +315,13 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   c.logLevel = agg.choice<std::string>(
       "log_level", c.logLevel,
       {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}});
+  c.heartbeatMs = static_cast<unsigned>(agg.integer("heartbeat_ms", c.heartbeatMs, 100, 60000));
+  c.sensorRateLimit = static_cast<unsigned>(
+      agg.integer("sensor_rate_limit", c.sensorRateLimit, 10, 10'000'000));
+  c.orderRetryMs =
+      static_cast<unsigned>(agg.integer("order_retry_ms", c.orderRetryMs, 100, 3'600'000));
+  c.insecurePlaintext = agg.boolean("insecure_plaintext", false);
+  c.neverBlock = agg.prefixes("never_block", false);
   for (const auto& [key, endpoint] :
        {std::pair{"listen_sensors", c.listenSensors}, std::pair{"listen_console", c.listenConsole}})
     if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0)
@@ -326,8 +334,10 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
     e.id = s.string("id", "", true);
     if (!isValidSensorId(e.id)) s.fail("id", "\"" + e.id + "\"", "must match [a-z0-9-]{1,32}");
     if (!ids.insert(e.id).second) s.fail("id", "\"" + e.id + "\"", "listed twice");
-    e.publicKeyFile = s.keyFile("public_key", false, loadKeys, e.publicKey);
-    if (loadKeys && !keys.insert(e.publicKey).second)
+    // With a plaintext sensor link a sensor's key is not used (and may be absent).
+    if (c.insecurePlaintext) e.publicKeyFile = s.string("public_key", "");
+    else e.publicKeyFile = s.keyFile("public_key", false, loadKeys, e.publicKey);
+    if (loadKeys && !c.insecurePlaintext && !keys.insert(e.publicKey).second)
       s.fail("public_key", "\"" + e.publicKeyFile + "\"",
              "this key is already bound to another sensor or console: one key, one identity");
     s.finish();

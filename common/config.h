@@ -62,6 +62,7 @@ struct SensorConfig {
   unsigned drainTimeoutMs = 30000;
   unsigned replayBuffer = 100000;   // summaries kept until acked
   unsigned heartbeatMs = 1000;
+  bool insecurePlaintext = false;   // no CURVE: development only, warned every minute
 
   // [enforce]
   EnforceBackend backend = EnforceBackend::kDryRun;
@@ -103,6 +104,11 @@ struct AggregatorConfig {
   unsigned sensorDownAfterMs = 5000;
   size_t maxMessageBytes = 4 << 20;
   std::string logLevel = "info";
+  unsigned heartbeatMs = 1000;       // the aggregator's heartbeat to each sensor
+  unsigned sensorRateLimit = 5000;   // messages per second per sensor (burst: 2 s worth)
+  unsigned orderRetryMs = 5000;      // resend an order not reported on within this
+  bool insecurePlaintext = false;    // sensor link without CURVE: development only
+  std::vector<Prefix> neverBlock;    // city-wide: no order may touch these
 
   std::vector<SensorEntry> sensors;
   std::vector<ConsoleEntry> consoles;

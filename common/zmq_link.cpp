@@ -22,6 +22,13 @@ void makeCurveServer(zmq::socket_t& s, const std::string& secretKey, const std::
 #endif
 }
 
+void makePlainServer(zmq::socket_t& s, const std::string& zapDomain) {
+  s.set(zmq::sockopt::zap_domain, zapDomain);
+#ifdef ZMQ_ZAP_ENFORCE_DOMAIN
+  s.set(zmq::sockopt::zap_enforce_domain, 1);
+#endif
+}
+
 void makeCurveClient(zmq::socket_t& s, const std::string& serverPublicKey,
                      const std::string& secretKey) {
   s.set(zmq::sockopt::curve_serverkey, serverPublicKey);

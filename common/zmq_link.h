@@ -16,6 +16,11 @@ void applyLinkOptions(zmq::socket_t& s, int64_t maxMessageBytes, int heartbeatMs
 // authenticated by the ZAP handler for `zapDomain`.
 void makeCurveServer(zmq::socket_t& s, const std::string& secretKey, const std::string& zapDomain);
 
+// A plaintext server (NULL mechanism) whose connections still go through the
+// ZAP handler for `zapDomain`, which may admit or refuse them. Development
+// only: nothing is encrypted or authenticated.
+void makePlainServer(zmq::socket_t& s, const std::string& zapDomain);
+
 // A CURVE client that pins the server's public key: it talks to nobody else.
 void makeCurveClient(zmq::socket_t& s, const std::string& serverPublicKey,
                      const std::string& secretKey);

@@ -10,6 +10,8 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/duration.h"
+#include "common/envelope.h"
+#include "common/ip.h"
 #include "common/keys.h"
 #include "console/console_client.h"
 #include "console/render.h"
@@ -57,6 +59,19 @@ int main(int argc, char** argv) {
   history->add_option("--sensor", historySensor, "sensor id")->required();
   history->add_option("--since", historySince, "e.g. 10m, 1h, 7d (default: the newest windows)");
   history->add_option("--limit", historyLimit, "at most this many windows (default 1000)");
+
+  auto* block = app.add_subcommand("block", "block rules (orders) pushed to the sensors");
+  block->require_subcommand(1);
+  auto* blockAdd = block->add_subcommand("add", "block a source prefix at every sensor (operator)");
+  std::string blockPrefix, blockTtl = "1h", blockReason;
+  blockAdd->add_option("PREFIX", blockPrefix, "source address or prefix, e.g. 203.0.113.0/24")
+      ->required();
+  blockAdd->add_option("--ttl", blockTtl, "how long the block lasts, e.g. 10m, 1h (default 1h)");
+  blockAdd->add_option("--reason", blockReason, "why: kept in the audit log")->required();
+  auto* blockList = block->add_subcommand("list", "active orders and where each is applied");
+  auto* blockRm = block->add_subcommand("rm", "withdraw an order everywhere (operator)");
+  std::string blockId;
+  blockRm->add_option("ORDER_ID", blockId, "as shown by block list")->required();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -121,6 +136,39 @@ int main(int argc, char** argv) {
         h.setLimit(historyLimit);
       });
       fmt::print("{}\n", json ? reply.dump(2) : console::renderHistory(reply));
+    } else if (blockAdd->parsed()) {
+      auto ttl = common::parseDurationNs(blockTtl);
+      if (!ttl || *ttl <= 0) {
+        fmt::print(stderr, "garda block add: --ttl {}: expected a duration such as 10m, 1h\n",
+                   blockTtl);
+        return 2;
+      }
+      // A bare address is a /32 (or /128).
+      auto prefix = common::Prefix::parse(blockPrefix, false);
+      if (!prefix && blockPrefix.find('/') == std::string::npos) {
+        if (auto a = common::IpAddress::parse(blockPrefix))
+          prefix = common::Prefix::make(*a, a->isV4() ? 32 : 128);
+      }
+      if (!prefix) {
+        fmt::print(stderr, "garda block add: {}: expected an address or prefix such as "
+                           "203.0.113.0/24\n", blockPrefix);
+        return 2;
+      }
+      auto reply = client.call([&](wire::Query::Builder q) {
+        auto b = q.getCommand().initBlockAdd();
+        common::writePrefix(b.initPrefix(), *prefix);
+        b.setTtlMs(static_cast<uint64_t>(*ttl / 1'000'000));
+        b.setReason(blockReason);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderOrderAdded(reply));
+    } else if (blockList->parsed()) {
+      auto reply = client.call([](wire::Query::Builder q) { q.getCommand().setBlockList(); });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderOrders(reply));
+    } else if (blockRm->parsed()) {
+      auto reply = client.call([&](wire::Query::Builder q) {
+        q.getCommand().setBlockRemove(blockId);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : "removed " + reply.value("id", blockId));
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "garda: {}\n", e.what());

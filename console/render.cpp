@@ -79,4 +79,64 @@ std::string renderHistory(const nlohmann::json& history) {
                      table(rows));
 }
 
+namespace {
+
+std::string orderMatch(const nlohmann::json& o) {
+  auto port = [](unsigned p) { return p ? std::to_string(p) : std::string("any"); };
+  std::string action = o.value("action", "") == "rate_limit"
+                           ? fmt::format("rate-limit {}pps", o.value("rate_pps", uint64_t{0}))
+                           : std::string("drop");
+  unsigned proto = o.value("protocol", 0u);
+  return fmt::format("{} {} {}:{} -> {}:{}", action, proto ? std::to_string(proto) : "any",
+                     o.value("source", "any"), port(o.value("source_port", 0u)),
+                     o.value("destination", "any"), port(o.value("destination_port", 0u)));
+}
+
+std::string until(int64_t ns) {
+  int64_t s = (ns - common::wallNowNs()) / 1'000'000'000;
+  if (s <= 0) return "expired";
+  if (s < 120) return fmt::format("{}s", s);
+  if (s < 7200) return fmt::format("{}m", s / 60);
+  return fmt::format("{}h", s / 3600);
+}
+
+}  // namespace
+
+std::string renderOrders(const nlohmann::json& orders) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ORDER", "MATCH", "LEFT", "BY", "SENSOR", "STATE", "DROPPED", "REASON"}};
+  for (const auto& o : orders.value("orders", nlohmann::json::array())) {
+    std::string left = o.value("state", "") == "active"
+                           ? until(o.value("expires_at_ns", int64_t{0}))
+                           : o.value("state", "");
+    std::vector<std::string> head = {o.value("id", ""), orderMatch(o), left,
+                                     o.value("created_by", "")};
+    auto deliveries = o.value("deliveries", nlohmann::json::object());
+    if (deliveries.empty()) {
+      head.insert(head.end(), {"-", "no sensor", "-", o.value("reason", "")});
+      rows.push_back(head);
+      continue;
+    }
+    bool first = true;
+    for (const auto& [sensor, d] : deliveries.items()) {
+      std::vector<std::string> row = first ? head : std::vector<std::string>(4, "");
+      std::string state = d.value("state", "");
+      if (!d.value("reason", "").empty()) state += " (" + d.value("reason", "") + ")";
+      row.insert(row.end(), {sensor, state, std::to_string(d.value("packets_dropped", uint64_t{0})),
+                             first ? o.value("reason", "") : ""});
+      rows.push_back(row);
+      first = false;
+    }
+  }
+  if (rows.size() == 1) return "no orders active or ended in the last 10 minutes";
+  return table(rows);
+}
+
+std::string renderOrderAdded(const nlohmann::json& o) {
+  return fmt::format("{}: {} for {} at {} ({})", o.value("id", "?"), orderMatch(o),
+                     until(o.value("expires_at_ns", int64_t{0})),
+                     o.value("city_wide", false) ? "every sensor" : "the listed sensors",
+                     o.value("reason", ""));
+}
+
 }  // namespace garda::console

@@ -145,6 +145,7 @@ enum AckStatus {
   duplicate @1;                # already stored earlier: nothing written
   refused @2;                  # sender may not send this (wrong id, unknown sensor)
   invalid @3;                  # failed sanity checks: dropped, not stored
+  throttled @4;                # over the per-sensor rate limit: not stored, resend later
 }
 
 # Aggregator -> sensor, for one summary.
@@ -197,8 +198,12 @@ struct OrderReport {
   reason @2 :Text;             # why rejected
   packetsDropped @3 :UInt64;
   atNs @4 :Int64;
+  bootId @5 :UInt64;           # the reporting sensor's boot
 }
 
+# Both ways: the sensor's every heartbeat_ms, the aggregator's to every
+# connected sensor every heartbeat_ms (proof that its loop, not only its TCP
+# stack, is alive).
 struct Heartbeat {
   sensorId @0 :Text;           # empty from the aggregator
   bootId @1 :UInt64;

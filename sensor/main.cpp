@@ -14,6 +14,8 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "sensor/capture/pcap_file_source.h"
+#include "sensor/enforce/enforcer.h"
+#include "sensor/orders.h"
 #include "sensor/pipeline.h"
 #include "sensor/uplink.h"
 
@@ -86,8 +88,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   common::SensorConfig config;
+  std::unique_ptr<sensor::Enforcer> enforcer;
   try {
     config = common::loadSensorConfig(configPath, offline);
+    enforcer = sensor::makeEnforcer(config);
     if (!pcapPath.empty()) {
       config.source = common::CaptureSource::kPcap;
       config.pcapFile = pcapPath;
@@ -119,10 +123,12 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     std::unique_ptr<sensor::Uplink> uplink;
+    sensor::OrderManager orders(config, *enforcer);
     if (!offline) {
       std::string describe = replay ? "pcap:" + config.pcapFile : "afpacket:" + config.interface;
       uplink = std::make_unique<sensor::Uplink>(
           ctx, config, sensor::Uplink::Identity{GARDA_VERSION, describe}, replay);
+      uplink->setOrderManager(&orders);
       // Give the link a moment to come up so the first summaries go straight
       // out; they are kept and resent anyway if it does not.
       for (int i = 0; i < 20 && !uplink->connected(); ++i) uplink->poll(50);

@@ -16,6 +16,10 @@ namespace garda::sensor {
 namespace {
 
 constexpr int64_t kResendAfterNs = 5'000'000'000;
+constexpr int64_t kThrottledRetryNs = 1'000'000'000;
+constexpr int64_t kOrderTickNs = 200'000'000;
+constexpr int64_t kInsecureWarningNs = 60'000'000'000;
+constexpr int64_t kAggregatorSilentNs = 5'000'000'000;
 constexpr const char* kMonitorEndpoint = "inproc://garda-uplink-monitor";
 
 uint64_t randomBootId() {
@@ -121,7 +125,8 @@ Uplink::Uplink(zmq::context_t& ctx, const common::SensorConfig& config, Identity
       socket_(ctx, zmq::socket_type::dealer),
       monitor_(ctx, zmq::socket_type::pair) {
   common::applyLinkOptions(socket_, 64 << 20, static_cast<int>(config_.heartbeatMs));
-  common::makeCurveClient(socket_, config_.aggregatorPublicKey, config_.secretKey);
+  if (!config_.insecurePlaintext)
+    common::makeCurveClient(socket_, config_.aggregatorPublicKey, config_.secretKey);
   // Queue only to completed connections: what cannot be sent stays in our own
   // backlog, which we resend after the handshake, instead of in a ZMQ queue.
   socket_.set(zmq::sockopt::immediate, 1);
@@ -212,8 +217,26 @@ void Uplink::resendAll() {
   }
 }
 
+void Uplink::sendReports(const std::vector<OrderReportOut>& reports) {
+  for (const auto& r : reports) {
+    capnp::MallocMessageBuilder message;
+    auto m = common::initEnvelope(message).getBody().initOrderReport();
+    m.setOrderId(r.orderId);
+    m.setState(r.state);
+    m.setReason(r.reason);
+    m.setPacketsDropped(r.packetsDropped);
+    m.setAtNs(r.atNs);
+    m.setBootId(bootId_);
+    // A report lost with the link is not resent: the hello after the next
+    // handshake brings an orderSync, and the sensor reports every order again.
+    if (trySend(common::encodeMessage(message))) counters_.orderReportsSent++;
+  }
+}
+
 void Uplink::onHandshake() {
   connected_ = true;
+  lastHeardMonoNs_ = common::monoNowNs();
+  silent_ = false;
   counters_.connects++;
   spdlog::info("uplink: connected to {} (backlog {})", config_.aggregator, pending_.size());
   sendHello();
@@ -272,6 +295,11 @@ void Uplink::handleMessage(zmq::message_t& msg) {
 
 void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
   auto body = envelope.getBody();
+  lastHeardMonoNs_ = common::monoNowNs();
+  if (silent_) {
+    spdlog::info("uplink: the aggregator at {} answers again", config_.aggregator);
+    silent_ = false;
+  }
   switch (body.which()) {
     case wire::Envelope::Body::ACK: {
       auto ack = body.getAck();
@@ -287,12 +315,28 @@ void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
           spdlog::error("uplink: aggregator refused summary seq {}: {}", ack.getSeq(),
                         ack.getReason().cStr());
           break;
+        case wire::AckStatus::THROTTLED:
+          // Over this sensor's rate limit at the aggregator: keep it and
+          // resend after a pause.
+          counters_.summariesThrottled++;
+          if (throttled_.empty()) resendThrottledAtNs_ = common::monoNowNs() + kThrottledRetryNs;
+          throttled_.push_back(ack.getSeq());
+          lastAckMonoNs_ = common::monoNowNs();
+          return;
       }
       pending_.erase(it);
       lastAckMonoNs_ = common::monoNowNs();
       break;
     }
-    case wire::Envelope::Body::HEARTBEAT: break;
+    case wire::Envelope::Body::HEARTBEAT: counters_.aggregatorHeartbeats++; break;
+    case wire::Envelope::Body::ORDER:
+      counters_.ordersReceived++;
+      if (orders_) sendReports(orders_->onOrder(body.getOrder(), common::wallNowNs()));
+      break;
+    case wire::Envelope::Body::ORDER_SYNC:
+      counters_.ordersReceived += body.getOrderSync().getOrders().size();
+      if (orders_) sendReports(orders_->onSync(body.getOrderSync().getOrders(), common::wallNowNs()));
+      break;
     default:
       spdlog::debug("uplink: ignoring message kind {}", static_cast<int>(body.which()));
       break;
@@ -320,6 +364,35 @@ void Uplink::poll(int timeoutMs) {
     handleMessage(msg);
   }
   int64_t now = common::monoNowNs();
+  if (orders_ && now >= nextOrderTickNs_) {
+    sendReports(orders_->tick(common::wallNowNs()));
+    nextOrderTickNs_ = now + kOrderTickNs;
+  }
+  if (config_.insecurePlaintext && now >= nextInsecureWarningNs_) {
+    spdlog::warn("uplink: INSECURE: the link to {} is plaintext and unauthenticated "
+                 "(uplink.insecure_plaintext = true): anyone on the path can read the summaries "
+                 "and forge orders",
+                 config_.aggregator);
+    nextInsecureWarningNs_ = now + kInsecureWarningNs;
+  }
+  // The aggregator's loop sends a heartbeat every second: several missed
+  // with the TCP link still up means it is stuck or gone.
+  if (connected_ && !silent_ && now - lastHeardMonoNs_ > kAggregatorSilentNs) {
+    silent_ = true;
+    counters_.aggregatorSilences++;
+    spdlog::warn("uplink: nothing heard from the aggregator at {} for {} ms", config_.aggregator,
+                 (now - lastHeardMonoNs_) / 1'000'000);
+  }
+  if (connected_ && !throttled_.empty() && now >= resendThrottledAtNs_) {
+    std::vector<uint64_t> due;
+    due.swap(throttled_);
+    for (uint64_t seq : due) {
+      auto it = pending_.find(seq);
+      if (it == pending_.end()) continue;
+      if (trySend(it->second.bytes)) counters_.summariesResent++;
+      it->second.lastSentMonoNs = now;
+    }
+  }
   if (connected_ && now >= nextHeartbeatMonoNs_) {
     sendHeartbeat();
     nextHeartbeatMonoNs_ = now + int64_t{config_.heartbeatMs} * 1'000'000;

@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "schemas/garda.capnp.h"
+#include "sensor/orders.h"
 #include "sensor/window.h"
 
 namespace garda::sensor {
@@ -24,6 +25,11 @@ struct UplinkCounters {
   uint64_t alertsSent = 0;
   uint64_t authFailures = 0;       // the aggregator's ZAP handler said no
   uint64_t badMessages = 0;        // undecodable or insane messages received
+  uint64_t summariesThrottled = 0; // answered `throttled`: kept and resent
+  uint64_t aggregatorHeartbeats = 0;
+  uint64_t aggregatorSilences = 0; // connected, yet nothing heard for 3 heartbeats
+  uint64_t ordersReceived = 0;
+  uint64_t orderReportsSent = 0;
 };
 
 // One window as a wire Envelope (summary), ready to send.
@@ -58,6 +64,10 @@ class Uplink {
   // to timeoutMs for something to happen.
   void poll(int timeoutMs);
 
+  // Orders and orderSyncs from the aggregator go to `orders`, and its reports
+  // go back; also expires rules on time from poll(). Optional.
+  void setOrderManager(OrderManager* orders) noexcept { orders_ = orders; }
+
   // Ends a wait for room in the backlog (async-signal-safe: SIGTERM during
   // a replay against an aggregator that does not answer).
   void interrupt() noexcept { interrupted_.store(true); }
@@ -80,6 +90,7 @@ class Uplink {
   void handleEnvelope(wire::Envelope::Reader envelope);
   void handleMonitorEvent();
   void resendAll();
+  void sendReports(const std::vector<OrderReportOut>& reports);
 
   const common::SensorConfig& config_;
   Identity identity_;
@@ -92,6 +103,13 @@ class Uplink {
   std::map<uint64_t, Pending> pending_;
   int64_t nextHeartbeatMonoNs_ = 0;
   int64_t lastAckMonoNs_ = 0;
+  int64_t lastHeardMonoNs_ = 0;     // any message from the aggregator
+  bool silent_ = false;             // logged that the aggregator went quiet
+  std::vector<uint64_t> throttled_; // seqs to resend after a pause
+  int64_t resendThrottledAtNs_ = 0;
+  int64_t nextOrderTickNs_ = 0;
+  int64_t nextInsecureWarningNs_ = 0;
+  OrderManager* orders_ = nullptr;
   UplinkCounters counters_;
   std::atomic<bool> interrupted_{false};
 };

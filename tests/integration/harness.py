@@ -155,6 +155,17 @@ def toml_str(value: object) -> str:
     return "".join(out)
 
 
+def toml_value(v: object) -> str:
+    """A TOML value for a bool, an int, a string or a list of strings."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return toml_str_array(v)
+    return toml_str(v)
+
+
 def toml_str_array(values: Iterable[object]) -> str:
     return "[" + ", ".join(toml_str(v) for v in values) + "]"
 
@@ -352,8 +363,10 @@ def write_aggregator_config(path: Path, *, listen_sensors: str, listen_console: 
                             sensors: Sequence[tuple[str, Path]],
                             consoles: Sequence[tuple[str, Path, str]],
                             retention_days: int = TEST_RETENTION_DAYS,
-                            sensor_down_after_ms: int = 5000) -> Path:
-    """sensors: (id, public key file); consoles: (name, public key file, role)."""
+                            sensor_down_after_ms: int = 5000,
+                            extra: dict | None = None) -> Path:
+    """sensors: (id, public key file); consoles: (name, public key file, role).
+    extra: more [aggregator] keys, e.g. {"insecure_plaintext": True}."""
     lines = [
         "[aggregator]",
         f"listen_sensors = {toml_str(listen_sensors)}",
@@ -362,7 +375,7 @@ def write_aggregator_config(path: Path, *, listen_sensors: str, listen_console: 
         f"data_dir = {toml_str(data_dir)}",
         f"retention_days = {int(retention_days)}",
         f"sensor_down_after_ms = {int(sensor_down_after_ms)}",
-    ]
+    ] + [f"{k} = {toml_value(v)}" for k, v in (extra or {}).items()]
     for sensor_id, public_key in sensors:
         lines += ["", "[[sensor]]", f"id = {toml_str(sensor_id)}",
                   f"public_key = {toml_str(public_key)}"]
@@ -380,14 +393,18 @@ def write_sensor_config(path: Path, *, sensor_id: str, aggregator: str,
                         opd: str = "Dinas Kependudukan",
                         protected: Sequence[str] = ("10.10.10.0/24",),
                         window_ms: int = 1000, drain_timeout_ms: int = 15000,
-                        window: dict | None = None) -> Path:
+                        window: dict | None = None, replay: str = "fast",
+                        never_block: Sequence[str] = (),
+                        uplink: dict | None = None) -> Path:
     """pcap_file=None leaves it out of [capture] (then pass it with --pcap).
-    window: extra keys for the [window] section, e.g. {"alert_pps": 1000}."""
+    window: extra keys for the [window] section, e.g. {"alert_pps": 1000};
+    uplink: extra keys for [uplink], e.g. {"insecure_plaintext": True}."""
     lines = [
         "[sensor]",
         f"id = {toml_str(sensor_id)}",
         f"opd = {toml_str(opd)}",
         f"protected = {toml_str_array(protected)}",
+        f"never_block = {toml_str_array(never_block)}",
         "",
         "[capture]",
         'source = "pcap"',
@@ -395,7 +412,7 @@ def write_sensor_config(path: Path, *, sensor_id: str, aggregator: str,
     if pcap_file is not None:
         lines.append(f"pcap_file = {toml_str(pcap_file)}")
     lines += [
-        'replay = "fast"',
+        f"replay = {toml_str(replay)}",
         f"window_ms = {int(window_ms)}",
         "",
         "[uplink]",
@@ -403,6 +420,7 @@ def write_sensor_config(path: Path, *, sensor_id: str, aggregator: str,
         f"aggregator_public_key = {toml_str(aggregator_public_key)}",
         f"secret_key = {toml_str(secret_key)}",
         f"drain_timeout_ms = {int(drain_timeout_ms)}",
+    ] + [f"{k} = {toml_value(v)}" for k, v in (uplink or {}).items()] + [
         "",
         "[enforce]",
         'backend = "dry-run"',
@@ -509,12 +527,14 @@ class Aggregator:
 
     def __init__(self, tc: "GardaTestCase", sensors: dict[str, KeyPair], *,
                  name: str = "aggregator", sensor_down_after_ms: int = 5000,
-                 retention_days: int = TEST_RETENTION_DAYS):
+                 retention_days: int = TEST_RETENTION_DAYS,
+                 viewers: Sequence[str] = (), extra: dict | None = None):
         self.tc = tc
         self.name = name
         self.dir = tc.tmp / name
         self.keys = tc.keys.make(name)
         self.analyst = tc.keys.make(f"{name}-analyst")
+        viewer_keys = {v: tc.keys.make(f"{name}-{v}") for v in viewers}
         sensors_port, console_port = free_ports(2)
         self.sensors_endpoint = f"tcp://127.0.0.1:{sensors_port}"
         self.console_endpoint = f"tcp://127.0.0.1:{console_port}"
@@ -525,10 +545,16 @@ class Aggregator:
             listen_sensors=self.sensors_endpoint, listen_console=self.console_endpoint,
             secret_key=self.keys.secret, data_dir=self.data_dir,
             sensors=[(sid, kp.public) for sid, kp in sensors.items()],
-            consoles=[("analyst", self.analyst.public, "operator")],
-            retention_days=retention_days, sensor_down_after_ms=sensor_down_after_ms)
+            consoles=[("analyst", self.analyst.public, "operator")]
+            + [(v, viewer_keys[v].public, "viewer") for v in viewers],
+            retention_days=retention_days, sensor_down_after_ms=sensor_down_after_ms,
+            extra=extra)
         self.console = Console(tc.env, self.console_endpoint, self.keys.public,
                                self.analyst.secret)
+        # One console per viewer name, with role viewer.
+        self.viewer_consoles = {
+            v: Console(tc.env, self.console_endpoint, self.keys.public, viewer_keys[v].secret)
+            for v in viewers}
         self.proc: Proc | None = None
 
     def start(self, ready_timeout: float = AGGREGATOR_READY_S) -> "Aggregator":

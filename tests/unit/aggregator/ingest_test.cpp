@@ -34,6 +34,7 @@ class IngestOverCurve : public ::testing::Test {
     c.secretKey = server_.secretKey;
     c.dataDir = (dir_ / "data").string();
     c.sensors.push_back({"alpha", "", sensor_.publicKey});
+    configure(c);
     config_ = c;
     aggregator_ = std::make_unique<AggregatorServer>(config_);
     thread_ = std::thread([this] { aggregator_->run(stop_); });
@@ -49,6 +50,8 @@ class IngestOverCurve : public ::testing::Test {
     aggregator_.reset();
     std::filesystem::remove_all(dir_);
   }
+
+  virtual void configure(common::AggregatorConfig&) {}
 
   void send(const std::string& bytes) { dealer_.send(zmq::buffer(bytes), zmq::send_flags::none); }
 
@@ -129,6 +132,96 @@ TEST_F(IngestOverCurve, SummaryClaimingAnotherSensorIsRefused) {
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->first, wire::AckStatus::REFUSED);
   EXPECT_NE(ack->second.find("bound to sensor 'alpha'"), std::string::npos) << ack->second;
+}
+
+// The next message of `kind` from the aggregator, or nothing within `ms`.
+bool receive(zmq::socket_t& dealer, wire::Envelope::Body::Which kind, int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    zmq::message_t msg;
+    if (!dealer.recv(msg, zmq::recv_flags::dontwait)) continue;
+    common::EnvelopeDecoder d;
+    if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) ==
+            common::EnvelopeReject::kNone &&
+        d.envelope().getBody().which() == kind)
+      return true;
+  }
+  return false;
+}
+
+std::string hello(const std::string& id, uint64_t boot) {
+  capnp::MallocMessageBuilder m;
+  auto h = common::initEnvelope(m).getBody().initHello();
+  h.setSensorId(id);
+  h.setBootId(boot);
+  h.setWindowMs(1000);
+  return common::encodeMessage(m);
+}
+
+TEST_F(IngestOverCurve, HelloIsAnsweredWithAnOrderSyncAndThenHeartbeats) {
+  send(hello("alpha", 7));
+  EXPECT_TRUE(receive(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000))
+      << "every hello gets the sensor's active orders (none yet)";
+  EXPECT_TRUE(receive(dealer_, wire::Envelope::Body::HEARTBEAT, 3000))
+      << "the aggregator's loop heartbeats every connected sensor";
+}
+
+class IngestRateLimited : public IngestOverCurve {
+ protected:
+  void configure(common::AggregatorConfig& c) override { c.sensorRateLimit = 10; }
+};
+
+TEST_F(IngestRateLimited, AFloodingSensorIsThrottledNotStoredAndStillServedLater) {
+  // 10 messages/s with 2 s banked: of 60 sent at once about 20 pass.
+  constexpr uint64_t kSent = 60;
+  for (uint64_t seq = 1; seq <= kSent; ++seq)
+    send(sensor::encodeSummary(window(1'700'000'000'000'000'000 + int64_t(seq) * 1'000'000'000, 1000),
+                               "alpha", 7, seq, 0, 0));
+  uint64_t stored = 0, throttled = 0;
+  uint64_t firstThrottled = 0;
+  for (uint64_t seq = 1; seq <= kSent; ++seq) {
+    auto ack = nextAck(seq);
+    ASSERT_TRUE(ack) << "every summary is answered, seq " << seq;
+    if (ack->first == wire::AckStatus::STORED) ++stored;
+    if (ack->first == wire::AckStatus::THROTTLED) {
+      ++throttled;
+      if (!firstThrottled) firstThrottled = seq;
+    }
+  }
+  EXPECT_EQ(stored + throttled, kSent);
+  EXPECT_GE(stored, 20u);
+  EXPECT_LE(stored, 25u);
+  // After a pause the bucket refills and the resend is stored.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  send(sensor::encodeSummary(
+      window(1'700'000'000'000'000'000 + int64_t(firstThrottled) * 1'000'000'000, 1000), "alpha",
+      7, firstThrottled, 0, 0));
+  auto ack = nextAck(firstThrottled);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->first, wire::AckStatus::STORED);
+}
+
+TEST_F(IngestRateLimited, AThrottledSensorKeepsItsSummariesAndGetsThemAllStored) {
+  common::SensorConfig sc;
+  sc.id = "alpha";
+  sc.aggregator = config_.listenSensors;
+  sc.aggregatorPublicKey = server_.publicKey;
+  sc.secretKey = sensor_.secretKey;
+  zmq::context_t ctx(1);
+  sensor::Uplink uplink(ctx, sc, {"test", "test"}, /*waitWhenFull=*/true);
+  for (int i = 0; i < 50 && !uplink.connected(); ++i) uplink.poll(20);
+  ASSERT_TRUE(uplink.connected());
+  constexpr int kWindows = 40;
+  for (int i = 0; i < kWindows; ++i)
+    uplink.sendSummary(window(1'700'000'000'000'000'000 + int64_t(i) * 1'000'000'000, 1000), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (uplink.backlog() > 0 && std::chrono::steady_clock::now() < deadline) uplink.poll(50);
+  EXPECT_EQ(uplink.backlog(), 0u);
+  EXPECT_EQ(uplink.counters().summariesAcked, uint64_t{kWindows});
+  EXPECT_GT(uplink.counters().summariesThrottled, 0u) << "the limit must have been hit";
+  EXPECT_EQ(uplink.counters().summariesRefused, 0u);
 }
 
 }  // namespace

@@ -681,3 +681,49 @@ TEST_F(ConfigFiles, TomlSyntaxErrorInAFileReportsTheLine) {
 
 }  // namespace
 }  // namespace garda::common
+
+namespace garda::common {
+namespace {
+
+TEST(SensorConfig, InsecurePlaintextNeedsNoKeyFiles) {
+  auto text = edit(edit(kMinimalSensor, "aggregator_public_key = \"/etc/garda/aggregator.pub\"\n", ""),
+                   "secret_key = \"/etc/garda/sensor.key\"\n", "insecure_plaintext = true\n");
+  // loadKeys = true: with the flag nothing is read from disk.
+  SensorConfig c = parseSensorConfig(text, "/etc/garda/sensor.toml", true);
+  EXPECT_TRUE(c.insecurePlaintext);
+  EXPECT_EQ(sensorError(edit(kMinimalSensor, "secret_key", "insecure_plaintext = 1\nsecret_key")),
+            "sensor.toml: uplink.insecure_plaintext = 1: must be true or false");
+}
+
+TEST(AggregatorConfig, LinkKeysAreValidatedWithTheirRanges) {
+  AggregatorConfig c = parseAggregatorConfig(std::string(kMinimalAggregator) +
+                                                 "heartbeat_ms = 500\nsensor_rate_limit = 200\n"
+                                                 "order_retry_ms = 1000\n"
+                                                 "never_block = [\"198.18.100.0/24\"]\n",
+                                             "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.heartbeatMs, 500u);
+  EXPECT_EQ(c.sensorRateLimit, 200u);
+  EXPECT_EQ(c.orderRetryMs, 1000u);
+  ASSERT_EQ(c.neverBlock.size(), 1u);
+  EXPECT_EQ(c.neverBlock[0].toString(), "198.18.100.0/24");
+  EXPECT_FALSE(c.insecurePlaintext);
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "sensor_rate_limit = 0\n"),
+            "aggregator.toml: aggregator.sensor_rate_limit = 0: must be between 10 and 10000000");
+}
+
+TEST(AggregatorConfig, InsecurePlaintextMakesSensorKeysOptional) {
+  const std::string sensor = "\n[[sensor]]\nid = \"dukcapil\"\n";
+  AggregatorConfig c = parseAggregatorConfig(
+      std::string(kMinimalAggregator) + "insecure_plaintext = true\n" + sensor,
+      "/etc/garda/aggregator.toml", false);
+  EXPECT_TRUE(c.insecurePlaintext);
+  ASSERT_EQ(c.sensors.size(), 1u);
+  EXPECT_TRUE(c.sensors[0].publicKeyFile.empty());
+  // Without the flag a sensor's key is required.
+  EXPECT_NE(aggregatorError(std::string(kMinimalAggregator) + sensor).find("sensor[0].public_key"),
+            std::string::npos)
+      << aggregatorError(std::string(kMinimalAggregator) + sensor);
+}
+
+}  // namespace
+}  // namespace garda::common

@@ -1,0 +1,360 @@
+#include "aggregator/dispatch.h"
+
+#include <capnp/message.h>
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+#include "common/duration.h"
+#include "common/envelope.h"
+
+namespace garda::aggregator {
+namespace {
+
+constexpr int64_t kTickNs = 100'000'000;
+constexpr int64_t kMaxTtlNs = int64_t{30} * 24 * 3600 * 1'000'000'000;
+constexpr size_t kMaxHistory = 200;
+
+std::string prefixText(const common::Prefix& p) { return p.length() == 0 ? "any" : p.toString(); }
+
+std::optional<common::Prefix> parsePrefixText(const std::string& text) {
+  if (text == "any" || text.empty()) return common::Prefix();
+  return common::Prefix::parse(text);
+}
+
+void fillOrder(wire::Order::Builder b, const OrderRecord& o, bool remove) {
+  b.setOrderId(o.id);
+  b.setIncidentId(o.spec.incidentId);
+  o.spec.match.toWire(b);
+  b.setExpiresAtNs(o.expiresAtNs);
+  b.setReason(o.spec.reason);
+  b.setCreatedBy(o.createdBy);
+  b.setRemove(remove);
+}
+
+std::string describe(const OrderSpec& s) { return s.match.describe(); }
+
+}  // namespace
+
+Dispatcher::Dispatcher(Store& store, CityView& city, const common::AggregatorConfig& config,
+                       Send send)
+    : store_(store), city_(city), send_(std::move(send)) {
+  reload(config);
+  store_.forEachOrder([&](std::string_view id, std::string_view json) {
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    auto o = j.is_discarded() ? std::nullopt : fromJson(j);
+    if (!o) {
+      spdlog::warn("orders: unreadable stored order {}", id);
+      return;
+    }
+    orders_[o->id] = std::move(*o);
+  });
+  size_t active = 0;
+  for (const auto& [id, o] : orders_) active += o.state == "active";
+  if (!orders_.empty())
+    spdlog::info("orders: {} kept, {} active", orders_.size(), active);
+}
+
+void Dispatcher::reload(const common::AggregatorConfig& config) {
+  retryMs_ = config.orderRetryMs;
+  neverBlock_ = common::PrefixSet(config.neverBlock);
+}
+
+nlohmann::json Dispatcher::toJson(const OrderRecord& o) {
+  nlohmann::json deliveries = nlohmann::json::object();
+  for (const auto& [sensor, d] : o.deliveries)
+    deliveries[sensor] = {{"state", d.state},           {"reason", d.reason},
+                          {"at_ns", d.atNs},            {"sent_at_ns", d.sentAtNs},
+                          {"boot_id", common::formatHex64(d.bootId)},
+                          {"packets_dropped", d.packetsDropped}, {"sends", d.sends}};
+  const auto& s = o.spec;
+  const auto& m = s.match;
+  return {{"id", o.id},
+          {"state", o.state},
+          {"action", m.action == common::OrderMatch::Action::kDrop ? "drop" : "rate_limit"},
+          {"source", prefixText(m.source)},
+          {"destination", prefixText(m.destination)},
+          {"protocol", m.protocol},
+          {"source_port", m.sourcePort},
+          {"destination_port", m.destinationPort},
+          {"rate_pps", m.ratePps},
+          {"reason", s.reason},
+          {"incident_id", s.incidentId},
+          {"targets", s.targets},
+          {"city_wide", s.targets.empty()},
+          {"created_by", o.createdBy},
+          {"created_at_ns", o.createdAtNs},
+          {"expires_at_ns", o.expiresAtNs},
+          {"removed_by", o.removedBy},
+          {"deliveries", deliveries},
+          {"history", o.history}};
+}
+
+std::optional<OrderRecord> Dispatcher::fromJson(const nlohmann::json& j) {
+  try {
+    OrderRecord o;
+    o.id = j.at("id").get<std::string>();
+    o.state = j.value("state", "active");
+    auto& s = o.spec;
+    auto& m = s.match;
+    m.action = j.value("action", "drop") == "rate_limit" ? common::OrderMatch::Action::kRateLimit
+                                                         : common::OrderMatch::Action::kDrop;
+    auto src = parsePrefixText(j.value("source", "any"));
+    auto dst = parsePrefixText(j.value("destination", "any"));
+    if (!src || !dst) return std::nullopt;
+    m.source = *src;
+    m.destination = *dst;
+    m.protocol = j.value("protocol", uint8_t{0});
+    m.sourcePort = j.value("source_port", uint16_t{0});
+    m.destinationPort = j.value("destination_port", uint16_t{0});
+    m.ratePps = j.value("rate_pps", uint64_t{0});
+    s.reason = j.value("reason", "");
+    s.incidentId = j.value("incident_id", "");
+    s.targets = j.value("targets", std::vector<std::string>{});
+    o.createdBy = j.value("created_by", "");
+    o.createdAtNs = j.value("created_at_ns", int64_t{0});
+    o.expiresAtNs = j.value("expires_at_ns", int64_t{0});
+    s.ttlNs = o.expiresAtNs - o.createdAtNs;
+    o.removedBy = j.value("removed_by", "");
+    auto found = j.find("deliveries");
+    if (found != j.end() && found->is_object())
+    for (const auto& [sensor, d] : found->items()) {
+      Delivery del;
+      del.state = d.value("state", "pending");
+      del.reason = d.value("reason", "");
+      del.atNs = d.value("at_ns", int64_t{0});
+      del.sentAtNs = d.value("sent_at_ns", int64_t{0});
+      del.bootId = std::stoull(d.value("boot_id", std::string("0")), nullptr, 16);
+      del.packetsDropped = d.value("packets_dropped", uint64_t{0});
+      del.sends = d.value("sends", 0u);
+      o.deliveries[sensor] = del;
+    }
+    o.history = j.value("history", nlohmann::json::array());
+    return o;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+void Dispatcher::persist(const OrderRecord& o) { store_.putOrder(o.id, toJson(o).dump()); }
+
+void Dispatcher::note(OrderRecord& o, int64_t nowNs, const std::string& event,
+                      const std::string& sensor, const std::string& detail) {
+  if (o.history.size() >= kMaxHistory) o.history.erase(o.history.begin());
+  o.history.push_back({{"at_ns", nowNs}, {"event", event}, {"sensor", sensor}, {"detail", detail}});
+}
+
+std::string Dispatcher::newId(int64_t nowNs) {
+  std::time_t secs = static_cast<std::time_t>(nowNs / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  for (unsigned n = 1;; ++n) {
+    std::string id = fmt::format("ord-{}-{}", stamp, n);
+    if (!orders_.count(id)) return id;
+  }
+}
+
+bool Dispatcher::targets(const OrderRecord& o, const std::string& sensorId) const {
+  if (o.spec.targets.empty()) return city_.isListed(sensorId);
+  for (const auto& t : o.spec.targets)
+    if (t == sensorId) return true;
+  return false;
+}
+
+std::vector<std::string> Dispatcher::targetIds(const OrderRecord& o) const {
+  if (!o.spec.targets.empty()) return o.spec.targets;
+  return {city_.listed().begin(), city_.listed().end()};
+}
+
+void Dispatcher::sendOrder(OrderRecord& o, const std::string& sensorId, bool remove,
+                           int64_t nowNs) {
+  capnp::MallocMessageBuilder message;
+  fillOrder(common::initEnvelope(message).getBody().initOrder(), o, remove);
+  auto& d = o.deliveries[sensorId];
+  if (!send_(sensorId, common::encodeMessage(message))) return;
+  counters_.sends++;
+  if (d.sends > 0) counters_.resends++;
+  d.sends++;
+  d.sentAtNs = nowNs;
+  if (!remove && d.state == "pending") {
+    d.state = "sent";
+    d.atNs = nowNs;
+  }
+}
+
+std::optional<std::string> Dispatcher::add(const OrderSpec& spec, const std::string& who,
+                                            int64_t nowNs, std::string& error) {
+  auto refuse = [&](std::string why) -> std::optional<std::string> {
+    counters_.refused++;
+    error = std::move(why);
+    return std::nullopt;
+  };
+  if (spec.ttlNs <= 0 || spec.ttlNs > kMaxTtlNs) return refuse("ttl must be between 1 s and 30 days");
+  const auto& m = spec.match;
+  if (m.matchesEverything()) return refuse("the order would match all traffic");
+  if (m.source.length() > 0 && neverBlock_.overlaps(m.source))
+    return refuse("source " + m.source.toString() + " touches the city's never_block list");
+  if (m.destination.length() > 0 && neverBlock_.overlaps(m.destination))
+    return refuse("destination " + m.destination.toString() +
+                  " touches the city's never_block list");
+  if (m.action == common::OrderMatch::Action::kRateLimit && m.ratePps == 0)
+    return refuse("a rate limit needs a rate above 0 pps");
+  for (const auto& t : spec.targets)
+    if (!city_.isListed(t)) return refuse("unknown sensor '" + t + "'");
+
+  OrderRecord o;
+  o.id = newId(nowNs);
+  o.spec = spec;
+  o.createdBy = who;
+  o.createdAtNs = nowNs;
+  o.expiresAtNs = nowNs + spec.ttlNs;
+  for (const auto& t : targetIds(o)) o.deliveries[t];
+  note(o, nowNs, "created", "", describe(spec) + " (" + spec.reason + ")");
+  // Written (and audited) before anything is sent.
+  persist(o);
+  nlohmann::json audit = {{"at_ns", nowNs},
+                          {"who", who},
+                          {"action", "order_add"},
+                          {"order_id", o.id},
+                          {"what", describe(spec)},
+                          {"why", spec.reason},
+                          {"incident_id", spec.incidentId},
+                          {"expires_at_ns", o.expiresAtNs},
+                          {"targets", spec.targets.empty() ? nlohmann::json("city")
+                                                           : nlohmann::json(spec.targets)}};
+  store_.appendAudit(nowNs, audit.dump());
+  counters_.ordersAdded++;
+  spdlog::info("orders: {} by {}: {} until {} ({})", o.id, who, describe(spec),
+               common::formatTimeNs(o.expiresAtNs), spec.reason);
+  auto& stored = orders_[o.id] = std::move(o);
+  for (auto& [sensor, d] : stored.deliveries)
+    if (city_.isUp(sensor, nowNs)) sendOrder(stored, sensor, false, nowNs);
+  persist(stored);
+  return stored.id;
+}
+
+bool Dispatcher::remove(const std::string& id, const std::string& who, int64_t nowNs,
+                        std::string& error) {
+  auto it = orders_.find(id);
+  if (it == orders_.end()) {
+    error = "no order '" + id + "'";
+    return false;
+  }
+  auto& o = it->second;
+  if (o.state != "active") {
+    error = "order " + id + " is already " + o.state;
+    return false;
+  }
+  o.state = "removed";
+  o.removedBy = who;
+  note(o, nowNs, "removed", "", "by " + who);
+  persist(o);
+  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs},
+                                            {"who", who},
+                                            {"action", "order_remove"},
+                                            {"order_id", id},
+                                            {"what", describe(o.spec)}})
+                                .dump());
+  counters_.ordersRemoved++;
+  spdlog::info("orders: {} removed by {}", id, who);
+  for (auto& [sensor, d] : o.deliveries)
+    if (city_.isUp(sensor, nowNs)) sendOrder(o, sensor, true, nowNs);
+  persist(o);
+  return true;
+}
+
+void Dispatcher::onHello(const std::string& sensorId, int64_t nowNs) {
+  capnp::MallocMessageBuilder message;
+  std::vector<OrderRecord*> active;
+  for (auto& [id, o] : orders_)
+    if (o.state == "active" && o.expiresAtNs > nowNs && targets(o, sensorId)) active.push_back(&o);
+  auto list = common::initEnvelope(message).getBody().initOrderSync().initOrders(
+      static_cast<unsigned>(active.size()));
+  for (size_t i = 0; i < active.size(); ++i)
+    fillOrder(list[static_cast<unsigned>(i)], *active[i], false);
+  if (!send_(sensorId, common::encodeMessage(message))) return;
+  counters_.syncs++;
+  for (auto* o : active) {
+    auto& d = o->deliveries[sensorId];
+    d.sends++;
+    d.sentAtNs = nowNs;
+    if (d.state == "pending") d.state = "sent";
+  }
+  if (!active.empty())
+    spdlog::info("orders: sent {} active orders to sensor {} (orderSync)", active.size(), sensorId);
+}
+
+void Dispatcher::onReport(const std::string& sensorId, wire::OrderReport::Reader r, int64_t nowNs) {
+  counters_.reports++;
+  auto it = orders_.find(r.getOrderId());
+  if (it == orders_.end()) {
+    counters_.reportsUnknown++;
+    return;
+  }
+  auto& o = it->second;
+  const char* state = "applied";
+  switch (r.getState()) {
+    case wire::OrderState::APPLIED: state = "applied"; break;
+    case wire::OrderState::REJECTED: state = "rejected"; break;
+    case wire::OrderState::EXPIRED: state = "expired"; break;
+    case wire::OrderState::REMOVED: state = "removed"; break;
+  }
+  auto& d = o.deliveries[sensorId];
+  bool changed = d.state != state || d.bootId != r.getBootId();
+  d.packetsDropped = r.getPacketsDropped();
+  if (!changed) return;
+  d.state = state;
+  d.reason = r.getReason();
+  d.atNs = nowNs;
+  d.bootId = r.getBootId();
+  note(o, nowNs, state, sensorId, d.reason);
+  if (r.getState() == wire::OrderState::REJECTED)
+    spdlog::warn("orders: sensor {} rejected {}: {}", sensorId, o.id, d.reason);
+  persist(o);
+}
+
+void Dispatcher::tick(int64_t nowNs) {
+  if (nowNs < nextTickNs_) return;
+  nextTickNs_ = nowNs + kTickNs;
+  const int64_t retryNs = int64_t{retryMs_} * 1'000'000;
+  for (auto& [id, o] : orders_) {
+    if (o.state != "active") continue;
+    if (o.expiresAtNs <= nowNs) {
+      o.state = "expired";
+      note(o, nowNs, "expired", "", "");
+      counters_.ordersExpired++;
+      persist(o);
+      continue;
+    }
+    bool sent = false;
+    // A city-wide order also reaches sensors listed after it was made.
+    for (const auto& t : targetIds(o)) {
+      auto& d = o.deliveries[t];
+      bool due = d.state == "pending" || (d.state == "sent" && nowNs - d.sentAtNs >= retryNs);
+      if (due && city_.isUp(t, nowNs)) {
+        sendOrder(o, t, false, nowNs);
+        sent = true;
+      }
+    }
+    if (sent) persist(o);
+  }
+}
+
+const OrderRecord* Dispatcher::find(const std::string& id) const {
+  auto it = orders_.find(id);
+  return it == orders_.end() ? nullptr : &it->second;
+}
+
+nlohmann::json Dispatcher::listJson(int64_t nowNs) const {
+  constexpr int64_t kRecentNs = int64_t{600} * 1'000'000'000;
+  nlohmann::json list = nlohmann::json::array();
+  for (auto it = orders_.rbegin(); it != orders_.rend(); ++it)
+    if (it->second.state == "active" || it->second.expiresAtNs > nowNs - kRecentNs)
+      list.push_back(toJson(it->second));
+  return {{"orders", list}};
+}
+
+}  // namespace garda::aggregator

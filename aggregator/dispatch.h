@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "aggregator/city_view.h"
+#include "aggregator/store.h"
+#include "common/config.h"
+#include "common/ip.h"
+#include "common/order_match.h"
+#include "schemas/garda.capnp.h"
+
+namespace garda::aggregator {
+
+// What an order should do, before it has an id.
+struct OrderSpec {
+  common::OrderMatch match;
+  int64_t ttlNs = 0;
+  std::string reason;
+  std::string incidentId;            // empty for a manual block
+  std::vector<std::string> targets;  // sensor ids; empty: every sensor of the city
+};
+
+// Where one order stands at one sensor.
+struct Delivery {
+  std::string state = "pending";  // pending | sent | applied | rejected | expired | removed
+  std::string reason;
+  int64_t atNs = 0;               // last change
+  int64_t sentAtNs = 0;           // last send (for retries)
+  uint64_t bootId = 0;            // the sensor boot that reported
+  uint64_t packetsDropped = 0;
+  unsigned sends = 0;
+};
+
+struct OrderRecord {
+  std::string id;
+  OrderSpec spec;
+  std::string createdBy;
+  int64_t createdAtNs = 0;
+  int64_t expiresAtNs = 0;
+  std::string state = "active";   // active | expired | removed
+  std::string removedBy;
+  std::map<std::string, Delivery> deliveries;
+  nlohmann::json history = nlohmann::json::array();  // {at_ns, event, sensor, detail}
+};
+
+struct DispatchCounters {
+  uint64_t ordersAdded = 0;
+  uint64_t ordersRemoved = 0;
+  uint64_t ordersExpired = 0;
+  uint64_t sends = 0;
+  uint64_t resends = 0;
+  uint64_t syncs = 0;
+  uint64_t reports = 0;
+  uint64_t reportsUnknown = 0;  // for an order id we do not have
+  uint64_t refused = 0;         // orders refused by the aggregator's own checks
+};
+
+// The order channel's aggregator end: every order is written to the store
+// (and audited) before it is sent; each sensor's answer (applied, rejected,
+// expired, removed) is kept per sensor; an order without an answer is resent
+// every order_retry_ms while its sensor is up; on every hello the sensor gets
+// an orderSync with all its active orders. Single-threaded (the aggregator's
+// loop); sends through `send`, which addresses a sensor by id.
+class Dispatcher {
+ public:
+  using Send = std::function<bool(const std::string& sensorId, const std::string& bytes)>;
+
+  Dispatcher(Store& store, CityView& city, const common::AggregatorConfig& config, Send send);
+  void reload(const common::AggregatorConfig& config);
+
+  // Validates, persists, audits and sends. Returns the new order, or nullopt
+  // with `error` saying why it was refused.
+  std::optional<std::string> add(const OrderSpec& spec, const std::string& who, int64_t nowNs,
+                                 std::string& error);
+  // Withdraws an active order everywhere. False with `error` if it cannot.
+  bool remove(const std::string& id, const std::string& who, int64_t nowNs, std::string& error);
+
+  void onHello(const std::string& sensorId, int64_t nowNs);
+  void onReport(const std::string& sensorId, wire::OrderReport::Reader report, int64_t nowNs);
+  // Expiry and retries; call often (every loop turn is fine).
+  void tick(int64_t nowNs);
+
+  // `block list`: active orders and those that ended (expired or removed)
+  // within the last 10 minutes, newest first.
+  nlohmann::json listJson(int64_t nowNs) const;
+  const OrderRecord* find(const std::string& id) const;
+  const DispatchCounters& counters() const noexcept { return counters_; }
+
+  static nlohmann::json toJson(const OrderRecord& o);
+  static std::optional<OrderRecord> fromJson(const nlohmann::json& j);
+
+ private:
+  bool targets(const OrderRecord& o, const std::string& sensorId) const;
+  std::vector<std::string> targetIds(const OrderRecord& o) const;
+  void sendOrder(OrderRecord& o, const std::string& sensorId, bool remove, int64_t nowNs);
+  void persist(const OrderRecord& o);
+  void note(OrderRecord& o, int64_t nowNs, const std::string& event, const std::string& sensor,
+            const std::string& detail);
+  std::string newId(int64_t nowNs);
+
+  Store& store_;
+  CityView& city_;
+  Send send_;
+  unsigned retryMs_ = 5000;
+  common::PrefixSet neverBlock_;
+  std::map<std::string, OrderRecord> orders_;
+  int64_t nextTickNs_ = 0;
+  DispatchCounters counters_;
+};
+
+}  // namespace garda::aggregator

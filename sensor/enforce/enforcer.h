@@ -1,0 +1,43 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "sensor/enforce/rule.h"
+
+namespace garda::sensor {
+
+// A backend that turns rules into something that drops packets: nftables,
+// XDP, an operator's script, or nothing at all (dry-run). The OrderManager
+// has already checked each rule against the never-block list, the rule cap
+// and its expiry; a backend only installs and removes. Single-threaded.
+class Enforcer {
+ public:
+  virtual ~Enforcer() = default;
+  virtual const char* name() const noexcept = 0;
+  // Installs the rule, or refreshes its expiry if it is installed. Returns
+  // an empty string on success, otherwise why not (reported as `rejected`).
+  virtual std::string apply(const Rule& rule) = 0;
+  // Removes the rule. Returns an empty string on success, otherwise why not.
+  virtual std::string remove(const Rule& rule) = 0;
+  // Packets the rule has dropped so far (0 when the backend cannot count).
+  virtual uint64_t packetsDropped(const Rule& rule) = 0;
+};
+
+// Logs what it would do and touches nothing: for trying Garda out, and for
+// an OPD that wants detection without enforcement.
+class DryRunEnforcer final : public Enforcer {
+ public:
+  const char* name() const noexcept override { return "dry-run"; }
+  std::string apply(const Rule& rule) override;
+  std::string remove(const Rule& rule) override;
+  uint64_t packetsDropped(const Rule&) override { return 0; }
+};
+
+// The backend `enforce.backend` names. Throws common::ConfigError when this
+// build cannot provide it.
+std::unique_ptr<Enforcer> makeEnforcer(const common::SensorConfig& config);
+
+}  // namespace garda::sensor

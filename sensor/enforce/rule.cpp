@@ -1,0 +1,36 @@
+#include "sensor/enforce/rule.h"
+
+#include "common/duration.h"
+
+namespace garda::sensor {
+
+nlohmann::json Rule::toJson() const {
+  return {{"id", id},
+          {"incident_id", incidentId},
+          {"action", match.action == common::OrderMatch::Action::kDrop ? "drop" : "rate_limit"},
+          {"source", match.source.toString()},
+          {"destination", match.destination.toString()},
+          {"protocol", match.protocol},
+          {"source_port", match.sourcePort},
+          {"destination_port", match.destinationPort},
+          {"rate_pps", match.ratePps},
+          {"expires_at_ns", expiresAtNs},
+          {"expires_at", common::formatTimeNs(expiresAtNs)},
+          {"reason", reason},
+          {"created_by", createdBy}};
+}
+
+std::optional<Rule> ruleFromWire(wire::Order::Reader o, std::string& why) {
+  auto match = common::OrderMatch::fromWire(o, why);
+  if (!match) return std::nullopt;
+  Rule r;
+  r.id = o.getOrderId();
+  r.incidentId = o.getIncidentId();
+  r.match = *match;
+  r.expiresAtNs = o.getExpiresAtNs();
+  r.reason = o.getReason();
+  r.createdBy = o.getCreatedBy();
+  return r;
+}
+
+}  // namespace garda::sensor
