@@ -30,9 +30,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include "common/envelope.h"
 #include "common/ip.h"
 #include "schemas/garda.capnp.h"
+#include "sensor/enforce/enforcer.h"
+#include "sensor/orders.h"
 
 namespace garda::common {
 namespace {
@@ -299,7 +303,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // libFuzzer's copy is exactly `size` bytes and (from malloc) word-aligned,
   // so decode() reads it in place and ASan sees any read past the end.
   const EnvelopeReject aligned = decoder.decode(std::span<const uint8_t>(data, size));
-  if (aligned == EnvelopeReject::kNone) garda::common::consumeOrDie(decoder.envelope());
+  if (aligned == EnvelopeReject::kNone) {
+    garda::common::consumeOrDie(decoder.envelope());
+    // Orders and syncs also go through the sensor's OrderManager, as the
+    // uplink hands them over (dry-run backend, a small rule cap).
+    static garda::common::SensorConfig config = [] {
+      spdlog::set_level(spdlog::level::off);
+      garda::common::SensorConfig c;
+      c.neverBlock = {*garda::common::Prefix::parse("198.18.100.0/24")};
+      c.maxRules = 64;
+      return c;
+    }();
+    static garda::sensor::DryRunEnforcer enforcer;
+    static garda::sensor::OrderManager orders(config, enforcer);
+    constexpr int64_t kNow = 1'800'000'000'000'000'000;
+    auto body = decoder.envelope().getBody();
+    try {
+      if (body.which() == garda::wire::Envelope::Body::ORDER)
+        (void)orders.onOrder(body.getOrder(), kNow);
+      else if (body.which() == garda::wire::Envelope::Body::ORDER_SYNC)
+        (void)orders.onSync(body.getOrderSync().getOrders(), kNow);
+      (void)orders.tick(kNow);
+    } catch (const kj::Exception&) {
+      // A mistyped text field: the uplink catches this too (counted, dropped).
+    }
+    if (orders.active() > config.maxRules) abort();
+  }
   if (garda::common::envelopeRejectName(aligned) == nullptr) abort();
 
   // The same bytes one byte off alignment take the scratch-copy path.
