@@ -18,6 +18,11 @@ common::Prefix sourcePrefixOf(const common::IpAddress& a) {
   return *common::Prefix::make(a.masked(a.isV4() ? 96 + length : length), length);
 }
 
+// Neighbouring victims: the same /24 (IPv6 /64).
+common::IpAddress victimNetOf(const common::IpAddress& a) {
+  return a.masked(a.isV4() ? 96 + 24 : 64);
+}
+
 std::string rateText(double pps) {
   if (pps >= 1e6) return fmt::format("{:.1f} Mpps", pps / 1e6);
   if (pps >= 1e4) return fmt::format("{:.0f} kpps", pps / 1e3);
@@ -42,7 +47,9 @@ T required(const nlohmann::json& j, const char* field) {
 common::IpAddress requiredAddress(const nlohmann::json& j, const char* field) {
   auto text = required<std::string>(j, field);
   auto a = common::IpAddress::parse(text);
-  if (!a) throw std::runtime_error(fmt::format("incident JSON: '{}' = '{}': not an address", field, text));
+  if (!a)
+    throw std::runtime_error(
+        fmt::format("incident JSON: '{}' = '{}': not an address", field, text));
   return *a;
 }
 
@@ -50,19 +57,26 @@ common::IpAddress requiredAddress(const nlohmann::json& j, const char* field) {
 
 std::string_view incidentStateName(IncidentState s) noexcept {
   switch (s) {
-    case IncidentState::kOpen: return "open";
-    case IncidentState::kMitigating: return "mitigating";
-    case IncidentState::kResolved: return "resolved";
+    case IncidentState::kOpen:
+      return "open";
+    case IncidentState::kMitigating:
+      return "mitigating";
+    case IncidentState::kResolved:
+      return "resolved";
   }
   return "unknown";
 }
 
 std::string_view severityName(Severity s) noexcept {
   switch (s) {
-    case Severity::kLow: return "low";
-    case Severity::kMedium: return "medium";
-    case Severity::kHigh: return "high";
-    case Severity::kCritical: return "critical";
+    case Severity::kLow:
+      return "low";
+    case Severity::kMedium:
+      return "medium";
+    case Severity::kHigh:
+      return "high";
+    case Severity::kCritical:
+      return "critical";
   }
   return "unknown";
 }
@@ -184,10 +198,14 @@ Incident incidentFromJson(const nlohmann::json& j) {
   if (!seq) throw std::runtime_error("incident JSON: 'id' = '" + inc.id + "': not an incident id");
   inc.sequence = j.contains("sequence") ? required<uint64_t>(j, "sequence") : *seq;
   const auto state = required<std::string>(j, "state");
-  if (state == "open") inc.state = IncidentState::kOpen;
-  else if (state == "mitigating") inc.state = IncidentState::kMitigating;
-  else if (state == "resolved") inc.state = IncidentState::kResolved;
-  else throw std::runtime_error("incident JSON: 'state' = '" + state + "': unknown");
+  if (state == "open")
+    inc.state = IncidentState::kOpen;
+  else if (state == "mitigating")
+    inc.state = IncidentState::kMitigating;
+  else if (state == "resolved")
+    inc.state = IncidentState::kResolved;
+  else
+    throw std::runtime_error("incident JSON: 'state' = '" + state + "': unknown");
   const auto severity = required<std::string>(j, "severity");
   bool known = false;
   for (auto s : {Severity::kLow, Severity::kMedium, Severity::kHigh, Severity::kCritical}) {
@@ -312,6 +330,13 @@ void Correlator::addEvent(Incident& inc, int64_t atNs, std::string_view kind, st
 
 bool Correlator::sharesEvidence(const Incident& inc, const Anomaly& a,
                                 const SourceEvidence& ev) const {
+  // Carpet bombing: the same attack on neighbouring addresses at one OPD,
+  // typically with spoofed sources, so nothing else would link them.
+  const common::IpAddress net = victimNetOf(a.victim);
+  for (const auto& m : inc.members)
+    if (m.sensorId == a.sensorId && m.classification == a.classification &&
+        victimNetOf(m.victim) == net)
+      return true;
   if (a.vector == wire::Vector::UDP_REFLECTION && a.reflectionPort != 0) {
     for (const auto& m : inc.members)
       if (m.vector == a.vector && m.reflectionPort == a.reflectionPort) return true;
@@ -323,8 +348,8 @@ bool Correlator::sharesEvidence(const Incident& inc, const Anomaly& a,
     for (const auto& t : inc.sources) {
       if (t.address != s.address) continue;
       ++common;
-      dominant = dominant || (s.share >= config_.dominantSourceShare &&
-                              t.share >= config_.dominantSourceShare);
+      dominant = dominant ||
+                 (s.share >= config_.dominantSourceShare && t.share >= config_.dominantSourceShare);
       break;
     }
   }
@@ -486,16 +511,21 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
 
 bool Correlator::quietEverywhere(const Incident& inc) const {
   const int64_t after = static_cast<int64_t>(config_.resolveAfterMs) * kNsPerMs;
+  // The latest anomaly of this incident at each of its sensors (few).
+  std::vector<std::pair<std::string_view, int64_t>> lastAt;
   for (const auto& m : inc.members) {
-    auto it = sensorLatestNs_.find(m.sensorId);
-    if (it == sensorLatestNs_.end()) return false;
-    // The latest anomaly of this incident at that sensor, over all members.
-    int64_t last = 0;
-    for (const auto& x : inc.members)
-      if (x.sensorId == m.sensorId) last = std::max(last, x.lastNs);
-    if (it->second - last < after) return false;
+    auto it = std::find_if(lastAt.begin(), lastAt.end(),
+                           [&](const auto& p) { return p.first == m.sensorId; });
+    if (it == lastAt.end())
+      lastAt.emplace_back(m.sensorId, m.lastNs);
+    else
+      it->second = std::max(it->second, m.lastNs);
   }
-  return !inc.members.empty();
+  for (const auto& [sensor, last] : lastAt) {
+    auto it = sensorLatestNs_.find(std::string(sensor));
+    if (it == sensorLatestNs_.end() || it->second - last < after) return false;
+  }
+  return !lastAt.empty();
 }
 
 void Correlator::resolve(Incident& inc, int64_t atNs, std::string text) {
@@ -539,8 +569,8 @@ std::vector<IncidentChange> Correlator::observe(const DetectBatch& batch, int64_
     counters_.quiets++;
     for (auto& [id, inc] : open_) {
       for (auto& m : inc.members) {
-        if (!m.active || m.sensorId != q.sensorId || m.victim != q.victim ||
-            m.vector != q.vector || m.reflectionPort != q.reflectionPort)
+        if (!m.active || m.sensorId != q.sensorId || m.victim != q.victim || m.vector != q.vector ||
+            m.reflectionPort != q.reflectionPort)
           continue;
         m.active = false;
         addEvent(inc, q.windowStartNs, "quiet", "back to normal: " + memberText(m));
@@ -557,8 +587,9 @@ std::vector<IncidentChange> Correlator::observe(const DetectBatch& batch, int64_
     counters_.resolvedQuiet++;
     int64_t at = 0;
     for (const auto& s : inc->sensors()) at = std::max(at, sensorLatestNs_[s]);
-    resolve(*inc, at,
-            fmt::format("no anomaly for {} s at any of its sensors", config_.resolveAfterMs / 1000.0));
+    resolve(
+        *inc, at,
+        fmt::format("no anomaly for {} s at any of its sensors", config_.resolveAfterMs / 1000.0));
   }
   return finishCall();
 }

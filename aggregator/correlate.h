@@ -40,10 +40,10 @@ struct CorrelateConfig {
   double spoofedExplainedShare = 0.10;
   unsigned minCommonSources = 2;      // common certain sources that link two attacks
   double dominantSourceShare = 0.10;  // one common source this heavy on both sides suffices
-  unsigned prefixMinSources = 2;      // certain sources in one /24 (IPv6 /48) to call it concentrated
-  size_t maxSources = 64;             // merged sources kept per incident
-  size_t maxTimeline = 256;           // events kept per incident ("resolved" always is)
-  size_t maxMembers = 4096;           // (sensor, victim, vector, port) entries per incident
+  unsigned prefixMinSources = 2;  // certain sources in one /24 (IPv6 /48) to call it concentrated
+  size_t maxSources = 64;         // merged sources kept per incident
+  size_t maxTimeline = 256;       // events kept per incident ("resolved" always is)
+  size_t maxMembers = 4096;       // (sensor, victim, vector, port) entries per incident
   // Severity from the peak concurrent rate (sum over members in one window)
   // and the number of sensors (OPDs) involved; it never goes down.
   double mediumPps = 10'000, highPps = 100'000, criticalPps = 1'000'000;
@@ -59,24 +59,24 @@ struct IncidentMember {
   wire::Vector vector = wire::Vector::TCP_SYN;
   uint16_t reflectionPort = 0;
   std::string classification;
-  bool active = true;       // false after the detector's quiet for it
+  bool active = true;  // false after the detector's quiet for it
   double peakPps = 0, peakBps = 0;
   double lastPps = 0, lastBps = 0;
-  int64_t firstNs = 0;      // window start of its first anomalous window
-  int64_t lastNs = 0;       // ... and of its last
+  int64_t firstNs = 0;  // window start of its first anomalous window
+  int64_t lastNs = 0;   // ... and of its last
 };
 
 // A certain attack source (see CorrelateConfig).
 struct IncidentSource {
   common::IpAddress address;
-  uint64_t packets = 0;     // most seen in one window at one victim (lower bound)
-  double share = 0;         // largest share of a victim's packets
-  uint32_t sightings = 0;   // anomalies it appeared in
+  uint64_t packets = 0;    // most seen in one window at one victim (lower bound)
+  double share = 0;        // largest share of a victim's packets
+  uint32_t sightings = 0;  // anomalies it appeared in
 };
 
 struct SourcePrefix {
-  common::Prefix prefix;    // /24 (IPv6 /48)
-  uint32_t sources = 0;     // certain sources inside
+  common::Prefix prefix;  // /24 (IPv6 /48)
+  uint32_t sources = 0;   // certain sources inside
   uint64_t packets = 0;
 };
 
@@ -91,15 +91,15 @@ struct TimelineEvent {
 // evidence with it, at one or many OPDs. Times are data times (window
 // starts, Unix ns) except lastArrivalNs, the caller's clock.
 struct Incident {
-  std::string id;           // "inc-20240115T103000Z-000042"
-  uint64_t sequence = 0;    // the counter in the id
+  std::string id;         // "inc-20240115T103000Z-000042"
+  uint64_t sequence = 0;  // the counter in the id
   IncidentState state = IncidentState::kOpen;
   Severity severity = Severity::kLow;
   int64_t openedNs = 0;
   int64_t updatedNs = 0;
   int64_t resolvedNs = 0;
   int64_t lastAnomalyNs = 0;
-  int64_t lastArrivalNs = 0;  // not serialized: restore() sets it
+  int64_t lastArrivalNs = 0;        // not serialized: restore() sets it
   double peakPps = 0, peakBps = 0;  // peak concurrent rate over all members
   uint64_t distinctSources = 0;     // largest HyperLogLog estimate of any victim
   bool spoofedSources = false;      // some victim's sources looked spoofed
@@ -108,8 +108,8 @@ struct Incident {
   std::vector<TimelineEvent> timeline;
   uint64_t timelineDropped = 0;
 
-  std::vector<std::string> sensors() const;         // sorted, unique
-  std::vector<common::IpAddress> victims() const;   // sorted, unique
+  std::vector<std::string> sensors() const;          // sorted, unique
+  std::vector<common::IpAddress> victims() const;    // sorted, unique
   std::vector<std::string> classifications() const;  // sorted, unique
   // The one classification, or "mixed" when there are several.
   std::string classification() const;
@@ -162,9 +162,11 @@ struct CorrelateCounters {
 
 // Groups the detector's anomalies into incidents. An anomaly joins an open
 // incident of the same victim, or one at another victim/OPD that was
-// anomalous within joinWindowMs and shares evidence: the same reflection
-// port, at least minCommonSources certain sources (or one dominant source),
-// or a concentrated source /24. Otherwise it opens a new incident. An
+// anomalous within joinWindowMs and shares evidence: the same attack on a
+// neighbouring victim (same /24, IPv6 /64) at the same sensor (carpet
+// bombing), the same reflection port, at least minCommonSources certain
+// sources (or one dominant source), or a concentrated source /24.
+// Otherwise it opens a new incident. An
 // incident resolves after resolveAfterMs of data time without anomaly at
 // every one of its sensors, or idleResolveMs of the caller's clock without
 // any. The caller sets mitigating. Ids carry a counter the caller persists
@@ -204,8 +206,7 @@ class Correlator {
   Incident* match(const Anomaly& a, const SourceEvidence& ev, bool& byVictim);
   bool sharesEvidence(const Incident& inc, const Anomaly& a, const SourceEvidence& ev) const;
   Incident& open(const Anomaly& a, int64_t nowNs);
-  void join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs,
-            bool fresh);
+  void join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs, bool fresh);
   void mergeSources(Incident& inc, const SourceEvidence& ev);
   void addEvent(Incident& inc, int64_t atNs, std::string_view kind, std::string text);
   void resolve(Incident& inc, int64_t atNs, std::string text);
@@ -215,7 +216,7 @@ class Correlator {
 
   CorrelateConfig config_;
   std::map<std::string, Incident, std::less<>> open_;
-  std::vector<Incident> resolvedRecently_;  // resolved by the current/last call
+  std::vector<Incident> resolvedRecently_;                   // resolved by the current/last call
   std::unordered_map<std::string, int64_t> sensorLatestNs_;  // latest window start per sensor
   std::vector<IncidentChange> changes_;
   uint64_t nextSequence_ = 1;

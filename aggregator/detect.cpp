@@ -18,7 +18,9 @@ constexpr size_t kRecordValueSize = 1 + 8 + 8 + 8 + 4 + 2 + 2 + 1;
 constexpr std::string_view kVectorNames[kWireVectorCount] = {
     "tcp_syn", "tcp_syn_ack", "tcp_other", "udp", "udp_reflection", "icmp", "fragment", "other"};
 
-size_t vectorIndex(wire::Vector v) noexcept { return static_cast<size_t>(v); }
+size_t vectorIndex(wire::Vector v) noexcept {
+  return static_cast<size_t>(v);
+}
 
 void putU64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
@@ -61,38 +63,68 @@ bool vectorFromName(std::string_view name, wire::Vector& out) noexcept {
 
 std::string_view classifyAttack(wire::Vector v, uint16_t reflectionPort) noexcept {
   switch (v) {
-    case wire::Vector::TCP_SYN: return "syn_flood";
-    case wire::Vector::TCP_SYN_ACK: return "synack_reflection";
-    case wire::Vector::TCP_OTHER: return "ack_rst_flood";
-    case wire::Vector::UDP: return "udp_flood";
-    case wire::Vector::ICMP: return "icmp_flood";
-    case wire::Vector::FRAGMENT: return "fragment_flood";
-    case wire::Vector::OTHER: return "ip_proto_flood";
-    case wire::Vector::UDP_REFLECTION: break;
+    case wire::Vector::TCP_SYN:
+      return "syn_flood";
+    case wire::Vector::TCP_SYN_ACK:
+      return "synack_reflection";
+    case wire::Vector::TCP_OTHER:
+      return "ack_rst_flood";
+    case wire::Vector::UDP:
+      return "udp_flood";
+    case wire::Vector::ICMP:
+      return "icmp_flood";
+    case wire::Vector::FRAGMENT:
+      return "fragment_flood";
+    case wire::Vector::OTHER:
+      return "ip_proto_flood";
+    case wire::Vector::UDP_REFLECTION:
+      break;
   }
   switch (reflectionPort) {
-    case 19: return "chargen_reflection";
-    case 53: return "dns_reflection";
-    case 69: return "tftp_reflection";
-    case 111: return "portmap_reflection";
-    case 123: return "ntp_reflection";
-    case 137: return "netbios_reflection";
-    case 161: return "snmp_reflection";
-    case 389: return "cldap_reflection";
-    case 500: return "ike_reflection";
-    case 520: return "rip_reflection";
-    case 1434: return "mssql_reflection";
-    case 1900: return "ssdp_reflection";
-    case 3283: return "ard_reflection";
-    case 3702: return "wsd_reflection";
-    case 4500: return "ike_reflection";
-    case 5353: return "mdns_reflection";
-    case 5683: return "coap_reflection";
-    case 10001: return "ubiquiti_reflection";
-    case 11211: return "memcached_reflection";
-    case 37810: return "dvr_reflection";
-    case 47808: return "bacnet_reflection";
-    default: return "udp_reflection";
+    case 19:
+      return "chargen_reflection";
+    case 53:
+      return "dns_reflection";
+    case 69:
+      return "tftp_reflection";
+    case 111:
+      return "portmap_reflection";
+    case 123:
+      return "ntp_reflection";
+    case 137:
+      return "netbios_reflection";
+    case 161:
+      return "snmp_reflection";
+    case 389:
+      return "cldap_reflection";
+    case 500:
+      return "ike_reflection";
+    case 520:
+      return "rip_reflection";
+    case 1434:
+      return "mssql_reflection";
+    case 1900:
+      return "ssdp_reflection";
+    case 3283:
+      return "ard_reflection";
+    case 3702:
+      return "wsd_reflection";
+    case 4500:
+      return "ike_reflection";
+    case 5353:
+      return "mdns_reflection";
+    case 5683:
+      return "coap_reflection";
+    case 10001:
+      return "ubiquiti_reflection";
+    case 11211:
+      return "memcached_reflection";
+    case 37810:
+      return "dvr_reflection";
+    case 47808:
+      return "bacnet_reflection";
+    default:
+      return "udp_reflection";
   }
 }
 
@@ -133,7 +165,9 @@ void Detector::setWindow(Sensor& s, unsigned windowMs) {
                 : 1.0 - std::exp2(-static_cast<double>(windowMs) / config_.baselineHalfLifeMs);
 }
 
-Detector::State& Detector::stateFor(const Key& key) { return states_[key]; }
+Detector::State& Detector::stateFor(const Key& key) {
+  return states_[key];
+}
 
 double Detector::threshold(const State& st, const Sensor& s, double floor) const noexcept {
   if (st.samples < s.warmupWindows) return floor;
@@ -248,9 +282,8 @@ bool Detector::update(const Key& key, State& st, Sensor& s, int64_t windowStartN
   return false;
 }
 
-void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s,
-                           const VictimContext& v, int64_t windowStartNs, double pps, double bps,
-                           double floor) {
+void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, const VictimContext& v,
+                           int64_t windowStartNs, double pps, double bps, double floor) {
   auto& a = batch_.anomalies.emplace_back();
   a.sensorId = s.id;
   a.victim = key.victim;
@@ -401,8 +434,7 @@ const DetectBatch& Detector::observeAlert(wire::Alert::Reader alert) {
   const int64_t elapsed =
       std::clamp<int64_t>(alert.getAtNs() - alert.getWindowStartNs(), kNsPerMs, windowNs);
   const double pps = static_cast<double>(alert.getPackets()) * 1e9 / static_cast<double>(elapsed);
-  const double floor = vectorIndex(alert.getVector()) ==
-                               vectorIndex(wire::Vector::UDP_REFLECTION)
+  const double floor = vectorIndex(alert.getVector()) == vectorIndex(wire::Vector::UDP_REFLECTION)
                            ? config_.reflectionTotalFloorPps
                            : config_.floorPps[vi];
   emitAnomaly(key, st, s, VictimContext{}, alert.getWindowStartNs(), pps, 0.0, floor);
@@ -479,9 +511,8 @@ std::vector<std::pair<std::string, std::string>> Detector::dirtyRecords() {
     State& st = it->second;
     if (!st.dirty) continue;  // evicted and re-created: listed twice
     st.dirty = false;
-    out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs,
-                                                 st.samples, st.above, st.below, st.active,
-                                                 st.reported));
+    out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs, st.samples,
+                                                 st.above, st.below, st.active, st.reported));
   }
   dirty_.clear();
   return out;
@@ -491,9 +522,8 @@ std::vector<std::pair<std::string, std::string>> Detector::allRecords() const {
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(states_.size());
   for (const auto& [key, st] : states_)
-    out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs,
-                                                 st.samples, st.above, st.below, st.active,
-                                                 st.reported));
+    out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs, st.samples,
+                                                 st.above, st.below, st.active, st.reported));
   return out;
 }
 

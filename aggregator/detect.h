@@ -38,10 +38,10 @@ constexpr std::string_view kMixedAttack = "mixed";
 // turned into windows of each sensor's own window length, so a sensor at
 // 250 ms windows and one at 1 s windows detect after the same sustained time.
 struct DetectConfig {
-  double k = 4.0;                    // sigmas above the mean
-  unsigned sustainMs = 2000;         // M = ceil(sustainMs / windowMs), at least 1
-  unsigned clearMs = 3000;           // back to normal after this long at or under threshold
-  unsigned warmupMs = 60000;         // W: until this much baseline, only the floor applies
+  double k = 4.0;                        // sigmas above the mean
+  unsigned sustainMs = 2000;             // M = ceil(sustainMs / windowMs), at least 1
+  unsigned clearMs = 3000;               // back to normal after this long at or under threshold
+  unsigned warmupMs = 60000;             // W: until this much baseline, only the floor applies
   unsigned baselineHalfLifeMs = 300000;  // EWMA half-life of the baseline
   // Sigma is never taken below this fraction of the mean: a very steady rate
   // must still grow by k * 10% before it is an attack.
@@ -49,19 +49,19 @@ struct DetectConfig {
   // Static floors in packets per second, indexed by wire::Vector. The
   // udpReflection entry applies to each reflection source port alone.
   std::array<double, kWireVectorCount> floorPps = {
-      2000,   // tcpSyn
-      2000,   // tcpSynAck
-      5000,   // tcpOther
-      5000,   // udp
-      1000,   // udpReflection, per source port
-      1000,   // icmp
-      1000,   // fragment
-      5000,   // other
+      2000,  // tcpSyn
+      2000,  // tcpSynAck
+      5000,  // tcpOther
+      5000,  // udp
+      1000,  // udpReflection, per source port
+      1000,  // icmp
+      1000,  // fragment
+      5000,  // other
   };
   // Floor of all reflection ports of one victim together (a spread-out
   // reflection attack whose ports each stay under their own floor).
   double reflectionTotalFloorPps = 5000;
-  size_t maxKeys = 500000;           // tracked (sensor, victim, vector, port) baselines
+  size_t maxKeys = 500000;  // tracked (sensor, victim, vector, port) baselines
 };
 
 struct SourceSample {
@@ -83,21 +83,21 @@ struct Anomaly {
   common::IpAddress victim;
   wire::Vector vector = wire::Vector::TCP_SYN;
   uint16_t reflectionPort = 0;            // 0 unless one reflection port
-  std::string_view classification;       // classifyAttack(vector, port)
-  std::string_view victimClassification; // kMixedAttack when several attacks hit the victim
+  std::string_view classification;        // classifyAttack(vector, port)
+  std::string_view victimClassification;  // kMixedAttack when several attacks hit the victim
   double pps = 0;
   double bps = 0;
-  double baselineMean = 0;                // pps; 0 during warm-up
+  double baselineMean = 0;  // pps; 0 during warm-up
   double baselineSigma = 0;
   double thresholdPps = 0;
-  bool warmingUp = false;                 // only the floor applied
-  bool onset = false;                     // first window of this activation
-  bool fromAlert = false;                 // a sensor's mid-window alert
+  bool warmingUp = false;  // only the floor applied
+  bool onset = false;      // first window of this activation
+  bool fromAlert = false;  // a sensor's mid-window alert
   int64_t windowStartNs = 0;
   unsigned windowMs = 0;
-  uint64_t victimPackets = 0;             // all vectors, for source shares
-  uint64_t distinctSources = 0;           // HyperLogLog estimate (whole victim)
-  std::vector<SourceSample> topSources;   // the victim's top sources, highest first
+  uint64_t victimPackets = 0;            // all vectors, for source shares
+  uint64_t distinctSources = 0;          // HyperLogLog estimate (whole victim)
+  std::vector<SourceSample> topSources;  // the victim's top sources, highest first
   std::vector<PortSample> topDstPorts;
 };
 
@@ -127,9 +127,9 @@ struct DetectCounters {
   uint64_t summaries = 0;
   uint64_t alerts = 0;
   uint64_t victims = 0;
-  uint64_t observations = 0;   // key updates
-  uint64_t staleWindows = 0;   // a window at or before the key's last: ignored
-  uint64_t badAddresses = 0;   // victim addresses of a wrong size
+  uint64_t observations = 0;  // key updates
+  uint64_t staleWindows = 0;  // a window at or before the key's last: ignored
+  uint64_t badAddresses = 0;  // victim addresses of a wrong size
   uint64_t anomalies = 0;
   uint64_t onsets = 0;
   uint64_t quiets = 0;
@@ -206,7 +206,7 @@ class Detector {
     uint16_t above = 0;             // consecutive windows over threshold
     uint16_t below = 0;             // consecutive windows at/under threshold while active
     bool active = false;
-    bool reported = false;          // an anomaly of this activation was emitted
+    bool reported = false;  // an anomaly of this activation was emitted
     bool dirty = false;
   };
   struct Sensor {

@@ -19,8 +19,8 @@ using testing::VictimSpec;
 constexpr int64_t kNow = 5'000'000'000'000;  // the caller's clock, unrelated to data time
 
 // An anomaly as the detector emits it, for one 1 s window.
-Anomaly anomaly(const std::string& sensor, const std::string& victim, wire::Vector v,
-                uint16_t port, int64_t window, double pps, const std::vector<SourceSpec>& srcs,
+Anomaly anomaly(const std::string& sensor, const std::string& victim, wire::Vector v, uint16_t port,
+                int64_t window, double pps, const std::vector<SourceSpec>& srcs,
                 uint64_t distinct = 0) {
   Anomaly a;
   a.sensorId = sensor;
@@ -105,11 +105,17 @@ TEST(Correlator, UnrelatedAttacksAtTwoSensorsAreTwoIncidents) {
   Pipeline p;
   for (int64_t w = 0; w < 4; ++w) {
     p.feed("dukcapil", w,
-           {{"198.18.2.10", {{wire::Vector::TCP_SYN, 40000}}, {},
-             testing::sources("203.0.113", 1, 5, 8000), 5}});
+           {{"198.18.2.10",
+             {{wire::Vector::TCP_SYN, 40000}},
+             {},
+             testing::sources("203.0.113", 1, 5, 8000),
+             5}});
     p.feed("bapenda", w,
-           {{"198.18.3.10", {{wire::Vector::UDP, 40000}}, {},
-             testing::sources("192.0.2", 1, 5, 8000), 5}});
+           {{"198.18.3.10",
+             {{wire::Vector::UDP, 40000}},
+             {},
+             testing::sources("192.0.2", 1, 5, 8000),
+             5}});
   }
   auto open = p.correlator.openIncidents();
   ASSERT_EQ(open.size(), 2u);
@@ -130,12 +136,14 @@ TEST(Correlator, SpoofedSourcesAreNoEvidenceEvenWhenTheyCollide) {
     b.push_back({"100.64." + std::to_string(i) + (i < 2 ? ".1" : ".2"), 110, 100});
   }
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1,
-                                            200000, a, 800000)}),
-            kNow);
-  c.observe(batchOf("bapenda", 1, {anomaly("bapenda", "198.18.3.10", wire::Vector::TCP_SYN, 0, 1,
-                                           200000, b, 800000)}),
-            kNow);
+  c.observe(
+      batchOf("dukcapil", 1,
+              {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1, 200000, a, 800000)}),
+      kNow);
+  c.observe(
+      batchOf("bapenda", 1,
+              {anomaly("bapenda", "198.18.3.10", wire::Vector::TCP_SYN, 0, 1, 200000, b, 800000)}),
+      kNow);
   auto open = c.openIncidents();
   ASSERT_EQ(open.size(), 2u);
   EXPECT_TRUE(open[0]->spoofedSources);
@@ -145,12 +153,14 @@ TEST(Correlator, SpoofedSourcesAreNoEvidenceEvenWhenTheyCollide) {
   for (auto& s : a) s.error = 0;
   for (auto& s : b) s.error = 0;
   Correlator real;
-  real.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0,
-                                               1, 2200, a, 20)}),
-               kNow);
-  real.observe(batchOf("bapenda", 1, {anomaly("bapenda", "198.18.3.10", wire::Vector::TCP_SYN, 0,
-                                              1, 2200, b, 20)}),
-               kNow);
+  real.observe(
+      batchOf("dukcapil", 1,
+              {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1, 2200, a, 20)}),
+      kNow);
+  real.observe(
+      batchOf("bapenda", 1,
+              {anomaly("bapenda", "198.18.3.10", wire::Vector::TCP_SYN, 0, 1, 2200, b, 20)}),
+      kNow);
   EXPECT_EQ(real.openIncidents().size(), 1u);
 }
 
@@ -162,22 +172,24 @@ TEST(Correlator, LightLegitimateSourcesAreNoEvidence) {
   a.push_back({"203.0.113.7", 90000, 0});
   b.push_back({"192.0.2.9", 90000, 0});
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1,
-                                            100000, a)}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 100000, a)}),
             kNow);
-  c.observe(batchOf("bapenda", 1, {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 1,
-                                           100000, b)}),
+  c.observe(batchOf("bapenda", 1,
+                    {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 1, 100000, b)}),
             kNow);
   EXPECT_EQ(c.openIncidents().size(), 2u);
 }
 
 TEST(Correlator, OneDominantSourceSharedLinksTwoAttacks) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_OTHER, 0,
-                                            1, 50000, {{"203.0.113.66", 50000, 0}})}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_OTHER, 0, 1, 50000,
+                             {{"203.0.113.66", 50000, 0}})}),
             kNow);
-  c.observe(batchOf("bapenda", 2, {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 2,
-                                           30000, {{"203.0.113.66", 30000, 0}})}),
+  c.observe(batchOf("bapenda", 2,
+                    {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 2, 30000,
+                             {{"203.0.113.66", 30000, 0}})}),
             kNow);
   auto open = c.openIncidents();
   ASSERT_EQ(open.size(), 1u);
@@ -186,14 +198,17 @@ TEST(Correlator, OneDominantSourceSharedLinksTwoAttacks) {
 
 TEST(Correlator, SameReflectorPortLinksOpdsAndOtherPortsDoNot) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP_REFLECTION,
-                                            123, 1, 50000, testing::sources("192.0.2", 1, 5, 9000))}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP_REFLECTION, 123, 1, 50000,
+                             testing::sources("192.0.2", 1, 5, 9000))}),
             kNow);
-  c.observe(batchOf("bapenda", 1, {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP_REFLECTION,
-                                           123, 1, 50000, testing::sources("198.51.100", 1, 5, 9000))}),
+  c.observe(batchOf("bapenda", 1,
+                    {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP_REFLECTION, 123, 1, 50000,
+                             testing::sources("198.51.100", 1, 5, 9000))}),
             kNow);
-  c.observe(batchOf("dinkes", 1, {anomaly("dinkes", "198.18.4.10", wire::Vector::UDP_REFLECTION, 53,
-                                          1, 50000, testing::sources("100.64.1", 1, 5, 9000))}),
+  c.observe(batchOf("dinkes", 1,
+                    {anomaly("dinkes", "198.18.4.10", wire::Vector::UDP_REFLECTION, 53, 1, 50000,
+                             testing::sources("100.64.1", 1, 5, 9000))}),
             kNow);
   auto open = c.openIncidents();
   ASSERT_EQ(open.size(), 2u);
@@ -206,13 +221,34 @@ TEST(Correlator, SameReflectorPortLinksOpdsAndOtherPortsDoNot) {
 
 TEST(Correlator, ConcentratedSourceSlash24LinksAttacks) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1,
-                                            40000, testing::sources("198.51.100", 1, 4, 9000))}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1, 40000,
+                             testing::sources("198.51.100", 1, 4, 9000))}),
             kNow);
-  c.observe(batchOf("bapenda", 1, {anomaly("bapenda", "198.18.3.10", wire::Vector::ICMP, 0, 1,
-                                           40000, testing::sources("198.51.100", 101, 4, 9000))}),
+  c.observe(batchOf("bapenda", 1,
+                    {anomaly("bapenda", "198.18.3.10", wire::Vector::ICMP, 0, 1, 40000,
+                             testing::sources("198.51.100", 101, 4, 9000))}),
             kNow);
   EXPECT_EQ(c.openIncidents().size(), 1u);
+}
+
+TEST(Correlator, CarpetBombingOfOneOpdIsOneIncident) {
+  // A spoofed SYN flood spread over a protected /24: no source evidence,
+  // but one attack.
+  Correlator c;
+  std::vector<Anomaly> batch;
+  for (int host = 1; host <= 40; ++host)
+    batch.push_back(anomaly("dukcapil", "198.18.2." + std::to_string(host), wire::Vector::TCP_SYN,
+                            0, 1, 5000, {{"100.64.0.1", 60, 55}}, 900000));
+  // The same vector on another /24 of the same sensor is not part of it.
+  batch.push_back(anomaly("dukcapil", "198.18.9.1", wire::Vector::TCP_SYN, 0, 1, 5000, {}, 900000));
+  c.observe(batchOf("dukcapil", 1, batch), kNow);
+  ASSERT_EQ(c.openIncidents().size(), 2u);
+  const Incident* carpet =
+      c.openIncidents()[0]->victims().size() > 1 ? c.openIncidents()[0] : c.openIncidents()[1];
+  EXPECT_EQ(carpet->victims().size(), 40u);
+  EXPECT_DOUBLE_EQ(carpet->peakPps, 200000);
+  EXPECT_EQ(carpet->severity, Severity::kHigh);
 }
 
 TEST(Correlator, FarApartInTimeAreTwoIncidents) {
@@ -220,11 +256,11 @@ TEST(Correlator, FarApartInTimeAreTwoIncidents) {
   cfg.resolveAfterMs = 600000;  // keep the first open; only the join window separates
   Correlator c(cfg);
   const auto botnet = testing::sources("203.0.113", 1, 5, 9000);
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1,
-                                            45000, botnet)}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 45000, botnet)}),
             kNow);
-  c.observe(batchOf("bapenda", 300, {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 300,
-                                             45000, botnet)}),
+  c.observe(batchOf("bapenda", 300,
+                    {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 300, 45000, botnet)}),
             kNow);
   EXPECT_EQ(c.openIncidents().size(), 2u);
 }
@@ -269,8 +305,8 @@ TEST(Correlator, ResolvesAfterQuietWindowsAtItsSensors) {
 
 TEST(Correlator, ResolvesWhenItsSensorsFallSilent) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1,
-                                            45000, {})}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 45000, {})}),
             kNow);
   EXPECT_TRUE(c.tick(kNow + 59 * kSecond).empty());
   auto changes = c.tick(kNow + 60 * kSecond);
@@ -282,13 +318,15 @@ TEST(Correlator, ResolvesWhenItsSensorsFallSilent) {
 
 TEST(Correlator, SameVictimJoinsWithoutOtherEvidence) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1,
-                                            45000, testing::sources("203.0.113", 1, 4, 9000))}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::TCP_SYN, 0, 1, 45000,
+                             testing::sources("203.0.113", 1, 4, 9000))}),
             kNow);
-  auto changes = c.observe(
-      batchOf("dukcapil", 3, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP_REFLECTION, 1900,
-                                      3, 45000, testing::sources("192.0.2", 1, 4, 9000))}),
-      kNow);
+  auto changes =
+      c.observe(batchOf("dukcapil", 3,
+                        {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP_REFLECTION, 1900, 3,
+                                 45000, testing::sources("192.0.2", 1, 4, 9000))}),
+                kNow);
   ASSERT_EQ(c.openIncidents().size(), 1u);
   const Incident& inc = *c.openIncidents()[0];
   EXPECT_EQ(inc.classification(), "mixed");
@@ -301,8 +339,8 @@ TEST(Correlator, SameVictimJoinsWithoutOtherEvidence) {
 
 TEST(Correlator, MitigatingIsSetByTheCaller) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1,
-                                            45000, {})}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 45000, {})}),
             kNow);
   const std::string id = c.openIncidents()[0]->id;
   auto change = c.setMitigating(id, kT0 + 2 * kSecond, "planner: 3 orders to dukcapil");
@@ -319,12 +357,14 @@ TEST(Correlator, MitigatingIsSetByTheCaller) {
 TEST(Correlator, RestoredFromJsonTheIncidentContinues) {
   Correlator before;
   const auto botnet = testing::sources("203.0.113", 1, 5, 9000);
-  before.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0,
-                                                 1, 45000, botnet)}),
-                 kNow);
-  before.observe(batchOf("bapenda", 2, {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 2,
-                                                45000, botnet)}),
-                 kNow);
+  before.observe(
+      batchOf("dukcapil", 1,
+              {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 45000, botnet)}),
+      kNow);
+  before.observe(
+      batchOf("bapenda", 2,
+              {anomaly("bapenda", "198.18.3.10", wire::Vector::UDP, 0, 2, 45000, botnet)}),
+      kNow);
   ASSERT_EQ(before.openIncidents().size(), 1u);
   const Incident& inc = *before.openIncidents()[0];
   const std::string stored = incidentToJson(inc).dump();
@@ -337,19 +377,19 @@ TEST(Correlator, RestoredFromJsonTheIncidentContinues) {
   after.restore(parsed, kNow + 30 * kSecond);
   ASSERT_EQ(after.openIncidents().size(), 1u);
   // A third OPD with the same botnet joins the restored incident by evidence.
-  auto changes = after.observe(batchOf("dinkes", 3, {anomaly("dinkes", "198.18.4.10",
-                                                             wire::Vector::UDP, 0, 3, 45000,
-                                                             botnet)}),
-                               kNow + 31 * kSecond);
+  auto changes = after.observe(
+      batchOf("dinkes", 3,
+              {anomaly("dinkes", "198.18.4.10", wire::Vector::UDP, 0, 3, 45000, botnet)}),
+      kNow + 31 * kSecond);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].id, inc.id);
   EXPECT_EQ(changes[0].kind, IncidentChangeKind::kUpdated);
   EXPECT_EQ(after.find(inc.id)->sensors().size(), 3u);
   // New ids continue past the restored one.
   EXPECT_GT(after.nextSequence(), inc.sequence);
-  after.observe(batchOf("dinkes", 4, {anomaly("dinkes", "198.18.4.99", wire::Vector::ICMP, 0, 4,
-                                              45000, {})}),
-                kNow + 32 * kSecond);
+  after.observe(
+      batchOf("dinkes", 4, {anomaly("dinkes", "198.18.4.99", wire::Vector::ICMP, 0, 4, 45000, {})}),
+      kNow + 32 * kSecond);
   ASSERT_EQ(after.openIncidents().size(), 2u);
   EXPECT_GT(*Correlator::sequenceOf(after.openIncidents()[1]->id), inc.sequence);
 }
@@ -371,8 +411,8 @@ TEST(Correlator, IdsSortByStartTimeAndCarryTheCounter) {
   EXPECT_LT(Correlator::makeId(kT0, 999), Correlator::makeId(kT0 + kSecond, 1));
   Correlator c;
   c.setNextSequence(500);
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1,
-                                            45000, {})}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 1, 45000, {})}),
             kNow);
   EXPECT_EQ(c.openIncidents()[0]->id, "inc-20231114T221321Z-000500");
   EXPECT_EQ(c.nextSequence(), 501u);
@@ -380,16 +420,16 @@ TEST(Correlator, IdsSortByStartTimeAndCarryTheCounter) {
 
 TEST(Correlator, SeverityFollowsRateAndSensors) {
   Correlator c;
-  c.observe(batchOf("dukcapil", 1, {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 1,
-                                            2000, {})}),
+  c.observe(batchOf("dukcapil", 1,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 1, 2000, {})}),
             kNow);
   EXPECT_EQ(c.openIncidents()[0]->severity, Severity::kLow);
-  c.observe(batchOf("dukcapil", 2, {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 2,
-                                            20000, {})}),
+  c.observe(batchOf("dukcapil", 2,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 2, 20000, {})}),
             kNow);
   EXPECT_EQ(c.openIncidents()[0]->severity, Severity::kMedium);
-  c.observe(batchOf("dukcapil", 3, {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 3,
-                                            2000, {})}),
+  c.observe(batchOf("dukcapil", 3,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::ICMP, 0, 3, 2000, {})}),
             kNow);
   EXPECT_EQ(c.openIncidents()[0]->severity, Severity::kMedium) << "severity never goes down";
   EXPECT_TRUE(hasEvent(*c.openIncidents()[0], "escalated"));

@@ -51,7 +51,8 @@ void warm(Detector& d, int64_t& i, int windows, const char* victim = kVictim) {
 TEST(Detector, DuringWarmupOnlyTheFloorAppliesAfterMWindows) {
   Detector d;  // tcpSyn floor 2000 pps, M = 2 at 1 s windows
   int64_t i = 0;
-  for (; i < 3; ++i) EXPECT_TRUE(feed(d, "alpha", i, one(wire::Vector::TCP_SYN, 1900)).anomalies.empty());
+  for (; i < 3; ++i)
+    EXPECT_TRUE(feed(d, "alpha", i, one(wire::Vector::TCP_SYN, 1900)).anomalies.empty());
   EXPECT_TRUE(feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 2500)).anomalies.empty())
       << "one window over the floor is not yet M = 2";
   auto b = feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 2500));
@@ -120,9 +121,9 @@ TEST(Detector, ALongAttackDoesNotBecomeTheBaseline) {
 
 TEST(Detector, ClassifiesEveryVector) {
   const std::pair<wire::Vector, const char*> cases[] = {
-      {wire::Vector::TCP_SYN, "syn_flood"},         {wire::Vector::TCP_SYN_ACK, "synack_reflection"},
-      {wire::Vector::TCP_OTHER, "ack_rst_flood"},   {wire::Vector::UDP, "udp_flood"},
-      {wire::Vector::ICMP, "icmp_flood"},           {wire::Vector::FRAGMENT, "fragment_flood"},
+      {wire::Vector::TCP_SYN, "syn_flood"},       {wire::Vector::TCP_SYN_ACK, "synack_reflection"},
+      {wire::Vector::TCP_OTHER, "ack_rst_flood"}, {wire::Vector::UDP, "udp_flood"},
+      {wire::Vector::ICMP, "icmp_flood"},         {wire::Vector::FRAGMENT, "fragment_flood"},
       {wire::Vector::OTHER, "ip_proto_flood"},
   };
   for (const auto& [vector, name] : cases) {
@@ -139,9 +140,9 @@ TEST(Detector, ClassifiesEveryVector) {
 
 TEST(Detector, NamesEachReflectionPort) {
   const std::pair<uint16_t, const char*> cases[] = {
-      {53, "dns_reflection"},     {123, "ntp_reflection"},     {1900, "ssdp_reflection"},
+      {53, "dns_reflection"},          {123, "ntp_reflection"},   {1900, "ssdp_reflection"},
       {11211, "memcached_reflection"}, {389, "cldap_reflection"}, {19, "chargen_reflection"},
-      {161, "snmp_reflection"},   {3702, "wsd_reflection"},    {5353, "mdns_reflection"},
+      {161, "snmp_reflection"},        {3702, "wsd_reflection"},  {5353, "mdns_reflection"},
       {137, "netbios_reflection"},
   };
   for (const auto& [port, name] : cases) {
@@ -159,12 +160,12 @@ TEST(Detector, NamesEachReflectionPort) {
 
 TEST(Detector, ReflectionSpreadUnderEachPortFloorIsFoundInTheTotal) {
   Detector d;  // 1000 pps per port, 5000 for all reflection ports together
-  std::vector<VictimSpec> v = {{kVictim,
-                                {{wire::Vector::UDP_REFLECTION, 7 * 900}},
-                                {{53, 900}, {123, 900}, {161, 900}, {389, 900}, {1900, 900},
-                                 {3702, 900}, {11211, 900}},
-                                {},
-                                0}};
+  std::vector<VictimSpec> v = {
+      {kVictim,
+       {{wire::Vector::UDP_REFLECTION, 7 * 900}},
+       {{53, 900}, {123, 900}, {161, 900}, {389, 900}, {1900, 900}, {3702, 900}, {11211, 900}},
+       {},
+       0}};
   feed(d, "alpha", 0, v);
   auto b = feed(d, "alpha", 1, v);
   ASSERT_EQ(b.anomalies.size(), 1u);
@@ -174,12 +175,13 @@ TEST(Detector, ReflectionSpreadUnderEachPortFloorIsFoundInTheTotal) {
 
 TEST(Detector, SeveralAttacksOnOneVictimAreMixed) {
   Detector d;
-  std::vector<VictimSpec> v = {{kVictim,
-                                {{wire::Vector::TCP_SYN, 50000}, {wire::Vector::UDP_REFLECTION, 30000}},
-                                {{123, 30000}},
-                                {},
-                                0},
-                               {"198.18.2.11", {{wire::Vector::ICMP, 9000}}, {}, {}, 0}};
+  std::vector<VictimSpec> v = {
+      {kVictim,
+       {{wire::Vector::TCP_SYN, 50000}, {wire::Vector::UDP_REFLECTION, 30000}},
+       {{123, 30000}},
+       {},
+       0},
+      {"198.18.2.11", {{wire::Vector::ICMP, 9000}}, {}, {}, 0}};
   feed(d, "alpha", 0, v);
   auto b = feed(d, "alpha", 1, v);
   ASSERT_EQ(b.anomalies.size(), 3u);

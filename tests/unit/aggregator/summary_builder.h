@@ -31,7 +31,9 @@ struct VictimSpec {
   uint64_t distinctSources = 0;
 };
 
-inline common::IpAddress ip(const std::string& text) { return *common::IpAddress::parse(text); }
+inline common::IpAddress ip(const std::string& text) {
+  return *common::IpAddress::parse(text);
+}
 
 // A built message and a reader of its root; the reader lives as long as this.
 class BuiltSummary {
@@ -113,8 +115,7 @@ constexpr int64_t kSecond = 1'000'000'000;
 inline std::vector<SourceSpec> sources(const std::string& prefix, int first, int n,
                                        uint64_t packets) {
   std::vector<SourceSpec> out;
-  for (int i = 0; i < n; ++i)
-    out.push_back({prefix + "." + std::to_string(first + i), packets, 0});
+  for (int i = 0; i < n; ++i) out.push_back({prefix + "." + std::to_string(first + i), packets, 0});
   return out;
 }
 
