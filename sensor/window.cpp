@@ -167,6 +167,15 @@ inline void WindowCounter::prefetchSketchData(const SketchUpdate& u) const noexc
   }
 }
 
+inline void WindowCounter::prefetchSpaceSaving(const SketchUpdate& u) const noexcept {
+  const VictimSketch& s = pool_[u.sketch];
+  s.sources.prefetchSketch(u.sourceHash);
+  if (u.hasPorts) {
+    s.srcPorts.prefetchSketch(s.srcPorts.hashOf(u.srcPort));
+    s.dstPorts.prefetchSketch(s.dstPorts.hashOf(u.dstPort));
+  }
+}
+
 void WindowCounter::applySketchUpdate(const SketchUpdate& u) noexcept {
   VictimSketch& s = pool_[u.sketch];
   s.sources.add(u.source, u.sourceHash);
@@ -244,9 +253,7 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
   VictimSlot& slot = table_[static_cast<size_t>(slotIndex)];
   const uint32_t sketch = slot.sketchPlus1 - 1;
 
-  // Queue the sketch work: prefetch the sketch's headers now, its data
-  // (filter counters, HyperLogLog register) half the queue later, apply it a
-  // full queue later.
+  // Queue the sketch work (three prefetch stages, see the class comment).
   SketchUpdate& u = pending_[pendingHead_ & (kPipelineDepth - 1)];
   if (pendingHead_ - pendingTail_ == kPipelineDepth) {
     applySketchUpdate(u);
@@ -265,8 +272,11 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
   u.dstPort = v.dstPort;
   u.hasPorts = v.hasPorts;
   ++pendingHead_;
-  if (pendingHead_ - pendingTail_ > kPipelineDepth / 2)
-    prefetchSketchData(pending_[(pendingHead_ - kPipelineDepth / 2 - 1) & (kPipelineDepth - 1)]);
+  const uint64_t queued = pendingHead_ - pendingTail_;
+  if (queued > kDataPrefetchAge)
+    prefetchSketchData(pending_[(pendingHead_ - kDataPrefetchAge - 1) & (kPipelineDepth - 1)]);
+  if (queued > kSketchPrefetchAge)
+    prefetchSpaceSaving(pending_[(pendingHead_ - kSketchPrefetchAge - 1) & (kPipelineDepth - 1)]);
 
   VictimTraffic& t = traffic_[sketch];
   if (vec == Vector::kUdpReflection) {

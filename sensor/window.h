@@ -106,7 +106,10 @@ struct WindowStats {
 // counted; the sketch updates run kPipelineDepth packets later, so that the
 // cache lines each one needs (spread over thousands of victims' sketches) are
 // prefetched while the packets between are counted rather than waited for
-// one at a time. closeInto() applies those still queued first.
+// one at a time: the sketch headers at once, the filter counters and
+// HyperLogLog register (found through the headers) a few packets on, the
+// Space-Saving index entry (where the filter counter says the packet will
+// go there) a few more on. closeInto() applies those still queued first.
 class WindowCounter {
  public:
   // `alertPackets`: a victim reaching this many packets within one window
@@ -126,9 +129,11 @@ class WindowCounter {
   bool empty() const noexcept { return totals_.packets == 0; }
   void setAlertPackets(uint64_t packets) noexcept { alertPackets_ = packets; }
 
-  // Sketch updates queued behind count() (a power of two); half of it is
-  // the prefetch distance.
+  // Sketch updates queued behind count() (a power of two), and the ages at
+  // which the second and third prefetch stages run.
   static constexpr size_t kPipelineDepth = 16;
+  static constexpr size_t kDataPrefetchAge = 5;
+  static constexpr size_t kSketchPrefetchAge = 11;
 
  private:
   struct VictimSketch {
@@ -178,6 +183,7 @@ class WindowCounter {
   // Always inlined: GCC's pure-const analysis sees no side effect in a
   // function that only prefetches and drops the call.
   [[gnu::always_inline]] inline void prefetchSketchData(const SketchUpdate& u) const noexcept;
+  [[gnu::always_inline]] inline void prefetchSpaceSaving(const SketchUpdate& u) const noexcept;
   void applySketchUpdate(const SketchUpdate& u) noexcept;
   // Applies every queued sketch update.
   void drainSketchUpdates() noexcept;

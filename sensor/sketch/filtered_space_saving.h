@@ -87,6 +87,13 @@ class FilteredSpaceSaving {
     }
   }
 
+  // After prefetch() has landed: if the packet would go to the Space-Saving
+  // now, brings its index entry toward the cache.
+  void prefetchSketch(uint64_t hash) const noexcept {
+    if (filtering_ && filter_[bucket(hash)] < threshold()) return;
+    sketch_.prefetch(static_cast<uint32_t>(hash >> 32));
+  }
+
   // Counts one packet of `key`; `hash` must be hashOf(key).
   void add(const Key& key, uint64_t hash) noexcept {
     ++seen_;
