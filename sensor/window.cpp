@@ -86,11 +86,27 @@ void topInto(const Sketch& s, size_t n, std::vector<Out>& out, Fill fill) {
 
 }  // namespace
 
+namespace {
+
+// Filter shapes (see FilteredSpaceSaving for the bounds they give). Sources:
+// 2^10 counters (4 KiB), threshold 2 + n/512, so with 128 counters every
+// source above 0.98% of a victim's packets plus 2 is reported. Ports: 2^7
+// counters (512 B), threshold 2 + n/64, so with 20 counters every port above
+// 6.6% plus 2 is reported.
+FilteredSpaceSaving<common::IpAddress>::Shape sourceShape(const SketchLimits& l) {
+  return {std::max<size_t>(128, size_t{l.topSources} * 4), 10, 9, 2};
+}
+FilteredSpaceSaving<uint16_t>::Shape portShape(const SketchLimits& l) {
+  return {std::max<size_t>(16, size_t{l.topPorts} * 2), 7, 6, 2};
+}
+
+}  // namespace
+
 WindowCounter::VictimSketch::VictimSketch(const SketchLimits& l)
-    : sources(std::max<size_t>(128, size_t{l.topSources} * 4)),
+    : sources(sourceShape(l)),
       distinct(l.hllPrecision),
-      srcPorts(std::max<size_t>(16, size_t{l.topPorts} * 2)),
-      dstPorts(std::max<size_t>(16, size_t{l.topPorts} * 2)) {}
+      srcPorts(portShape(l)),
+      dstPorts(portShape(l)) {}
 
 WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
                              uint64_t alertPackets, SketchLimits limits)
@@ -102,27 +118,93 @@ WindowCounter::WindowCounter(const common::PrefixSet& protectedSet, unsigned max
   size_t capacity = roundUpPow2(std::max<size_t>(16, size_t{maxVictims} * 2));
   mask_ = capacity - 1;
   table_.resize(capacity);
-  used_.assign(capacity, 0);
   usedSlots_.reserve(maxVictims);
-  slotSketch_.assign(capacity, 0);
+  traffic_.resize(maxVictims);
   pool_.reserve(maxVictims);
   for (unsigned i = 0; i < maxVictims; ++i) pool_.emplace_back(limits_);
   (void)reflectionBitmap();
   (void)reflectionIndexTable();
+  constexpr size_t kMaxScannedPrefixes = 16;
+  if (protectedSet.prefixes().size() <= kMaxScannedPrefixes) {
+    for (const common::Prefix& p : protectedSet.prefixes()) {
+      const unsigned len = p.length128();
+      const uint64_t maskHi = len == 0 ? 0 : len >= 64 ? ~0ULL : ~0ULL << (64 - len);
+      const uint64_t maskLo = len <= 64 ? 0 : len == 128 ? ~0ULL : ~0ULL << (128 - len);
+      protectedScan_.push_back({maskHi, maskLo, p.address().hi() & maskHi,
+                                p.address().lo() & maskLo});
+    }
+  }
+}
+
+bool WindowCounter::isProtected(const common::IpAddress& a) const noexcept {
+  if (protectedScan_.empty() && !protected_.empty()) return protected_.contains(a);
+  for (const MaskedPrefix& p : protectedScan_) {
+    if ((a.hi() & p.maskHi) == p.hi && (a.lo() & p.maskLo) == p.lo) return true;
+  }
+  return false;
 }
 
 int64_t WindowCounter::victimSlot(const common::IpAddress& a) noexcept {
   size_t i = common::IpAddressHash{}(a) & mask_;
-  while (used_[i]) {
+  while (table_[i].sketchPlus1 != 0) {
     if (table_[i].address == a) return static_cast<int64_t>(i);
     i = (i + 1) & mask_;
   }
   if (usedSlots_.size() >= maxVictims_) return -1;
-  used_[i] = 1;
-  slotSketch_[i] = static_cast<uint32_t>(usedSlots_.size());
+  table_[i].sketchPlus1 = static_cast<uint32_t>(usedSlots_.size()) + 1;
   usedSlots_.push_back(static_cast<uint32_t>(i));
   table_[i].address = a;
   return static_cast<int64_t>(i);
+}
+
+inline void WindowCounter::prefetchSketchData(const SketchUpdate& u) const noexcept {
+  const VictimSketch& s = pool_[u.sketch];
+  s.sources.prefetch(u.sourceHash);
+  s.distinct.prefetch(u.distinctHash);
+  if (u.hasPorts) {
+    s.srcPorts.prefetch(s.srcPorts.hashOf(u.srcPort));
+    s.dstPorts.prefetch(s.dstPorts.hashOf(u.dstPort));
+  }
+}
+
+inline void WindowCounter::prefetchSpaceSaving(const SketchUpdate& u) const noexcept {
+  const VictimSketch& s = pool_[u.sketch];
+  s.sources.prefetchSketch(u.sourceHash);
+  if (u.hasPorts) {
+    s.srcPorts.prefetchSketch(s.srcPorts.hashOf(u.srcPort));
+    s.dstPorts.prefetchSketch(s.dstPorts.hashOf(u.dstPort));
+  }
+}
+
+void WindowCounter::applySketchUpdate(const SketchUpdate& u) noexcept {
+  VictimSketch& s = pool_[u.sketch];
+  s.sources.add(u.source, u.sourceHash);
+  s.distinct.addHash(u.distinctHash);
+  if (u.hasPorts) {
+    s.srcPorts.add(u.srcPort);
+    s.dstPorts.add(u.dstPort);
+  }
+}
+
+void WindowCounter::drainSketchUpdates() noexcept {
+  for (; pendingTail_ < pendingHead_; ++pendingTail_)
+    applySketchUpdate(pending_[pendingTail_ & (kPipelineDepth - 1)]);
+}
+
+const VictimCounters* WindowCounter::alertView(const VictimSlot& slot) noexcept {
+  const VictimTraffic& t = traffic_[slot.sketchPlus1 - 1];
+  alert_.address = slot.address;
+  alert_.packets = slot.packets;
+  alert_.bytes = slot.bytes;
+  for (size_t k = 0; k < kVectorCount; ++k) {
+    alert_.vectorPackets[k] = t.vectors[k].packets;
+    alert_.vectorBytes[k] = t.vectors[k].bytes;
+  }
+  for (size_t r = 0; r < kReflectionPortCount; ++r) {
+    alert_.reflectionPackets[r] = t.reflection[r].packets;
+    alert_.reflectionBytes[r] = t.reflection[r].bytes;
+  }
+  return &alert_;
 }
 
 const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
@@ -161,35 +243,57 @@ const VictimCounters* WindowCounter::count(const CapturedPacket& p) noexcept {
   }
   const common::IpAddress src = addressOf(v, v.src);
   const common::IpAddress dst = addressOf(v, v.dst);
-  if (protected_.contains(src)) outbound_.add(src);
-  if (!protected_.contains(dst)) return nullptr;
-  const int64_t slot = victimSlot(dst);
-  if (slot < 0) {
+  if (isProtected(src)) outbound_.add(src);
+  if (!isProtected(dst)) return nullptr;
+  const int64_t slotIndex = victimSlot(dst);
+  if (slotIndex < 0) {
     victimPacketsCut_++;
     return nullptr;
   }
-  VictimCounters* victim = &table_[static_cast<size_t>(slot)];
-  VictimSketch& sketch = pool_[slotSketch_[static_cast<size_t>(slot)]];
-  sketch.sources.add(src);
-  sketch.distinct.add(src);
-  if (v.hasPorts) {
-    sketch.srcPorts.add(v.srcPort);
-    sketch.dstPorts.add(v.dstPort);
+  VictimSlot& slot = table_[static_cast<size_t>(slotIndex)];
+  const uint32_t sketch = slot.sketchPlus1 - 1;
+
+  // Queue the sketch work (three prefetch stages, see the class comment).
+  SketchUpdate& u = pending_[pendingHead_ & (kPipelineDepth - 1)];
+  if (pendingHead_ - pendingTail_ == kPipelineDepth) {
+    applySketchUpdate(u);
+    ++pendingTail_;
   }
+  const VictimSketch& s = pool_[sketch];
+  __builtin_prefetch(&s.sources);
+  __builtin_prefetch(&s.distinct);
+  __builtin_prefetch(&s.srcPorts);
+  __builtin_prefetch(&s.dstPorts);
+  u.source = src;
+  u.sourceHash = s.sources.hashOf(src);
+  u.distinctHash = HyperLogLog::hashAddress(src);
+  u.sketch = sketch;
+  u.srcPort = v.srcPort;
+  u.dstPort = v.dstPort;
+  u.hasPorts = v.hasPorts;
+  ++pendingHead_;
+  const uint64_t queued = pendingHead_ - pendingTail_;
+  if (queued > kDataPrefetchAge)
+    prefetchSketchData(pending_[(pendingHead_ - kDataPrefetchAge - 1) & (kPipelineDepth - 1)]);
+  if (queued > kSketchPrefetchAge)
+    prefetchSpaceSaving(pending_[(pendingHead_ - kSketchPrefetchAge - 1) & (kPipelineDepth - 1)]);
+
+  VictimTraffic& t = traffic_[sketch];
   if (vec == Vector::kUdpReflection) {
     const auto r = static_cast<size_t>(reflectionPortIndex(v.srcPort));
-    victim->reflectionPackets[r]++;
-    victim->reflectionBytes[r] += p.wireLength;
+    t.reflection[r].packets++;
+    t.reflection[r].bytes += p.wireLength;
   }
   auto k = static_cast<size_t>(vec);
-  victim->packets++;
-  victim->bytes += p.wireLength;
-  victim->vectorPackets[k]++;
-  victim->vectorBytes[k] += p.wireLength;
-  return victim->packets == alertPackets_ ? victim : nullptr;
+  t.vectors[k].packets++;
+  t.vectors[k].bytes += p.wireLength;
+  slot.packets++;
+  slot.bytes += p.wireLength;
+  return slot.packets == alertPackets_ ? alertView(slot) : nullptr;
 }
 
 void WindowCounter::closeInto(WindowStats& out) {
+  drainSketchUpdates();
   out.totals = totals_;
   out.victimsCut = 0;
   out.victimPacketsCut = victimPacketsCut_;
@@ -197,8 +301,22 @@ void WindowCounter::closeInto(WindowStats& out) {
   out.victims.clear();
   out.victims.reserve(usedSlots_.size());
   for (uint32_t i : usedSlots_) {
-    VictimCounters& v = out.victims.emplace_back(std::move(table_[i]));
-    VictimSketch& s = pool_[slotSketch_[i]];
+    VictimSlot& slot = table_[i];
+    const uint32_t sketch = slot.sketchPlus1 - 1;
+    VictimCounters& v = out.victims.emplace_back();
+    v.address = slot.address;
+    v.packets = slot.packets;
+    v.bytes = slot.bytes;
+    VictimTraffic& t = traffic_[sketch];
+    for (size_t k = 0; k < kVectorCount; ++k) {
+      v.vectorPackets[k] = t.vectors[k].packets;
+      v.vectorBytes[k] = t.vectors[k].bytes;
+    }
+    for (size_t r = 0; r < kReflectionPortCount; ++r) {
+      v.reflectionPackets[r] = t.reflection[r].packets;
+      v.reflectionBytes[r] = t.reflection[r].bytes;
+    }
+    VictimSketch& s = pool_[sketch];
     topInto(s.sources, limits_.topSources, v.topSources, [](const auto& e) {
       return SourceCount{e.key, e.count, e.error};
     });
@@ -211,8 +329,8 @@ void WindowCounter::closeInto(WindowStats& out) {
     s.distinct.reset();
     s.srcPorts.reset();
     s.dstPorts.reset();
-    table_[i] = VictimCounters{};
-    used_[i] = 0;
+    t = VictimTraffic{};
+    slot = VictimSlot{};
   }
   topInto(outbound_, limits_.topSources, out.outbound, [](const auto& e) {
     return SourceCount{e.key, e.count, e.error};

@@ -8,6 +8,7 @@
 #include "common/ip.h"
 #include "sensor/capture/source.h"
 #include "sensor/decode.h"
+#include "sensor/sketch/filtered_space_saving.h"
 #include "sensor/sketch/hyperloglog.h"
 #include "sensor/sketch/space_saving.h"
 
@@ -97,15 +98,30 @@ struct WindowStats {
 // sized once at construction (open addressing, capacity a power of two >= 2 x
 // maxVictims), so counting a packet never allocates or locks. Not
 // thread-safe: one per worker; windows are merged after close.
+//
+// Hot path layout: a victim's table slot is one cache line (address, packets,
+// bytes, sketch number); its per-vector and reflection-port counters sit in
+// their own array by sketch number, and its sketches (top sources, distinct
+// sources, top ports) in another. Counters are updated as each packet is
+// counted; the sketch updates run kPipelineDepth packets later, so that the
+// cache lines each one needs (spread over thousands of victims' sketches) are
+// prefetched while the packets between are counted rather than waited for
+// one at a time: the sketch headers at once, the filter counters and
+// HyperLogLog register (found through the headers) a few packets on, the
+// Space-Saving index entry (where the filter counter says the packet will
+// go there) a few more on. closeInto() applies those still queued first.
 class WindowCounter {
  public:
   // `alertPackets`: a victim reaching this many packets within one window
-  // is reported by count() the moment it does (0: never).
+  // is reported by count() the moment it does (0: never). `protectedSet`
+  // must outlive the counter and not change after construction.
   WindowCounter(const common::PrefixSet& protectedSet, unsigned maxVictims,
                 uint64_t alertPackets = 0, SketchLimits limits = {});
 
   // Decodes and counts one frame. Returns the victim when this packet made
   // it reach the alert threshold (once per victim per window), else null.
+  // The victim's counters are complete; its sketch fields are left empty.
+  // The pointer is valid until the next call.
   const VictimCounters* count(const CapturedPacket& packet) noexcept;
   // Moves this window's counts into `out` (victims sorted by packets) and
   // resets for the next window.
@@ -113,26 +129,79 @@ class WindowCounter {
   bool empty() const noexcept { return totals_.packets == 0; }
   void setAlertPackets(uint64_t packets) noexcept { alertPackets_ = packets; }
 
+  // Sketch updates queued behind count() (a power of two), and the ages at
+  // which the second and third prefetch stages run.
+  static constexpr size_t kPipelineDepth = 16;
+  static constexpr size_t kDataPrefetchAge = 5;
+  static constexpr size_t kSketchPrefetchAge = 11;
+
  private:
   struct VictimSketch {
     explicit VictimSketch(const SketchLimits& l);
-    SpaceSaving<common::IpAddress> sources;
+    FilteredSpaceSaving<common::IpAddress> sources;
     HyperLogLog distinct;
-    SpaceSaving<uint16_t> srcPorts;
-    SpaceSaving<uint16_t> dstPorts;
+    FilteredSpaceSaving<uint16_t> srcPorts;
+    FilteredSpaceSaving<uint16_t> dstPorts;
   };
+  struct alignas(64) VictimSlot {
+    common::IpAddress address;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+    uint32_t sketchPlus1 = 0;  // 0: free slot
+  };
+  struct PacketsBytes {
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+  };
+  // Per victim, by sketch number: a packet touches one vector's pair (one
+  // cache line) and, for reflection, one port's pair.
+  struct alignas(64) VictimTraffic {
+    std::array<PacketsBytes, kVectorCount> vectors{};
+    std::array<PacketsBytes, kReflectionPortCount> reflection{};
+  };
+  // One packet's sketch work, queued behind count().
+  struct SketchUpdate {
+    common::IpAddress source;
+    uint64_t sourceHash = 0;    // FilteredSpaceSaving::hashOf
+    uint64_t distinctHash = 0;  // HyperLogLog::hashAddress
+    uint32_t sketch = 0;
+    uint16_t srcPort = 0;
+    uint16_t dstPort = 0;
+    bool hasPorts = false;
+  };
+
+  // A protected prefix as a 128-bit mask and value.
+  struct MaskedPrefix {
+    uint64_t maskHi, maskLo, hi, lo;
+  };
+  // protected_.contains(a), by a scan of masked compares when the set is
+  // small (a hash set probe per prefix length costs more than a few dozen
+  // compares).
+  bool isProtected(const common::IpAddress& a) const noexcept;
   // The table slot of `a` (inserting it), or -1 when the table is full.
   int64_t victimSlot(const common::IpAddress& a) noexcept;
+  // Always inlined: GCC's pure-const analysis sees no side effect in a
+  // function that only prefetches and drops the call.
+  [[gnu::always_inline]] inline void prefetchSketchData(const SketchUpdate& u) const noexcept;
+  [[gnu::always_inline]] inline void prefetchSpaceSaving(const SketchUpdate& u) const noexcept;
+  void applySketchUpdate(const SketchUpdate& u) noexcept;
+  // Applies every queued sketch update.
+  void drainSketchUpdates() noexcept;
+  const VictimCounters* alertView(const VictimSlot& slot) noexcept;
 
   const common::PrefixSet& protected_;
+  std::vector<MaskedPrefix> protectedScan_;  // empty: ask protected_
   unsigned maxVictims_;
   uint64_t alertPackets_;
   size_t mask_;
-  std::vector<VictimCounters> table_;
-  std::vector<uint8_t> used_;
+  std::vector<VictimSlot> table_;
   std::vector<uint32_t> usedSlots_;
-  std::vector<uint32_t> slotSketch_;  // table slot -> sketch in pool_
-  std::vector<VictimSketch> pool_;    // one per victim that may be tracked
+  std::vector<VictimTraffic> traffic_;  // by sketch number
+  std::vector<VictimSketch> pool_;      // by sketch number; one per victim that may be tracked
+  std::array<SketchUpdate, kPipelineDepth> pending_{};
+  uint64_t pendingHead_ = 0;  // updates queued so far; the last kPipelineDepth are pending
+  uint64_t pendingTail_ = 0;  // updates applied so far
+  VictimCounters alert_;
   SpaceSaving<common::IpAddress> outbound_;
   SketchLimits limits_;
   WindowTotals totals_;

@@ -77,17 +77,21 @@ class SpaceSaving {
 
   // Counts `weight` for `key`. Amortised O(1) index probe plus an
   // O(log capacity) heap sift.
-  void add(const Key& key, uint64_t weight = 1) noexcept {
-    if (weight == 0) return;
+  void add(const Key& key, uint64_t weight = 1) noexcept { addHashed(key, mixedHash(key), weight); }
+
+  // The same with the key's hash computed ahead: `hash` must be hashOf(key).
+  // Returns true when the key took over another key's counter (an eviction).
+  bool addHashed(const Key& key, uint32_t hash, uint64_t weight = 1) noexcept {
+    if (weight == 0) return false;
     total_ += weight;
-    const uint32_t h = mixedHash(key);
+    const uint32_t h = hash;
     size_t i = h & indexMask_;
     for (IndexEntry e = index_[i]; e.slotPlus1 != 0; e = index_[i = (i + 1) & indexMask_]) {
       if (e.hash == h && keys_[e.slotPlus1 - 1] == key) {
         const uint32_t pos = heapPos_[e.slotPlus1 - 1];
         heap_[pos].count += weight;
         siftDown(pos);
-        return;
+        return false;
       }
     }
     if (size_ < capacity_) {
@@ -98,7 +102,7 @@ class SpaceSaving {
       placeInHeap(size_, {weight, slot});
       ++size_;
       siftUp(size_ - 1);
-      return;
+      return false;
     }
     // Full: the key takes over the smallest counter, inheriting its count as
     // the possible overestimate.
@@ -113,7 +117,16 @@ class SpaceSaving {
     placeInIndex(i, h, slot);
     heap_[0].count = minCount + weight;
     siftDown(0);
+    return true;
   }
+
+  // The hash addHashed() takes: the top 32 bits of Hash()(key) times
+  // 2^64 / phi (Fibonacci hashing spreads identity hashes and consecutive
+  // keys across the index).
+  uint32_t hashOf(const Key& key) const noexcept { return mixedHash(key); }
+  // Brings the index entry where a key with this hash is looked up toward
+  // the cache.
+  void prefetch(uint32_t hash) const noexcept { __builtin_prefetch(&index_[hash & indexMask_]); }
 
   // The n heaviest counters, highest count first (ties: smaller error first).
   std::vector<Entry> top(size_t n) const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/ip.h"
+#include "sensor/sketch/filtered_space_saving.h"
 #include "sensor/sketch/hyperloglog.h"
 #include "sensor/sketch/space_saving.h"
 
@@ -618,6 +619,214 @@ TEST(HyperLogLog, SaturatedRegistersGiveHugeButDefinedEstimates) {
   EXPECT_LT(halfSaturated, std::numeric_limits<uint64_t>::max());
   for (uint64_t i = 8; i < 16; ++i) hll.addHash(i << 60);
   EXPECT_EQ(hll.estimate(), std::numeric_limits<uint64_t>::max());
+}
+
+// ---- FilteredSpaceSaving ----------------------------------------------------
+
+using FilteredSourceSketch = FilteredSpaceSaving<IpAddress>;
+// The shape the window uses for sources (see sourceShape() in window.cpp).
+constexpr FilteredSourceSketch::Shape kSourceShape{128, 10, 9, 2};
+
+FilteredSourceSketch filteredSketchOf(const std::vector<IpAddress>& stream,
+                                      FilteredSourceSketch::Shape shape = kSourceShape) {
+  FilteredSourceSketch sketch(shape);
+  for (const IpAddress& a : stream) sketch.add(a);
+  return sketch;
+}
+
+// Share of the sources above `share` of all packets among the reported.
+double filteredRecall(const FilteredSourceSketch& sketch, const Truth& truth, uint64_t total,
+                      double share = 0.01) {
+  std::unordered_set<IpAddress, IpAddressHash> reported;
+  for (const auto& e : sketch.top(sketch.capacity())) reported.insert(e.key);
+  size_t heavy = 0;
+  size_t found = 0;
+  for (const auto& [key, count] : truth) {
+    if (static_cast<double>(count) <= share * static_cast<double>(total)) continue;
+    ++heavy;
+    found += reported.count(key);
+  }
+  EXPECT_GT(heavy, 0u) << "the stream has no source above " << share;
+  return heavy == 0 ? 0.0 : static_cast<double>(found) / static_cast<double>(heavy);
+}
+
+// The documented bounds, against exact counts: reported counts bracket the
+// truth and overestimate by at most untrackedBound(); every key heavier than
+// untrackedBound() is reported; untrackedBound() <= N / m + absorbedBound().
+void expectFilteredGuarantees(const FilteredSourceSketch& sketch, const Truth& truth) {
+  uint64_t total = 0;
+  for (const auto& [key, count] : truth) total += count;
+  ASSERT_EQ(sketch.total(), total);
+  const uint64_t bound = sketch.untrackedBound();
+  EXPECT_LE(bound, total / sketch.capacity() + sketch.absorbedBound());
+  const auto entries = sketch.top(sketch.capacity());
+  ASSERT_EQ(entries.size(), sketch.size());
+  std::unordered_set<IpAddress, IpAddressHash> reported;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    EXPECT_TRUE(reported.insert(e.key).second) << "key reported twice";
+    if (i > 0) {
+      EXPECT_GE(entries[i - 1].count, e.count) << "not sorted";
+    }
+    const auto it = truth.find(e.key);
+    const uint64_t real = it == truth.end() ? 0 : it->second;
+    EXPECT_LE(e.error, e.count);
+    EXPECT_LE(real, e.count);
+    EXPECT_LE(e.count - e.error, real);
+    EXPECT_LE(e.count - real, bound);
+  }
+  for (const auto& [key, count] : truth) {
+    if (count > bound) {
+      EXPECT_EQ(reported.count(key), 1u) << "a heavy key is missing";
+    }
+  }
+}
+
+// A spoofed flood at one victim: `packets` packets from as many distinct
+// sources, plus `heavy` sources with `heavyShare` of the packets each.
+std::vector<IpAddress> spoofedFloodWithHeavySources(size_t packets, size_t heavy,
+                                                    double heavyShare, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<IpAddress> stream;
+  stream.reserve(packets);
+  const auto perHeavy = static_cast<size_t>(heavyShare * static_cast<double>(packets)) + 1;
+  for (uint32_t h = 0; h < heavy; ++h) stream.insert(stream.end(), perHeavy, v4(0xc0000200u + h));
+  for (uint32_t i = 0; stream.size() < packets; ++i) stream.push_back(scatteredV4(i));
+  std::shuffle(stream.begin(), stream.end(), rng);
+  return stream;
+}
+
+TEST(FilteredSpaceSaving, CountsExactlyWhileDistinctKeysFitCapacity) {
+  FilteredSourceSketch sketch(kSourceShape);
+  Truth truth;
+  std::mt19937_64 rng(21);
+  for (int i = 0; i < 100'000; ++i) {
+    const IpAddress a = scatteredV4(static_cast<uint32_t>(rng() % 128));
+    sketch.add(a);
+    ++truth[a];
+  }
+  ASSERT_EQ(sketch.size(), truth.size());
+  EXPECT_EQ(sketch.passed(), sketch.total()) << "nothing is absorbed before the sketch is full";
+  for (const auto& e : sketch.top(128)) {
+    EXPECT_EQ(e.count, truth.at(e.key));
+    EXPECT_EQ(e.error, 0u);
+  }
+}
+
+TEST(FilteredSpaceSaving, FindsSourcesAboveOnePercentAmongUniformAndZipfLightSources) {
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    const auto stream = heavyPlusLightStream(seed % 2 == 0, seed);
+    const auto truth = exactCounts(stream);
+    const auto sketch = filteredSketchOf(stream);
+    EXPECT_GE(filteredRecall(sketch, truth, stream.size()), 0.95) << "seed " << seed;
+    expectFilteredGuarantees(sketch, truth);
+  }
+}
+
+TEST(FilteredSpaceSaving, FindsSourcesAboveOnePercentInASpoofedFloodAndAbsorbsMostOfIt) {
+  for (uint64_t seed : {5}) {
+    const auto stream = spoofedFloodWithHeavySources(1'000'000, 10, 0.011, seed);
+    const auto truth = exactCounts(stream);
+    const auto sketch = filteredSketchOf(stream);
+    EXPECT_EQ(filteredRecall(sketch, truth, stream.size()), 1.0) << "seed " << seed;
+    expectFilteredGuarantees(sketch, truth);
+    // The point of the filter: the heavy sources' 11% pass, little else does.
+    EXPECT_LT(sketch.passed(), stream.size() / 5) << "seed " << seed;
+  }
+}
+
+TEST(FilteredSpaceSaving, FindsSourcesAboveOnePercentOfSmallSpoofedWindows) {
+  // One victim among a thousand sees about a thousand packets a window; the
+  // guarantee (f > 0.98% N + 2) covers 1% sources from N > 8,600, and a 2%
+  // source always.
+  for (uint64_t seed = 10; seed < 30; ++seed) {
+    const auto stream = spoofedFloodWithHeavySources(1'200, 3, 0.02, seed);
+    const auto truth = exactCounts(stream);
+    const auto sketch = filteredSketchOf(stream);
+    EXPECT_EQ(filteredRecall(sketch, truth, stream.size(), 0.02), 1.0) << "seed " << seed;
+    expectFilteredGuarantees(sketch, truth);
+  }
+}
+
+TEST(FilteredSpaceSaving, FindsHeavySourcesArrivingOnlyAtTheEndOrStoppingEarly) {
+  for (bool heavyFirst : {false, true}) {
+    std::mt19937_64 rng(8);
+    std::vector<IpAddress> light;
+    for (int i = 0; i < 600'000; ++i)
+      light.push_back(scatteredV4(static_cast<uint32_t>(rng() % 200'000)));
+    std::vector<IpAddress> heavy;
+    for (uint32_t h = 0; h < 20; ++h) heavy.insert(heavy.end(), 20'000, v4(0xc6336400u + h));
+    std::shuffle(heavy.begin(), heavy.end(), rng);
+    std::vector<IpAddress> stream = heavyFirst ? heavy : light;
+    const auto& rest = heavyFirst ? light : heavy;
+    stream.insert(stream.end(), rest.begin(), rest.end());
+    const auto truth = exactCounts(stream);
+    const auto sketch = filteredSketchOf(stream);
+    EXPECT_GE(filteredRecall(sketch, truth, stream.size()), 0.95) << heavyFirst;
+    expectFilteredGuarantees(sketch, truth);
+  }
+}
+
+TEST(FilteredSpaceSaving, MergedWorkersFindSourcesAndKeepTheBounds) {
+  const auto stream = spoofedFloodWithHeavySources(1'000'000, 20, 0.012, 7);
+  const auto truth = exactCounts(stream);
+  FilteredSourceSketch a(kSourceShape);
+  FilteredSourceSketch b(kSourceShape);
+  for (size_t i = 0; i < stream.size(); ++i) (i % 3 == 0 ? a : b).add(stream[i]);
+  const uint64_t bounds = a.absorbedBound() + b.absorbedBound();
+  a.merge(b);
+  EXPECT_EQ(a.absorbedBound(), bounds);
+  EXPECT_GE(filteredRecall(a, truth, stream.size()), 0.95);
+  expectFilteredGuarantees(a, truth);
+}
+
+TEST(FilteredSpaceSaving, MergeWithEmptyIsIdentityAndMergeRejectsAnotherShape) {
+  const auto stream = spoofedFloodWithHeavySources(100'000, 5, 0.02, 8);
+  FilteredSourceSketch a = filteredSketchOf(stream);
+  const auto before = a.top(128);
+  a.merge(FilteredSourceSketch(kSourceShape));
+  const auto after = a.top(128);
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].key, after[i].key);
+    EXPECT_EQ(before[i].count, after[i].count);
+  }
+  FilteredSourceSketch other({128, 11, 10, 2});
+  EXPECT_THROW(a.merge(other), std::invalid_argument);
+  EXPECT_THROW(FilteredSourceSketch({128, 0, 9, 2}), std::invalid_argument);
+}
+
+TEST(FilteredSpaceSaving, ResetForgetsEverything) {
+  FilteredSourceSketch sketch = filteredSketchOf(spoofedFloodWithHeavySources(50'000, 2, 0.05, 9));
+  sketch.reset();
+  EXPECT_EQ(sketch.total(), 0u);
+  EXPECT_EQ(sketch.size(), 0u);
+  EXPECT_EQ(sketch.untrackedBound(), 0u);
+  sketch.add(v4(1));
+  sketch.add(v4(1));
+  const auto top = sketch.top(10);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].count, 2u);
+  EXPECT_EQ(top[0].error, 0u);
+}
+
+TEST(FilteredSpaceSaving, PortsAboveTenPercentOfARandomPortFloodAreReported) {
+  // The window's port shape: 20 counters, 2^7 filter counters, T = 2 + n/64.
+  FilteredSpaceSaving<uint16_t> sketch({20, 7, 6, 2});
+  std::unordered_map<uint16_t, uint64_t> truth;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 200'000; ++i) {
+    const auto port = static_cast<uint16_t>(i % 10 == 0 ? 53 : i % 10 == 1 ? 123 : rng());
+    sketch.add(port);
+    ++truth[port];
+  }
+  const auto top = sketch.top(10);
+  ASSERT_GE(top.size(), 2u);
+  EXPECT_TRUE((top[0].key == 53 && top[1].key == 123) || (top[0].key == 123 && top[1].key == 53));
+  for (const auto& e : top) {
+    EXPECT_LE(truth[e.key], e.count);
+    EXPECT_LE(e.count - e.error, truth[e.key]);
+  }
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -795,6 +797,77 @@ VictimCounters victim(const char* address, uint64_t packets, Vector vec) {
   v.vectorPackets[static_cast<size_t>(vec)] = packets;
   v.vectorBytes[static_cast<size_t>(vec)] = packets * 100;
   return v;
+}
+
+// The sketches run behind the counters (see WindowCounter): packets to many
+// victims interleave in the queue, and closeInto() must apply all of them.
+TEST(WindowCounter, SpoofedFloodAtManyVictimsReportsHeavySourcesAndDistinctCounts) {
+  PrefixSet prot = protectedSet();
+  WindowCounter c(prot, 64);
+  constexpr uint32_t kVictims = 40;
+  constexpr uint32_t kPerVictim = 5'000;
+  constexpr uint32_t kHeavyEvery = 25;  // two heavy sources per victim, 4% each
+  std::mt19937 rng(3);
+  std::vector<uint32_t> order(kVictims * kPerVictim);
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (uint32_t i : order) {
+    const uint32_t victim = i % kVictims;
+    const uint32_t n = i / kVictims;
+    std::string src = n % kHeavyEvery == 0   ? "203.0.113.1"
+                      : n % kHeavyEvery == 1 ? "203.0.113.2"
+                                             : "10." + std::to_string(n >> 8 & 0xff) + "." +
+                                                   std::to_string(n & 0xff) + "." +
+                                                   std::to_string(victim);
+    const std::string dst = "198.18.2." + std::to_string(100 + victim);
+    const Frame f = ethernet(kEtherIpv4, ipv4(src.c_str(), dst.c_str(), IPPROTO_TCP,
+                                              tcp(static_cast<uint16_t>(rng()), 80, kSyn)));
+    c.count(packet(f));
+  }
+  WindowStats w;
+  c.closeInto(w);
+  ASSERT_EQ(w.victims.size(), kVictims);
+  const uint64_t distinct = kPerVictim - 2 * kPerVictim / kHeavyEvery + 2;
+  for (const VictimCounters& v : w.victims) {
+    EXPECT_EQ(v.packets, kPerVictim);
+    // Four standard errors of the default HyperLogLog (p = 12) per victim:
+    // 40 victims at two sigma would fail now and then by design.
+    EXPECT_NEAR(static_cast<double>(v.distinctSources), distinct, 4 * 1.04 / 64 * distinct);
+    ASSERT_GE(v.topSources.size(), 2u) << v.address.toString();
+    for (size_t k = 0; k < 2; ++k) {
+      const SourceCount& s = v.topSources[k];
+      EXPECT_TRUE(s.address == *IpAddress::parse("203.0.113.1") ||
+                  s.address == *IpAddress::parse("203.0.113.2"))
+          << v.address.toString() << " " << s.address.toString();
+      EXPECT_GE(s.packets, kPerVictim / kHeavyEvery);
+      EXPECT_LE(s.packets - s.error, kPerVictim / kHeavyEvery);
+    }
+    ASSERT_FALSE(v.topDstPorts.empty());
+    EXPECT_EQ(v.topDstPorts[0].port, 80);
+    EXPECT_EQ(v.topDstPorts[0].packets, kPerVictim);
+  }
+}
+
+TEST(WindowCounter, ManyProtectedPrefixesOfBothFamiliesMatchAsThePrefixSetDoes) {
+  for (size_t extra : {0, 30}) {  // 30 more prefixes: past the scan, the set answers
+    std::vector<Prefix> prefixes = {*Prefix::parse("198.18.2.0/24"),
+                                    *Prefix::parse("2001:db8:1::/48")};
+    for (size_t i = 0; i < extra; ++i)
+      prefixes.push_back(*Prefix::parse("100.64." + std::to_string(i) + ".0/24"));
+    PrefixSet prot(prefixes);
+    WindowCounter c(prot, 16);
+    c.count(packet(tcpTo(kVictimA, kSyn)));
+    c.count(packet(tcpTo(kOutsider, kSyn)));
+    c.count(packet(tcpTo("198.18.3.1", kSyn)));
+    c.count(packet(ethernet(kEtherIpv6, ipv6("2001:db8:9::1", kVictim6, IPPROTO_TCP,
+                                             tcp(1, 80, kSyn)))));
+    c.count(packet(ethernet(kEtherIpv6, ipv6("2001:db8:9::1", "2001:db8:2::1", IPPROTO_TCP,
+                                             tcp(1, 80, kSyn)))));
+    WindowStats w;
+    c.closeInto(w);
+    ASSERT_EQ(w.victims.size(), 2u) << extra;
+    EXPECT_EQ(w.totals.packets, 5u);
+  }
 }
 
 TEST(MergeWindow, SumsCountersAndMergesVictimsByAddress) {
