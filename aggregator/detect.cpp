@@ -262,10 +262,15 @@ bool Detector::update(const Key& key, State& st, Sensor& s, int64_t windowStartN
   st.lastWindowStartNs = windowStartNs;
   markDirty(key, st);
 
-  if (pps > threshold(st, s, floor)) {
+  const double thr = threshold(st, s, floor);
+  if (pps > thr) {
     st.below = 0;
     if (st.above < std::numeric_limits<uint16_t>::max()) st.above++;
-    if (!st.active && st.above >= s.sustainWindows) {
+    // M windows over the threshold, or one window that alone carries what
+    // M windows at the threshold would (a short, hard burst: a capture of
+    // 0.1 s of attack, or the first second of a big one).
+    const bool burst = pps * s.windowMs >= thr * config_.sustainMs;
+    if (!st.active && (st.above >= s.sustainWindows || burst)) {
       st.active = true;
       st.reported = false;
       s.active.push_back(key);

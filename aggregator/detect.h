@@ -39,7 +39,9 @@ constexpr std::string_view kMixedAttack = "mixed";
 // 250 ms windows and one at 1 s windows detect after the same sustained time.
 struct DetectConfig {
   double k = 4.0;                        // sigmas above the mean
-  unsigned sustainMs = 2000;             // M = ceil(sustainMs / windowMs), at least 1
+  // M = ceil(sustainMs / windowMs), at least 1; a single window carrying
+  // sustainMs worth of threshold-rate packets also counts.
+  unsigned sustainMs = 2000;
   unsigned clearMs = 3000;               // back to normal after this long at or under threshold
   unsigned warmupMs = 60000;             // W: until this much baseline, only the floor applies
   unsigned baselineHalfLifeMs = 300000;  // EWMA half-life of the baseline

@@ -81,8 +81,10 @@ TEST(Detector, NoisyNormalRateIsQuietAndTenfoldIsFlaggedAfterMWindows) {
   // Over the floor but within the learned baseline's k * sigma: normal.
   for (int n = 0; n < 5; ++n, ++i)
     EXPECT_TRUE(feed(d, "alpha", i, one(wire::Vector::TCP_SYN, 1100)).anomalies.empty());
-  EXPECT_TRUE(feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 8000)).anomalies.empty());
-  auto b = feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 8000));
+  // Over the threshold but under twice it (M = 2 at 1 s windows): flagged
+  // in the second window, not the first.
+  EXPECT_TRUE(feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 2150)).anomalies.empty());
+  auto b = feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 2150));
   ASSERT_EQ(b.anomalies.size(), 1u);
   EXPECT_FALSE(b.anomalies[0].warmingUp);
   EXPECT_NEAR(b.anomalies[0].baselineMean, 800, 60);
@@ -97,7 +99,7 @@ TEST(Detector, ALongAttackDoesNotBecomeTheBaseline) {
   size_t flagged = 0;
   for (int n = 0; n < 600; ++n, ++i)
     flagged += feed(d, "alpha", i, one(wire::Vector::TCP_SYN, 8000)).anomalies.size();
-  EXPECT_EQ(flagged, 599u) << "every window after the first M - 1 stays anomalous";
+  EXPECT_EQ(flagged, 600u) << "ten times normal is a burst: flagged from the first window on";
   Detector::BaselineView base;
   ASSERT_TRUE(d.baseline("alpha", ip(kVictim), wire::Vector::TCP_SYN, 0, base));
   EXPECT_NEAR(base.mean, 800, 60) << "the attack leaked into the baseline";
@@ -113,10 +115,27 @@ TEST(Detector, ALongAttackDoesNotBecomeTheBaseline) {
   ASSERT_EQ(quiets.size(), 1u);
   EXPECT_EQ(quiets[0].windowStartNs, kT0 + (100 + 600 + 2) * kSecond);
   EXPECT_EQ(quiets[0].classification, "syn_flood");
-  EXPECT_TRUE(feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 8000)).anomalies.empty());
   auto b = feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 8000));
-  ASSERT_EQ(b.anomalies.size(), 1u);
+  ASSERT_EQ(b.anomalies.size(), 1u) << "a new attack is found again";
   EXPECT_TRUE(b.anomalies[0].onset);
+}
+
+TEST(Detector, OneWindowCarryingMWindowsWorthOpensAtOnce) {
+  // Warm-up: the floor (2000 pps) is the threshold; M = 2 at 1 s windows.
+  Detector d;
+  int64_t i = 0;
+  auto under = feed(d, "alpha", i++, one(wire::Vector::TCP_SYN, 3999));
+  EXPECT_TRUE(under.anomalies.empty()) << "under twice the threshold: wait for M windows";
+  Detector burst;
+  auto at = feed(burst, "alpha", 0, one(wire::Vector::TCP_SYN, 4000));
+  ASSERT_EQ(at.anomalies.size(), 1u) << "one window with two windows' worth: at once";
+  EXPECT_TRUE(at.anomalies[0].onset);
+  // At 250 ms windows M = 8: one window must carry 2 s at the floor.
+  Detector shortWindows;
+  // 3999 packets in 250 ms (16 kpps, eight times the floor): not quite.
+  EXPECT_TRUE(feed(shortWindows, "alpha", 0, one(wire::Vector::TCP_SYN, 3999), 250).anomalies.empty());
+  Detector shortBurst;
+  EXPECT_EQ(feed(shortBurst, "alpha", 0, one(wire::Vector::TCP_SYN, 4000), 250).anomalies.size(), 1u);
 }
 
 TEST(Detector, ClassifiesEveryVector) {
