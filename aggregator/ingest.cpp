@@ -191,6 +191,10 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
           s.lastWindowPackets = sum.getTotals().getPackets();
           s.windowMs = sum.getWindowMs();
         }
+        // Detection sees each window once, in arrival order. (If the batch
+        // then fails to commit, the resend is seen again: a window counted
+        // twice in a baseline, never a lost one.)
+        if (incidents_) incidents_->onSummary(sum, now);
       } else {
         counters_.summariesDuplicate++;
       }
@@ -223,6 +227,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       spdlog::warn("ingest: ALERT from {}: victim {} at {} packets in the window so far "
                    "(threshold {} pps)",
                    keyId, s.lastAlertVictim, a.getPackets(), a.getThresholdPps());
+      if (incidents_) incidents_->onAlert(a, now);
       return;
     }
     case wire::Envelope::Body::ORDER_REPORT:

@@ -8,6 +8,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/envelope.h"
 #include "common/log.h"
@@ -49,6 +50,8 @@ class SensorIngest {
   SensorIngest(zmq::socket_t& router, Store& store, CityView& city, Dispatcher& dispatcher,
                const common::AggregatorConfig& config);
   void reload(const common::AggregatorConfig& config);
+  // Fresh summaries and alerts also go to detection (optional).
+  void setIncidentTracker(IncidentTracker* tracker) noexcept { incidents_ = tracker; }
 
   // Receives and handles up to `maxMessages` waiting messages.
   void drain(size_t maxMessages);
@@ -79,6 +82,7 @@ class SensorIngest {
   Store& store_;
   CityView& city_;
   Dispatcher& dispatcher_;
+  IncidentTracker* incidents_ = nullptr;
   common::EnvelopeDecoder decoder_;
   double ratePerS_ = 5000;
   std::map<std::string, Bucket> buckets_;

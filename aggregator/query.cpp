@@ -2,6 +2,10 @@
 #include "aggregator/query.h"
 
 #include <capnp/serialize.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
@@ -12,6 +16,7 @@ namespace {
 
 constexpr uint32_t kDefaultHistoryLimit = 1000;
 constexpr uint32_t kMaxHistoryLimit = 1'000'000;
+constexpr size_t kMaxIncidentsListed = 200;
 constexpr std::string_view kConsolePrefix = "console:";
 
 bool isOperatorCommand(wire::Query::Command::Which w) {
@@ -26,8 +31,9 @@ bool isOperatorCommand(wire::Query::Command::Which w) {
 
 }  // namespace
 
-QueryService::QueryService(Store& store, CityView& city, Dispatcher& dispatcher)
-    : store_(store), city_(city), dispatcher_(dispatcher) {}
+QueryService::QueryService(Store& store, CityView& city, Dispatcher& dispatcher,
+                           IncidentTracker& incidents)
+    : store_(store), city_(city), dispatcher_(dispatcher), incidents_(incidents) {}
 
 QueryResult QueryService::blockAdd(const common::Prefix& source, uint64_t ttlMs,
                                    const std::string& reason, const std::string& who) {
@@ -54,6 +60,93 @@ QueryResult QueryService::blockRemove(const std::string& orderId, const std::str
   return {true, 200, "", Dispatcher::toJson(*dispatcher_.find(orderId))};
 }
 
+void QueryService::forEachSummary(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
+                                  size_t limit,
+                                  const std::function<void(wire::Summary::Reader)>& fn) {
+  store_.scanSummaries(sensorId, sinceNs, untilNs, limit, [&](std::string_view, std::string_view v) {
+    if (v.size() % sizeof(capnp::word) != 0) return;
+    // RocksDB's bytes carry no alignment promise: one aligned copy.
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(v.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), v.data(), v.size());
+    capnp::FlatArrayMessageReader reader(words);
+    fn(reader.getRoot<wire::Summary>());
+  });
+}
+
+QueryResult QueryService::incidents(bool openOnly) {
+  return {true, 200, "", incidents_.listJson(openOnly, kMaxIncidentsListed)};
+}
+
+QueryResult QueryService::incidentShow(const std::string& id) {
+  auto j = incidents_.showJson(id);
+  if (!j) return QueryResult::fail(404, "no incident '" + id + "'");
+  return {true, 200, "", *j};
+}
+
+QueryResult QueryService::top(bool sources, int64_t sinceNs, const std::string& sensorId,
+                              uint32_t limit) {
+  if (!sensorId.empty() && !city_.find(sensorId))
+    return QueryResult::fail(404, "unknown sensor '" + sensorId + "'");
+  if (limit == 0) limit = 20;
+  limit = std::min<uint32_t>(limit, 1000);
+  // Without --since: the newest windows of each sensor, as history does.
+  const size_t windowsPerSensor = sinceNs > 0 ? kMaxHistoryLimit : kDefaultHistoryLimit;
+  struct Row {
+    uint64_t packets = 0, bytes = 0, windows = 0;
+    std::set<std::string> sensors, victims;
+  };
+  std::map<std::string, Row> rows;
+  size_t windows = 0;
+  std::vector<std::string> ids = sensorId.empty()
+                                     ? std::vector<std::string>(city_.listed().begin(),
+                                                                city_.listed().end())
+                                     : std::vector<std::string>{sensorId};
+  for (const auto& id : ids)
+    forEachSummary(id, sinceNs, 0, windowsPerSensor, [&](wire::Summary::Reader s) {
+      ++windows;
+      for (auto v : s.getVictims()) {
+        auto victim = common::readAddress(v.getAddress());
+        if (!victim) continue;
+        if (!sources) {
+          auto& r = rows[victim->toString()];
+          r.packets += v.getPackets();
+          r.bytes += v.getBytes();
+          r.windows++;
+          r.sensors.insert(id);
+          continue;
+        }
+        for (auto src : v.getTopSources()) {
+          auto a = common::readAddress(src.getAddress());
+          if (!a) continue;
+          auto& r = rows[a->toString()];
+          // The certain part of the Space-Saving count (a lower bound).
+          r.packets += src.getPackets() - std::min(src.getError(), src.getPackets());
+          r.windows++;
+          r.sensors.insert(id);
+          r.victims.insert(victim->toString());
+        }
+      }
+    });
+  std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.second.packets > b.second.packets; });
+  if (sorted.size() > limit) sorted.resize(limit);
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [address, r] : sorted) {
+    nlohmann::json j = {{"address", address}, {"packets", r.packets}, {"windows", r.windows},
+                        {"sensors", r.sensors}};
+    if (sources) j["victims"] = r.victims;
+    else j["bytes"] = r.bytes;
+    list.push_back(std::move(j));
+  }
+  return {true, 200, "",
+          {{"kind", sources ? "sources" : "victims"},
+           {"since_ns", sinceNs},
+           {"sensor", sensorId},
+           {"windows_scanned", windows},
+           {sources ? "sources" : "victims", list}}};
+}
+
 QueryResult QueryService::status() { return {true, 200, "", city_.statusJson(common::wallNowNs())}; }
 
 QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
@@ -63,12 +156,7 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
   if (limit == 0) limit = kDefaultHistoryLimit;
   limit = std::min(limit, kMaxHistoryLimit);
   nlohmann::json windows = nlohmann::json::array();
-  store_.scanSummaries(sensorId, sinceNs, untilNs, limit, [&](std::string_view, std::string_view v) {
-    if (v.size() % sizeof(capnp::word) != 0) return;
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(v.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), v.data(), v.size());
-    capnp::FlatArrayMessageReader reader(words);
-    auto s = reader.getRoot<wire::Summary>();
+  forEachSummary(sensorId, sinceNs, untilNs, limit, [&](wire::Summary::Reader s) {
     auto t = s.getTotals();
     windows.push_back({{"start_ns", s.getWindowStartNs()},
                        {"window_ms", s.getWindowMs()},
@@ -130,6 +218,13 @@ QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, co
       return queries_.blockAdd(*prefix, b.getTtlMs(), b.getReason(), "console:" + who);
     }
     case wire::Query::Command::BLOCK_LIST: return queries_.blockList();
+    case wire::Query::Command::INCIDENTS:
+      return queries_.incidents(cmd.getIncidents().getOpenOnly());
+    case wire::Query::Command::INCIDENT_SHOW: return queries_.incidentShow(cmd.getIncidentShow());
+    case wire::Query::Command::TOP: {
+      auto t = cmd.getTop();
+      return queries_.top(t.getSources(), t.getSinceNs(), t.getSensorId(), t.getLimit());
+    }
     case wire::Query::Command::BLOCK_REMOVE:
       return queries_.blockRemove(cmd.getBlockRemove(), "console:" + who);
     default:

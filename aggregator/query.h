@@ -7,6 +7,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/config.h"
 #include "common/envelope.h"
@@ -30,7 +31,7 @@ struct QueryResult {
 // Single-threaded (the aggregator loop).
 class QueryService {
  public:
-  QueryService(Store& store, CityView& city, Dispatcher& dispatcher);
+  QueryService(Store& store, CityView& city, Dispatcher& dispatcher, IncidentTracker& incidents);
 
   QueryResult status();
   QueryResult history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
@@ -39,12 +40,22 @@ class QueryService {
   QueryResult blockAdd(const common::Prefix& source, uint64_t ttlMs, const std::string& reason,
                        const std::string& who);
   QueryResult blockList();
+  QueryResult incidents(bool openOnly);
+  QueryResult incidentShow(const std::string& id);
+  // Top victims (by packets) or sources (by packets in the victims' top-K)
+  // over the stored windows since `sinceNs`, city-wide or at one sensor.
+  QueryResult top(bool sources, int64_t sinceNs, const std::string& sensorId, uint32_t limit);
   QueryResult blockRemove(const std::string& orderId, const std::string& who);
 
  private:
+  // Each stored summary of a sensor in [sinceNs, untilNs), the `limit` newest.
+  void forEachSummary(const std::string& sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
+                      const std::function<void(wire::Summary::Reader)>& fn);
+
   Store& store_;
   CityView& city_;
   Dispatcher& dispatcher_;
+  IncidentTracker& incidents_;
 };
 
 struct ConsoleCounters {

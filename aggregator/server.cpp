@@ -28,6 +28,7 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
       zap_(ctx_, config_),
       store_(config_.dataDir),
       city_(store_, config_),
+      incidents_(store_, common::wallNowNs()),
       sensorSocket_(ctx_, zmq::socket_type::router),
       consoleSocket_(ctx_, zmq::socket_type::router),
       dispatcher_(store_, city_, config_,
@@ -35,8 +36,9 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
                     return sendToSensor(id, bytes);
                   }),
       ingest_(sensorSocket_, store_, city_, dispatcher_, config_),
-      queries_(store_, city_, dispatcher_),
+      queries_(store_, city_, dispatcher_, incidents_),
       console_(consoleSocket_, queries_, store_, config_) {
+  ingest_.setIncidentTracker(&incidents_);
   common::applyLinkOptions(sensorSocket_, static_cast<int64_t>(config_.maxMessageBytes));
   if (config_.insecurePlaintext)
     common::makePlainServer(sensorSocket_, ZapAuthenticator::kSensorDomain);
@@ -100,6 +102,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
     if (items[2].revents & ZMQ_POLLIN) console_.drain(64);
     const int64_t wall = common::wallNowNs();
     dispatcher_.tick(wall);
+    incidents_.tick(wall);
     int64_t now = common::monoNowNs();
     if (now >= nextPersist) {
       city_.persist();

@@ -6,6 +6,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/incidents.h"
 #include "aggregator/ingest.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
@@ -36,6 +37,7 @@ class AggregatorServer {
   ZapAuthenticator zap_;
   Store store_;
   CityView city_;
+  IncidentTracker incidents_;
   zmq::socket_t sensorSocket_;
   zmq::socket_t consoleSocket_;
   Dispatcher dispatcher_;

@@ -16,7 +16,8 @@ const std::vector<std::string> kFamilies = {"default",  // rocksdb::kDefaultColu
                                             "incidents",
                                             "orders",
                                             "audit",
-                                            "sensors"};
+                                            "sensors",
+                                            "baselines"};
 
 void appendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -141,6 +142,54 @@ void Store::putOrder(const std::string& orderId, const std::string& json) {
 
 void Store::forEachOrder(const std::function<void(std::string_view, std::string_view)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("orders")));
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    fn(it->key().ToStringView(), it->value().ToStringView());
+}
+
+void Store::putIncident(const std::string& id, const std::string& json) {
+  check(db_->Put({}, cf("incidents"), id, json), "store incident");
+}
+
+std::optional<std::string> Store::getIncident(const std::string& id) {
+  std::string value;
+  auto s = db_->Get({}, cf("incidents"), id, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, "store incident read");
+  return value;
+}
+
+void Store::forEachIncidentNewestFirst(
+    const std::function<bool(std::string_view id, std::string_view json)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("incidents")));
+  for (it->SeekToLast(); it->Valid(); it->Prev())
+    if (!fn(it->key().ToStringView(), it->value().ToStringView())) break;
+}
+
+void Store::putMeta(const std::string& key, const std::string& value) {
+  check(db_->Put({}, cf("default"), key, value), "store meta");
+}
+
+std::optional<std::string> Store::getMeta(const std::string& key) {
+  std::string value;
+  auto s = db_->Get({}, cf("default"), key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, "store meta read");
+  return value;
+}
+
+void Store::writeBaselines(const std::vector<std::pair<std::string, std::string>>& records) {
+  if (records.empty()) return;
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : records) {
+    if (v.empty()) check(batch.Delete(cf("baselines"), k), "store batch");
+    else check(batch.Put(cf("baselines"), k, v), "store batch");
+  }
+  check(db_->Write({}, &batch), "store baselines");
+}
+
+void Store::forEachBaseline(
+    const std::function<void(std::string_view key, std::string_view value)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("baselines")));
   for (it->SeekToFirst(); it->Valid(); it->Next())
     fn(it->key().ToStringView(), it->value().ToStringView());
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -27,6 +28,8 @@ struct StoreCounters {
 //   summaries: sensor id, 0x00, window start (big-endian), boot id (big-endian)
 //   sensors:   sensor id
 //   audit:     time (big-endian), seq (big-endian)
+//   incidents: incident id ("inc-<UTC open time>-<counter>")
+//   baselines: the detector's own keys (sensor, victim, vector, port)
 // A summary write goes through the write-ahead log before the caller acks,
 // so an ack survives the aggregator being killed. Single-threaded use.
 class Store {
@@ -73,6 +76,21 @@ class Store {
   // Orders (JSON records with their state history), by order id.
   void putOrder(const std::string& orderId, const std::string& json);
   void forEachOrder(const std::function<void(std::string_view id, std::string_view json)>& fn);
+
+  // Incidents (JSON), keyed by id; ids sort by opening time.
+  void putIncident(const std::string& id, const std::string& json);
+  std::optional<std::string> getIncident(const std::string& id);
+  // Newest id first until `fn` returns false.
+  void forEachIncidentNewestFirst(
+      const std::function<bool(std::string_view id, std::string_view json)>& fn);
+
+  // Small named values in the default family (e.g. the incident id counter).
+  void putMeta(const std::string& key, const std::string& value);
+  std::optional<std::string> getMeta(const std::string& key);
+
+  // The detector's baselines: an empty value deletes the key.
+  void writeBaselines(const std::vector<std::pair<std::string, std::string>>& records);
+  void forEachBaseline(const std::function<void(std::string_view key, std::string_view value)>& fn);
 
   // Appends one audit record (JSON), keyed by time.
   void appendAudit(int64_t atNs, const std::string& json);

@@ -60,6 +60,25 @@ int main(int argc, char** argv) {
   history->add_option("--since", historySince, "e.g. 10m, 1h, 7d (default: the newest windows)");
   history->add_option("--limit", historyLimit, "at most this many windows (default 1000)");
 
+  auto* incidents = app.add_subcommand("incidents", "incidents, newest first (open ones on top)");
+  bool openOnly = false;
+  incidents->add_flag("--open", openOnly, "only incidents still open or mitigating");
+  auto* incident = app.add_subcommand("incident", "one incident");
+  incident->require_subcommand(1);
+  auto* incidentShow = incident->add_subcommand("show", "what, where, from where, and its timeline");
+  std::string incidentId;
+  incidentShow->add_option("ID", incidentId, "as shown by incidents")->required();
+
+  auto* top = app.add_subcommand("top", "top victims or sources over the stored windows");
+  std::string topKind, topSince, topSensor;
+  uint32_t topLimit = 20;
+  top->add_option("KIND", topKind, "victims | sources")
+      ->required()
+      ->check(CLI::IsMember({"victims", "sources"}));
+  top->add_option("--since", topSince, "e.g. 10m, 1h (default: each sensor's newest windows)");
+  top->add_option("--sensor", topSensor, "one sensor (default: the whole city)");
+  top->add_option("--limit", topLimit, "rows (default 20)");
+
   auto* block = app.add_subcommand("block", "block rules (orders) pushed to the sensors");
   block->require_subcommand(1);
   auto* blockAdd = block->add_subcommand("add", "block a source prefix at every sensor (operator)");
@@ -135,7 +154,42 @@ int main(int argc, char** argv) {
         h.setSinceNs(sinceNs);
         h.setLimit(historyLimit);
       });
-      fmt::print("{}\n", json ? reply.dump(2) : console::renderHistory(reply));
+      if (json) {
+        fmt::print("{}\n", reply.dump(2));
+      } else {
+        if (reply.value("windows", nlohmann::json::array()).size() >= 2)
+          fmt::print("{}\n\n", console::renderHistoryChart(reply));
+        fmt::print("{}\n", console::renderHistory(reply));
+      }
+    } else if (incidents->parsed()) {
+      auto reply = client.call([&](wire::Query::Builder q) {
+        q.getCommand().initIncidents().setOpenOnly(openOnly);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderIncidents(reply));
+    } else if (incidentShow->parsed()) {
+      auto reply = client.call([&](wire::Query::Builder q) {
+        q.getCommand().setIncidentShow(incidentId);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderIncident(reply));
+    } else if (top->parsed()) {
+      int64_t sinceNs = 0;
+      if (!topSince.empty()) {
+        auto d = common::parseDurationNs(topSince);
+        if (!d) {
+          fmt::print(stderr, "garda top: --since {}: expected a duration such as 10m, 1h, 7d\n",
+                     topSince);
+          return 2;
+        }
+        sinceNs = common::wallNowNs() - *d;
+      }
+      auto reply = client.call([&](wire::Query::Builder q) {
+        auto t = q.getCommand().initTop();
+        t.setSources(topKind == "sources");
+        t.setSinceNs(sinceNs);
+        t.setSensorId(topSensor);
+        t.setLimit(topLimit);
+      });
+      fmt::print("{}\n", json ? reply.dump(2) : console::renderTop(reply));
     } else if (blockAdd->parsed()) {
       auto ttl = common::parseDurationNs(blockTtl);
       if (!ttl || *ttl <= 0) {

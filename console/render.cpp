@@ -132,6 +132,123 @@ std::string renderOrders(const nlohmann::json& orders) {
   return table(rows);
 }
 
+namespace {
+
+std::string joined(const nlohmann::json& list, size_t max = 4) {
+  std::string out;
+  size_t n = 0;
+  for (const auto& x : list) {
+    if (n == max) return out + fmt::format(" +{}", list.size() - max);
+    out += (n++ ? ", " : "") + (x.is_string() ? x.get<std::string>() : x.dump());
+  }
+  return out.empty() ? "-" : out;
+}
+
+}  // namespace
+
+std::string renderIncidents(const nlohmann::json& incidents) {
+  std::vector<std::vector<std::string>> rows = {
+      {"INCIDENT", "STATE", "SEVERITY", "ATTACK", "VICTIMS", "SENSORS", "PEAK PPS", "OPENED (UTC)"}};
+  for (const auto& i : incidents.value("incidents", nlohmann::json::array()))
+    rows.push_back({i.value("id", ""), i.value("state", ""), i.value("severity", ""),
+                    i.value("classification", ""),
+                    joined(i.value("victims", nlohmann::json::array()), 3),
+                    joined(i.value("sensors", nlohmann::json::array()), 3) +
+                        (i.value("city_wide", false) ? " (city-wide)" : ""),
+                    humanCount(i.value("peak_pps", 0.0)),
+                    common::formatTimeNs(i.value("opened_at_ns", int64_t{0}))});
+  if (rows.size() == 1) return "no incidents";
+  return table(rows);
+}
+
+std::string renderIncident(const nlohmann::json& i) {
+  std::string out = fmt::format(
+      "{}  {}  severity {}{}\n  attack:    {}\n  victims:   {}\n  sensors:   {}\n"
+      "  peak:      {} pps, {}bps\n  sources:   ~{} distinct{}\n  opened:    {}\n",
+      i.value("id", "?"), i.value("state", "?"), i.value("severity", "?"),
+      i.value("city_wide", false) ? "  CITY-WIDE" : "", i.value("classification", "?"),
+      joined(i.value("victims", nlohmann::json::array()), 20),
+      joined(i.value("sensors", nlohmann::json::array()), 20), humanCount(i.value("peak_pps", 0.0)),
+      humanCount(i.value("peak_bps", 0.0)), humanCount(i.value("distinct_sources", 0.0)),
+      i.value("spoofed_sources", false) ? " (spoofed)" : "",
+      common::formatTimeNs(i.value("opened_at_ns", int64_t{0})));
+  if (i.value("resolved_at_ns", int64_t{0}) > 0)
+    out += fmt::format("  resolved:  {}\n", common::formatTimeNs(i.value("resolved_at_ns", int64_t{0})));
+  auto sources = i.value("top_sources", nlohmann::json::array());
+  if (!sources.empty()) {
+    out += "  top sources:\n";
+    size_t n = 0;
+    for (const auto& src : sources) {
+      if (n++ == 10) break;
+      out += fmt::format("    {:<40} {:>10} pkts  {:>5.1f}%\n", src.value("address", ""),
+                         src.value("packets", uint64_t{0}), 100 * src.value("share", 0.0));
+    }
+  }
+  auto prefixes = i.value("source_prefixes", nlohmann::json::array());
+  if (!prefixes.empty()) {
+    out += "  source prefixes:";
+    for (const auto& p : prefixes)
+      out += fmt::format(" {} ({} sources)", p.value("prefix", ""), p.value("sources", 0u));
+    out += "\n";
+  }
+  out += "  timeline:\n";
+  for (const auto& e : i.value("timeline", nlohmann::json::array()))
+    out += fmt::format("    {}  {:<14} {}\n", common::formatTimeNs(e.value("at_ns", int64_t{0})),
+                       e.value("kind", ""), e.value("text", ""));
+  out.pop_back();
+  return out;
+}
+
+std::string renderTop(const nlohmann::json& top) {
+  bool sources = top.value("kind", "") == "sources";
+  std::vector<std::vector<std::string>> rows = {
+      {sources ? "SOURCE" : "VICTIM", "PACKETS", "WINDOWS", "SENSORS", sources ? "VICTIMS" : "BYTES"}};
+  for (const auto& r : top.value(sources ? "sources" : "victims", nlohmann::json::array()))
+    rows.push_back({r.value("address", ""), humanCount(r.value("packets", 0.0)),
+                    std::to_string(r.value("windows", uint64_t{0})),
+                    joined(r.value("sensors", nlohmann::json::array()), 3),
+                    sources ? joined(r.value("victims", nlohmann::json::array()), 3)
+                            : humanCount(r.value("bytes", 0.0))});
+  if (rows.size() == 1) return fmt::format("no {} in the stored windows", sources ? "sources" : "victims");
+  return table(rows);
+}
+
+std::string renderHistoryChart(const nlohmann::json& history, size_t width, size_t height) {
+  std::vector<double> pps;
+  for (const auto& w : history.value("windows", nlohmann::json::array())) {
+    double ms = std::max(1u, w.value("window_ms", 1000u));
+    pps.push_back(w.value("packets", 0.0) * 1000.0 / ms);
+  }
+  if (pps.empty() || width == 0 || height == 0) return "";
+  // Each column is the mean of its share of the windows.
+  size_t cols = std::min(width, pps.size());
+  std::vector<double> col(cols, 0.0);
+  for (size_t c = 0; c < cols; ++c) {
+    size_t from = c * pps.size() / cols, to = (c + 1) * pps.size() / cols;
+    for (size_t k = from; k < to; ++k) col[c] += pps[k];
+    col[c] /= static_cast<double>(to - from);
+  }
+  double peak = *std::max_element(col.begin(), col.end());
+  if (peak <= 0) peak = 1;
+  static const char* kEighths[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  std::string out;
+  for (size_t row = height; row-- > 0;) {
+    out += fmt::format("{:>8} |", row + 1 == height ? humanCount(peak) : row == 0 ? "0" : "");
+    for (double v : col) {
+      double level = v / peak * static_cast<double>(height) - static_cast<double>(row);
+      int eighths = level >= 1 ? 8 : level <= 0 ? 0 : static_cast<int>(level * 8 + 0.5);
+      out += kEighths[eighths];
+    }
+    out += "\n";
+  }
+  auto windows = history.value("windows", nlohmann::json::array());
+  out += fmt::format("{:>8} +{}\n{:>10}{} .. {} (pps, {} windows)", "", std::string(cols, '-'), "",
+                     common::formatTimeNs(windows.front().value("start_ns", int64_t{0})),
+                     common::formatTimeNs(windows.back().value("start_ns", int64_t{0})),
+                     pps.size());
+  return out;
+}
+
 std::string renderOrderAdded(const nlohmann::json& o) {
   return fmt::format("{}: {} for {} at {} ({})", o.value("id", "?"), orderMatch(o),
                      until(o.value("expires_at_ns", int64_t{0})),

@@ -9,6 +9,16 @@ namespace garda::console {
 // prints. Pure functions: tested without an aggregator.
 std::string renderStatus(const nlohmann::json& status);
 std::string renderHistory(const nlohmann::json& history);
+// `incidents`: one line per incident.
+std::string renderIncidents(const nlohmann::json& incidents);
+// `incident show ID`: what, where, from where, how hard, and the timeline.
+std::string renderIncident(const nlohmann::json& incident);
+// `top victims|sources`.
+std::string renderTop(const nlohmann::json& top);
+// A terminal chart of packets per second over the windows of `history`,
+// `width` columns wide (each column the mean of its windows), `height` rows.
+std::string renderHistoryChart(const nlohmann::json& history, size_t width = 72,
+                               size_t height = 8);
 // `block list`: one line per order and sensor.
 std::string renderOrders(const nlohmann::json& orders);
 // `block add`: the new order's id and what it does.
