@@ -58,6 +58,11 @@ Dispatcher::Dispatcher(Store& store, CityView& city, const common::AggregatorCon
 
 void Dispatcher::reload(const common::AggregatorConfig& config) {
   retryMs_ = config.orderRetryMs;
+  proposalTtlNs_ = int64_t{config.proposalTtlS} * 1'000'000'000;
+  mode_ = config.mode;
+  sensorModes_.clear();
+  for (const auto& e : config.sensors)
+    if (e.mode) sensorModes_[e.id] = *e.mode;
   neverBlock_ = common::PrefixSet(config.neverBlock);
 }
 
@@ -87,6 +92,8 @@ nlohmann::json Dispatcher::toJson(const OrderRecord& o) {
           {"created_at_ns", o.createdAtNs},
           {"expires_at_ns", o.expiresAtNs},
           {"removed_by", o.removedBy},
+          {"planned", o.planned},
+          {"proposed_until_ns", o.proposedUntilNs},
           {"deliveries", deliveries},
           {"history", o.history}};
 }
@@ -117,6 +124,8 @@ std::optional<OrderRecord> Dispatcher::fromJson(const nlohmann::json& j) {
     o.expiresAtNs = j.value("expires_at_ns", int64_t{0});
     s.ttlNs = o.expiresAtNs - o.createdAtNs;
     o.removedBy = j.value("removed_by", "");
+    o.planned = j.value("planned", false);
+    o.proposedUntilNs = j.value("proposed_until_ns", int64_t{0});
     auto found = j.find("deliveries");
     if (found != j.end() && found->is_object())
     for (const auto& [sensor, d] : found->items()) {
@@ -186,7 +195,7 @@ void Dispatcher::sendOrder(OrderRecord& o, const std::string& sensorId, bool rem
 }
 
 std::optional<std::string> Dispatcher::add(const OrderSpec& spec, const std::string& who,
-                                            int64_t nowNs, std::string& error) {
+                                            int64_t nowNs, std::string& error, bool planned) {
   auto refuse = [&](std::string why) -> std::optional<std::string> {
     counters_.refused++;
     error = std::move(why);
@@ -211,13 +220,30 @@ std::optional<std::string> Dispatcher::add(const OrderSpec& spec, const std::str
   o.createdBy = who;
   o.createdAtNs = nowNs;
   o.expiresAtNs = nowNs + spec.ttlNs;
-  for (const auto& t : targetIds(o)) o.deliveries[t];
+  o.planned = planned;
+  for (const auto& t : targetIds(o)) {
+    auto& d = o.deliveries[t];
+    if (!planned) continue;
+    switch (modeFor(t)) {
+      case common::MitigationMode::kEnforce: break;
+      case common::MitigationMode::kConfirm:
+        d.state = "proposed";
+        o.proposedUntilNs = nowNs + proposalTtlNs_;
+        counters_.proposed++;
+        break;
+      case common::MitigationMode::kDryRun:
+        d.state = "dry_run";
+        counters_.dryRun++;
+        break;
+    }
+    d.atNs = nowNs;
+  }
   note(o, nowNs, "created", "", describe(spec) + " (" + spec.reason + ")");
   // Written (and audited) before anything is sent.
   persist(o);
   nlohmann::json audit = {{"at_ns", nowNs},
                           {"who", who},
-                          {"action", "order_add"},
+                          {"action", planned ? "order_planned" : "order_add"},
                           {"order_id", o.id},
                           {"what", describe(spec)},
                           {"why", spec.reason},
@@ -231,7 +257,7 @@ std::optional<std::string> Dispatcher::add(const OrderSpec& spec, const std::str
                common::formatTimeNs(o.expiresAtNs), spec.reason);
   auto& stored = orders_[o.id] = std::move(o);
   for (auto& [sensor, d] : stored.deliveries)
-    if (city_.isUp(sensor, nowNs)) sendOrder(stored, sensor, false, nowNs);
+    if (d.state == "pending" && city_.isUp(sensor, nowNs)) sendOrder(stored, sensor, false, nowNs);
   persist(stored);
   return stored.id;
 }
@@ -261,16 +287,106 @@ bool Dispatcher::remove(const std::string& id, const std::string& who, int64_t n
   counters_.ordersRemoved++;
   spdlog::info("orders: {} removed by {}", id, who);
   for (auto& [sensor, d] : o.deliveries)
-    if (city_.isUp(sensor, nowNs)) sendOrder(o, sensor, true, nowNs);
+    if ((d.state == "sent" || d.state == "applied") && city_.isUp(sensor, nowNs))
+      sendOrder(o, sensor, true, nowNs);
   persist(o);
   return true;
+}
+
+bool Dispatcher::renew(const std::string& id, int64_t expiresAtNs, int64_t nowNs) {
+  auto it = orders_.find(id);
+  if (it == orders_.end() || it->second.state != "active") return false;
+  auto& o = it->second;
+  if (expiresAtNs <= o.expiresAtNs) return true;
+  o.expiresAtNs = expiresAtNs;
+  counters_.renewed++;
+  note(o, nowNs, "renewed", "", "until " + common::formatTimeNs(expiresAtNs));
+  for (auto& [sensor, d] : o.deliveries)
+    if ((d.state == "sent" || d.state == "applied") && city_.isUp(sensor, nowNs))
+      sendOrder(o, sensor, false, nowNs);
+  persist(o);
+  return true;
+}
+
+bool Dispatcher::approve(const std::string& id, const std::string& who, int64_t nowNs,
+                         std::string& error) {
+  auto it = orders_.find(id);
+  size_t n = 0;
+  if (it != orders_.end() && it->second.state == "active")
+    for (auto& [sensor, d] : it->second.deliveries)
+      if (d.state == "proposed") {
+        d.state = "pending";
+        d.atNs = nowNs;
+        ++n;
+      }
+  if (n == 0) {
+    error = "no proposal '" + id + "' waiting for approval";
+    return false;
+  }
+  auto& o = it->second;
+  counters_.approved++;
+  note(o, nowNs, "approved", "", "by " + who);
+  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs}, {"who", who}, {"action", "order_approve"},
+                                            {"order_id", id}, {"what", describe(o.spec)},
+                                            {"incident_id", o.spec.incidentId}})
+                                .dump());
+  for (auto& [sensor, d] : o.deliveries)
+    if (d.state == "pending" && city_.isUp(sensor, nowNs)) sendOrder(o, sensor, false, nowNs);
+  persist(o);
+  return true;
+}
+
+bool Dispatcher::decline(const std::string& id, const std::string& who, int64_t nowNs,
+                         std::string& error) {
+  auto it = orders_.find(id);
+  size_t n = 0;
+  if (it != orders_.end() && it->second.state == "active")
+    for (auto& [sensor, d] : it->second.deliveries)
+      if (d.state == "proposed") {
+        d.state = "declined";
+        d.atNs = nowNs;
+        ++n;
+      }
+  if (n == 0) {
+    error = "no proposal '" + id + "' waiting for approval";
+    return false;
+  }
+  counters_.declined++;
+  note(it->second, nowNs, "declined", "", "by " + who);
+  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs}, {"who", who}, {"action", "order_decline"},
+                                            {"order_id", id}, {"what", describe(it->second.spec)}})
+                                .dump());
+  persist(it->second);
+  return true;
+}
+
+common::MitigationMode Dispatcher::modeFor(const std::string& sensorId) const {
+  auto it = sensorModes_.find(sensorId);
+  return it == sensorModes_.end() ? mode_ : it->second;
+}
+
+size_t Dispatcher::plannedActiveAt(const std::string& sensorId) const {
+  size_t n = 0;
+  for (const auto& [id, o] : orders_) {
+    if (!o.planned || o.state != "active") continue;
+    auto d = o.deliveries.find(sensorId);
+    if (d != o.deliveries.end() && d->second.state != "declined" && d->second.state != "lapsed" &&
+        d->second.state != "rejected")
+      ++n;
+  }
+  return n;
 }
 
 void Dispatcher::onHello(const std::string& sensorId, int64_t nowNs) {
   capnp::MallocMessageBuilder message;
   std::vector<OrderRecord*> active;
-  for (auto& [id, o] : orders_)
-    if (o.state == "active" && o.expiresAtNs > nowNs && targets(o, sensorId)) active.push_back(&o);
+  for (auto& [id, o] : orders_) {
+    if (o.state != "active" || o.expiresAtNs <= nowNs || !targets(o, sensorId)) continue;
+    auto d = o.deliveries.find(sensorId);
+    const std::string state = d == o.deliveries.end() ? "pending" : d->second.state;
+    if (state == "pending" || state == "sent" || state == "applied" || state == "rejected")
+      active.push_back(&o);
+  }
   auto list = common::initEnvelope(message).getBody().initOrderSync().initOrders(
       static_cast<unsigned>(active.size()));
   for (size_t i = 0; i < active.size(); ++i)
@@ -330,9 +446,22 @@ void Dispatcher::tick(int64_t nowNs) {
       continue;
     }
     bool sent = false;
+    if (o.proposedUntilNs > 0 && nowNs >= o.proposedUntilNs) {
+      for (auto& [sensor, d] : o.deliveries)
+        if (d.state == "proposed") {
+          d.state = "lapsed";
+          d.atNs = nowNs;
+          sent = true;
+        }
+      if (sent) note(o, nowNs, "lapsed", "", "no operator approved it in time");
+      o.proposedUntilNs = 0;
+    }
     // A city-wide order also reaches sensors listed after it was made.
     for (const auto& t : targetIds(o)) {
-      auto& d = o.deliveries[t];
+      auto [dit, fresh] = o.deliveries.try_emplace(t);
+      auto& d = dit->second;
+      if (fresh && o.planned && modeFor(t) != common::MitigationMode::kEnforce)
+        d.state = modeFor(t) == common::MitigationMode::kDryRun ? "dry_run" : "lapsed";
       bool due = d.state == "pending" || (d.state == "sent" && nowNs - d.sentAtNs >= retryNs);
       if (due && city_.isUp(t, nowNs)) {
         sendOrder(o, t, false, nowNs);

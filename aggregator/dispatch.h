@@ -28,7 +28,11 @@ struct OrderSpec {
 
 // Where one order stands at one sensor.
 struct Delivery {
-  std::string state = "pending";  // pending | sent | applied | rejected | expired | removed
+  // pending | sent | applied | rejected | expired | removed, and for planner
+  // orders held back by the sensor's mode: proposed (confirm: waiting for an
+  // operator), declined (an operator said no), lapsed (nobody approved in
+  // time), dry_run (planned and audited, never sent)
+  std::string state = "pending";
   std::string reason;
   int64_t atNs = 0;               // last change
   int64_t sentAtNs = 0;           // last send (for retries)
@@ -45,6 +49,8 @@ struct OrderRecord {
   int64_t expiresAtNs = 0;
   std::string state = "active";   // active | expired | removed
   std::string removedBy;
+  bool planned = false;           // made by the planner (modes apply), not by an operator
+  int64_t proposedUntilNs = 0;    // confirm mode: proposals lapse after this
   std::map<std::string, Delivery> deliveries;
   nlohmann::json history = nlohmann::json::array();  // {at_ns, event, sensor, detail}
 };
@@ -59,6 +65,11 @@ struct DispatchCounters {
   uint64_t reports = 0;
   uint64_t reportsUnknown = 0;  // for an order id we do not have
   uint64_t refused = 0;         // orders refused by the aggregator's own checks
+  uint64_t renewed = 0;
+  uint64_t proposed = 0;
+  uint64_t approved = 0;
+  uint64_t declined = 0;
+  uint64_t dryRun = 0;
 };
 
 // The order channel's aggregator end: every order is written to the store
@@ -75,9 +86,20 @@ class Dispatcher {
   void reload(const common::AggregatorConfig& config);
 
   // Validates, persists, audits and sends. Returns the new order, or nullopt
-  // with `error` saying why it was refused.
+  // with `error` saying why it was refused. A `planned` order (the planner's)
+  // follows each target sensor's mode: sent (enforce), proposed (confirm) or
+  // only recorded (dry-run); an operator's order is always sent.
   std::optional<std::string> add(const OrderSpec& spec, const std::string& who, int64_t nowNs,
-                                 std::string& error);
+                                 std::string& error, bool planned = false);
+  // Moves an active order's expiry later and resends it where it is in force.
+  bool renew(const std::string& id, int64_t expiresAtNs, int64_t nowNs);
+  // Confirm mode: an operator approves (sent to its proposed sensors) or
+  // declines a proposal. False with `error` if it is not one.
+  bool approve(const std::string& id, const std::string& who, int64_t nowNs, std::string& error);
+  bool decline(const std::string& id, const std::string& who, int64_t nowNs, std::string& error);
+  // Active planner orders that target (or reach) this sensor.
+  size_t plannedActiveAt(const std::string& sensorId) const;
+  common::MitigationMode modeFor(const std::string& sensorId) const;
   // Withdraws an active order everywhere. False with `error` if it cannot.
   bool remove(const std::string& id, const std::string& who, int64_t nowNs, std::string& error);
 
@@ -108,6 +130,9 @@ class Dispatcher {
   CityView& city_;
   Send send_;
   unsigned retryMs_ = 5000;
+  int64_t proposalTtlNs_ = 0;
+  common::MitigationMode mode_ = common::MitigationMode::kEnforce;
+  std::map<std::string, common::MitigationMode> sensorModes_;
   common::PrefixSet neverBlock_;
   std::map<std::string, OrderRecord> orders_;
   int64_t nextTickNs_ = 0;

@@ -2,9 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/duration.h"
+#include "common/envelope.h"
 
 namespace garda::aggregator {
 namespace {
@@ -79,12 +81,23 @@ IncidentTracker::~IncidentTracker() {
   }
 }
 
-void IncidentTracker::persist(const std::vector<IncidentChange>& changes) {
+void IncidentTracker::store(const Incident& inc) {
+  store_.putIncident(inc.id, incidentToJson(inc).dump());
+}
+
+void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_t nowNs) {
   bool opened = false;
   for (const auto& c : changes) {
     const Incident* inc = correlator_.find(c.id);
     if (!inc) continue;
-    store_.putIncident(c.id, incidentToJson(*inc).dump());
+    if (planner_ && c.kind != IncidentChangeKind::kResolved) {
+      // Plan first, so the stored incident already says it is mitigating.
+      auto text = planner_->plan(*inc, nowNs);
+      if (text && inc->state == IncidentState::kOpen) (void)correlator_.setMitigating(c.id, nowNs, *text);
+    } else if (planner_) {
+      planner_->forget(c.id);
+    }
+    store(*inc);
     switch (c.kind) {
       case IncidentChangeKind::kOpened:
         opened = true;
@@ -105,18 +118,42 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes) {
   if (opened) store_.putMeta(kSequenceKey, std::to_string(correlator_.nextSequence()));
 }
 
+void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch) {
+  std::string sensor = summary.getSensorId();
+  std::vector<common::IpAddress> sources;
+  for (auto v : summary.getVictims()) {
+    auto victim = common::readAddress(v.getAddress());
+    if (!victim) continue;
+    bool attacked = std::any_of(batch.anomalies.begin(), batch.anomalies.end(),
+                                [&](const Anomaly& a) { return a.victim == *victim; });
+    if (attacked) continue;
+    sources.clear();
+    for (auto src : v.getTopSources())
+      if (src.getPackets() >= 2 * src.getError())  // certain, not a Space-Saving guess
+        if (auto a = common::readAddress(src.getAddress())) sources.push_back(*a);
+    planner_->noteLegitimate(sensor, *victim, sources);
+  }
+}
+
 void IncidentTracker::onSummary(wire::Summary::Reader summary, int64_t nowNs) {
-  persist(correlator_.observe(detector_.observe(summary), nowNs));
+  const DetectBatch& batch = detector_.observe(summary);
+  if (planner_) noteLegitimate(summary, batch);
+  persist(correlator_.observe(batch, nowNs), nowNs);
 }
 
 void IncidentTracker::onAlert(wire::Alert::Reader alert, int64_t nowNs) {
-  persist(correlator_.observe(detector_.observeAlert(alert), nowNs));
+  persist(correlator_.observe(detector_.observeAlert(alert), nowNs), nowNs);
 }
 
 void IncidentTracker::tick(int64_t nowNs) {
   if (nowNs >= nextTickNs_) {
-    persist(correlator_.tick(nowNs));
+    persist(correlator_.tick(nowNs), nowNs);
     nextTickNs_ = nowNs + kTickNs;
+  }
+  // Renewals: orders of open incidents are kept alive while they last.
+  if (planner_ && nowNs >= nextPlanNs_) {
+    for (const Incident* inc : correlator_.openIncidents()) (void)planner_->plan(*inc, nowNs);
+    nextPlanNs_ = nowNs + 5 * kTickNs;
   }
   if (nowNs >= nextFlushNs_) {
     flush();

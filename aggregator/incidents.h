@@ -7,6 +7,7 @@
 
 #include "aggregator/correlate.h"
 #include "aggregator/detect.h"
+#include "aggregator/plan.h"
 #include "aggregator/store.h"
 
 namespace garda::aggregator {
@@ -38,17 +39,24 @@ class IncidentTracker {
   // `incident show ID`; nullopt if there is no such incident.
   std::optional<nlohmann::json> showJson(const std::string& id);
 
+  // Incidents that open or change are planned (optional).
+  void setPlanner(Planner* planner) noexcept { planner_ = planner; }
+
   Correlator& correlator() noexcept { return correlator_; }
   const Detector& detector() const noexcept { return detector_; }
 
  private:
-  void persist(const std::vector<IncidentChange>& changes);
+  void persist(const std::vector<IncidentChange>& changes, int64_t nowNs);
+  void store(const Incident& inc);
+  void noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch);
 
   Store& store_;
   Detector detector_;
   Correlator correlator_;
   int64_t nextTickNs_ = 0;
   int64_t nextFlushNs_ = 0;
+  int64_t nextPlanNs_ = 0;
+  Planner* planner_ = nullptr;
 };
 
 }  // namespace garda::aggregator

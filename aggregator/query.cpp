@@ -73,6 +73,16 @@ void QueryService::forEachSummary(const std::string& sensorId, int64_t sinceNs, 
   });
 }
 
+QueryResult QueryService::orderDecide(const std::string& orderId, bool approve,
+                                      const std::string& who) {
+  std::string error;
+  const int64_t now = common::wallNowNs();
+  bool ok = approve ? dispatcher_.approve(orderId, who, now, error)
+                    : dispatcher_.decline(orderId, who, now, error);
+  if (!ok) return QueryResult::fail(dispatcher_.find(orderId) ? 409 : 404, error);
+  return {true, 200, "", Dispatcher::toJson(*dispatcher_.find(orderId))};
+}
+
 QueryResult QueryService::incidents(bool openOnly) {
   return {true, 200, "", incidents_.listJson(openOnly, kMaxIncidentsListed)};
 }
@@ -218,6 +228,10 @@ QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, co
       return queries_.blockAdd(*prefix, b.getTtlMs(), b.getReason(), "console:" + who);
     }
     case wire::Query::Command::BLOCK_LIST: return queries_.blockList();
+    case wire::Query::Command::ORDER_APPROVE:
+      return queries_.orderDecide(cmd.getOrderApprove(), true, "console:" + who);
+    case wire::Query::Command::ORDER_REJECT:
+      return queries_.orderDecide(cmd.getOrderReject(), false, "console:" + who);
     case wire::Query::Command::INCIDENTS:
       return queries_.incidents(cmd.getIncidents().getOpenOnly());
     case wire::Query::Command::INCIDENT_SHOW: return queries_.incidentShow(cmd.getIncidentShow());

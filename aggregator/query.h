@@ -46,6 +46,8 @@ class QueryService {
   // over the stored windows since `sinceNs`, city-wide or at one sensor.
   QueryResult top(bool sources, int64_t sinceNs, const std::string& sensorId, uint32_t limit);
   QueryResult blockRemove(const std::string& orderId, const std::string& who);
+  // Confirm mode: approve or decline the planner's proposal.
+  QueryResult orderDecide(const std::string& orderId, bool approve, const std::string& who);
 
  private:
   // Each stored summary of a sensor in [sinceNs, untilNs), the `limit` newest.

@@ -35,10 +35,12 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
                   [this](const std::string& id, const std::string& bytes) {
                     return sendToSensor(id, bytes);
                   }),
+      planner_(dispatcher_, config_, incidents_.detector().config().floorPps),
       ingest_(sensorSocket_, store_, city_, dispatcher_, config_),
       queries_(store_, city_, dispatcher_, incidents_),
       console_(consoleSocket_, queries_, store_, config_) {
   ingest_.setIncidentTracker(&incidents_);
+  incidents_.setPlanner(&planner_);
   common::applyLinkOptions(sensorSocket_, static_cast<int64_t>(config_.maxMessageBytes));
   if (config_.insecurePlaintext)
     common::makePlainServer(sensorSocket_, ZapAuthenticator::kSensorDomain);

@@ -7,6 +7,7 @@
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
 #include "aggregator/incidents.h"
+#include "aggregator/plan.h"
 #include "aggregator/ingest.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
@@ -41,6 +42,7 @@ class AggregatorServer {
   zmq::socket_t sensorSocket_;
   zmq::socket_t consoleSocket_;
   Dispatcher dispatcher_;
+  Planner planner_;
   SensorIngest ingest_;
   QueryService queries_;
   ConsoleServer console_;

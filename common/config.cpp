@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -52,6 +54,17 @@ class Section {
     if (v < min || v > max)
       fail(key, std::to_string(v),
            "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return v;
+  }
+
+  // A float or an integer, within [min, max].
+  double number(const std::string& key, double fallback, double min, double max) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    if (!n->is_floating_point() && !n->is_integer()) fail(key, render(*n), "must be a number");
+    double v = n->is_integer() ? static_cast<double>(*n->value<int64_t>()) : *n->value<double>();
+    if (!(v >= min && v <= max))
+      fail(key, render(*n), fmt::format("must be between {} and {}", min, max));
     return v;
   }
 
@@ -197,6 +210,11 @@ std::vector<Section> arrayOfTables(const toml::table& root, const std::string& f
   return out;
 }
 
+const std::vector<std::pair<std::string, MitigationMode>> kModes = {
+    {"enforce", MitigationMode::kEnforce},
+    {"confirm", MitigationMode::kConfirm},
+    {"dry-run", MitigationMode::kDryRun}};
+
 const std::vector<std::pair<std::string, Role>> kRoles = {{"viewer", Role::kViewer},
                                                           {"operator", Role::kOperator}};
 
@@ -292,7 +310,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
                                        bool loadKeys) {
   const std::string file = fileName(path);
   toml::table root = parseToml(text, path);
-  rejectUnknownTables(root, file, {"aggregator", "sensor", "console", "token"});
+  rejectUnknownTables(root, file, {"aggregator", "sensor", "console", "token", "mitigate"});
   AggregatorConfig c;
   c.path = path;
 
@@ -304,10 +322,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   c.dataDir = agg.string("data_dir", c.dataDir);
   if (c.dataDir.empty()) agg.fail("data_dir", "\"\"", "must name a directory");
   c.retentionDays = static_cast<unsigned>(agg.integer("retention_days", c.retentionDays, 1, 3650));
-  c.mode = agg.choice<MitigationMode>("mode", c.mode,
-                                      {{"enforce", MitigationMode::kEnforce},
-                                       {"confirm", MitigationMode::kConfirm},
-                                       {"dry-run", MitigationMode::kDryRun}});
+  c.mode = agg.choice<MitigationMode>("mode", c.mode, kModes);
   c.sensorDownAfterMs = static_cast<unsigned>(
       agg.integer("sensor_down_after_ms", c.sensorDownAfterMs, 500, 3600000));
   c.maxMessageBytes = static_cast<size_t>(
@@ -328,6 +343,17 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
       agg.fail(key, "\"" + endpoint + "\"", "must be a ZeroMQ endpoint such as \"tcp://0.0.0.0:7450\"");
   agg.finish();
 
+  Section mit(file, "mitigate", subTable(root, file, "mitigate"));
+  c.orderTtlS = static_cast<unsigned>(mit.integer("order_ttl_s", c.orderTtlS, 10, 30 * 86400));
+  c.proposalTtlS =
+      static_cast<unsigned>(mit.integer("proposal_ttl_s", c.proposalTtlS, 10, 86400));
+  c.maxOrdersPerSensor = static_cast<unsigned>(
+      mit.integer("max_orders_per_sensor", c.maxOrdersPerSensor, 1, 1'000'000));
+  c.maxSourceBlocks =
+      static_cast<unsigned>(mit.integer("max_source_blocks", c.maxSourceBlocks, 0, 10'000));
+  c.maxLegitShare = mit.number("max_legit_share", c.maxLegitShare, 0.0, 1.0);
+  mit.finish();
+
   std::set<std::string> ids, keys, names;
   for (auto& s : arrayOfTables(root, file, "sensor")) {
     SensorEntry e;
@@ -340,6 +366,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
     if (loadKeys && !c.insecurePlaintext && !keys.insert(e.publicKey).second)
       s.fail("public_key", "\"" + e.publicKeyFile + "\"",
              "this key is already bound to another sensor or console: one key, one identity");
+    if (s.has("mode")) e.mode = s.choice<MitigationMode>("mode", c.mode, kModes);
     s.finish();
     c.sensors.push_back(std::move(e));
   }

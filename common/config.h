@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -73,6 +74,7 @@ struct SensorEntry {
   std::string id;
   std::string publicKeyFile;
   std::string publicKey;
+  std::optional<MitigationMode> mode;  // overrides [aggregator] mode for this sensor
 };
 
 struct ConsoleEntry {
@@ -109,6 +111,13 @@ struct AggregatorConfig {
   unsigned orderRetryMs = 5000;      // resend an order not reported on within this
   bool insecurePlaintext = false;    // sensor link without CURVE: development only
   std::vector<Prefix> neverBlock;    // city-wide: no order may touch these
+
+  // [mitigate]: the planner.
+  unsigned orderTtlS = 600;          // planner orders last this long, renewed while the attack lasts
+  unsigned proposalTtlS = 300;       // confirm mode: an unapproved proposal lapses after this
+  unsigned maxOrdersPerSensor = 1000;  // planner orders active at one sensor
+  unsigned maxSourceBlocks = 32;     // source /32 and /24 blocks per incident
+  double maxLegitShare = 0.10;       // of a victim's recent legitimate sources an order may block
 
   std::vector<SensorEntry> sensors;
   std::vector<ConsoleEntry> consoles;

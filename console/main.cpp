@@ -92,6 +92,14 @@ int main(int argc, char** argv) {
   std::string blockId;
   blockRm->add_option("ORDER_ID", blockId, "as shown by block list")->required();
 
+  auto* orderCmd = app.add_subcommand("order", "the planner's proposals (confirm mode)");
+  orderCmd->require_subcommand(1);
+  std::string decideId;
+  auto* orderApprove = orderCmd->add_subcommand("approve", "send a proposed order (operator)");
+  orderApprove->add_option("ORDER_ID", decideId, "as shown by block list")->required();
+  auto* orderReject = orderCmd->add_subcommand("reject", "decline a proposed order (operator)");
+  orderReject->add_option("ORDER_ID", decideId, "as shown by block list")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (keygen->parsed()) {
@@ -215,6 +223,14 @@ int main(int argc, char** argv) {
         b.setReason(blockReason);
       });
       fmt::print("{}\n", json ? reply.dump(2) : console::renderOrderAdded(reply));
+    } else if (orderApprove->parsed() || orderReject->parsed()) {
+      const bool approve = orderApprove->parsed();
+      auto reply = client.call([&](wire::Query::Builder q) {
+        if (approve) q.getCommand().setOrderApprove(decideId);
+        else q.getCommand().setOrderReject(decideId);
+      });
+      fmt::print("{}\n", json ? reply.dump(2)
+                              : (approve ? "approved " : "declined ") + reply.value("id", decideId));
     } else if (blockList->parsed()) {
       auto reply = client.call([](wire::Query::Builder q) { q.getCommand().setBlockList(); });
       fmt::print("{}\n", json ? reply.dump(2) : console::renderOrders(reply));

@@ -28,7 +28,7 @@ class DispatcherTest : public ::testing::Test {
            ("garda-dispatch-test-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
-    config_.sensors = {{"alpha", "", ""}, {"bravo", "", ""}};
+    config_.sensors = {{"alpha", "", "", std::nullopt}, {"bravo", "", "", std::nullopt}};
     config_.neverBlock = {*common::Prefix::parse("198.18.100.0/24")};
     config_.orderRetryMs = 2000;
     open();
@@ -217,6 +217,177 @@ TEST_F(DispatcherTest, RegistryShowsUpLaggingAndDown) {
   city_->touch("alpha", kNow).backlog = 12;  // from its heartbeat
   EXPECT_EQ(state(kNow), "lagging");
   EXPECT_EQ(state(kNow + 6 * kSecond), "down") << "sensor_down_after_ms defaults to 5 s";
+}
+
+}  // namespace
+}  // namespace garda::aggregator
+
+// ---- the planner, on the same real store and dispatcher --------------------
+
+#include "aggregator/plan.h"
+
+namespace garda::aggregator {
+namespace {
+
+class PlannerTest : public DispatcherTest {
+ protected:
+  void SetUp() override {
+    DispatcherTest::SetUp();
+    config_.sensors.push_back({"charlie", "", "", std::nullopt});
+    reopen();
+  }
+  void reopen() {
+    open();
+    planner_ = std::make_unique<Planner>(*dispatcher_, config_, DetectConfig{}.floorPps);
+    for (const char* s : {"alpha", "bravo", "charlie"}) connect(s, kNow);
+  }
+
+  static IncidentMember member(const std::string& sensor, const char* victim, wire::Vector v,
+                               uint16_t port = 0) {
+    IncidentMember m;
+    m.sensorId = sensor;
+    m.victim = *common::IpAddress::parse(victim);
+    m.vector = v;
+    m.reflectionPort = port;
+    m.classification = std::string(classifyAttack(v, port));
+    return m;
+  }
+  static IncidentSource source(const char* a) {
+    IncidentSource s;
+    s.address = *common::IpAddress::parse(a);
+    s.packets = 1000;
+    s.share = 0.1;
+    return s;
+  }
+  // The orders the dispatcher holds, by what they match.
+  std::map<std::string, const OrderRecord*> orders() {
+    std::map<std::string, const OrderRecord*> out;
+    const nlohmann::json list = dispatcher_->listJson(kNow);
+    for (const auto& j : list["orders"])
+      if (auto* o = dispatcher_->find(j["id"].get<std::string>())) out[o->spec.match.describe()] = o;
+    return out;
+  }
+
+  std::unique_ptr<Planner> planner_;
+};
+
+TEST_F(PlannerTest, ReflectionIsDroppedBySourcePortTowardTheVictimAtItsSensor) {
+  Incident inc;
+  inc.id = "inc-1";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::UDP_REFLECTION, 53)};
+  inc.spoofedSources = true;
+  auto text = planner_->plan(inc, kNow);
+  ASSERT_TRUE(text);
+  auto o = orders();
+  ASSERT_EQ(o.size(), 1u);
+  const auto* order = o.begin()->second;
+  EXPECT_EQ(o.begin()->first, "drop udp any:53 -> 198.18.2.10/32:any");
+  EXPECT_EQ(order->spec.targets, std::vector<std::string>{"alpha"});
+  EXPECT_EQ(order->spec.incidentId, "inc-1");
+  EXPECT_EQ(order->createdBy, "planner");
+  EXPECT_EQ(order->deliveries.at("alpha").state, "sent") << "enforce mode: sent at once";
+  // Planning again renews nothing early and creates nothing twice.
+  EXPECT_FALSE(planner_->plan(inc, kNow + kSecond));
+  EXPECT_EQ(orders().size(), 1u);
+  // Past half the TTL the order is renewed, not duplicated.
+  const int64_t later = kNow + 400 * kSecond;
+  city_->touch("alpha", later);
+  EXPECT_FALSE(planner_->plan(inc, later));
+  EXPECT_EQ(dispatcher_->find(order->id)->expiresAtNs, later + 600 * kSecond);
+  EXPECT_EQ(planner_->counters().renewed, 1u);
+}
+
+TEST_F(PlannerTest, SpoofedFloodsAreRateLimitedAtTheVectorsFloor) {
+  Incident inc;
+  inc.id = "inc-2";
+  inc.members = {member("bravo", "198.18.3.10", wire::Vector::TCP_SYN)};
+  inc.spoofedSources = true;
+  ASSERT_TRUE(planner_->plan(inc, kNow));
+  auto o = orders();
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o.begin()->first, "rate-limit 2000 pps tcp any:any -> 198.18.3.10/32:any");
+}
+
+TEST_F(PlannerTest, RealSourcesAreBlockedByConcentratedPrefixAndCityWideOnceTwoOpdsSeeThem) {
+  Incident inc;
+  inc.id = "inc-3";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::UDP),
+                 member("bravo", "198.18.3.10", wire::Vector::UDP)};
+  inc.sources = {source("203.0.113.1"), source("203.0.113.2"), source("203.0.113.3"),
+                 source("192.0.2.77")};
+  ASSERT_TRUE(planner_->plan(inc, kNow));
+  auto o = orders();
+  ASSERT_EQ(o.size(), 2u);
+  ASSERT_TRUE(o.count("drop any 203.0.113.0/24:any -> any:any")) << "three sources in one /24";
+  ASSERT_TRUE(o.count("drop any 192.0.2.77/32:any -> any:any"));
+  const auto* block = o["drop any 203.0.113.0/24:any -> any:any"];
+  EXPECT_TRUE(block->spec.targets.empty()) << "two OPDs: every sensor of the city";
+  EXPECT_EQ(block->deliveries.size(), 3u) << "charlie is not attacked, and is immunized too";
+}
+
+TEST_F(PlannerTest, LeavesOutBlocksThatWouldCutOffTheVictimsLegitimateClients) {
+  // The victim's normal clients live in 203.0.113.0/24 too.
+  planner_->noteLegitimate("alpha", *common::IpAddress::parse("198.18.2.10"),
+                           {*common::IpAddress::parse("203.0.113.50"),
+                            *common::IpAddress::parse("198.51.100.9")});
+  Incident inc;
+  inc.id = "inc-4";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::TCP_OTHER)};
+  inc.sources = {source("203.0.113.1"), source("203.0.113.2"), source("203.0.113.3"),
+                 source("192.0.2.77")};
+  planner_->plan(inc, kNow);
+  auto o = orders();
+  EXPECT_FALSE(o.count("drop any 203.0.113.0/24:any -> any:any"));
+  EXPECT_TRUE(o.count("drop any 192.0.2.77/32:any -> any:any"));
+  EXPECT_EQ(planner_->counters().skippedLegit, 1u);
+}
+
+TEST_F(PlannerTest, ConfirmModeProposesUntilAnOperatorApprovesAndDryRunNeverSends) {
+  config_.mode = common::MitigationMode::kConfirm;
+  config_.sensors[1].mode = common::MitigationMode::kDryRun;  // bravo
+  reopen();
+  Incident a;
+  a.id = "inc-5";
+  a.members = {member("alpha", "198.18.2.10", wire::Vector::UDP_REFLECTION, 123)};
+  a.spoofedSources = true;
+  Incident b = a;
+  b.id = "inc-6";
+  b.members = {member("bravo", "198.18.3.10", wire::Vector::UDP_REFLECTION, 123)};
+  sent_.clear();
+  planner_->plan(a, kNow);
+  planner_->plan(b, kNow);
+  EXPECT_TRUE(sent_.empty()) << "nothing leaves before approval, nor in dry-run";
+  auto o = orders();
+  const auto* proposal = o["drop udp any:123 -> 198.18.2.10/32:any"];
+  const auto* dry = o["drop udp any:123 -> 198.18.3.10/32:any"];
+  EXPECT_EQ(proposal->deliveries.at("alpha").state, "proposed");
+  EXPECT_EQ(dry->deliveries.at("bravo").state, "dry_run");
+  std::string error;
+  EXPECT_FALSE(dispatcher_->approve(dry->id, "console:a", kNow, error));
+  ASSERT_TRUE(dispatcher_->approve(proposal->id, "console:analyst", kNow, error)) << error;
+  ASSERT_EQ(sent_.size(), 1u);
+  EXPECT_EQ(sent_[0].sensor, "alpha");
+  EXPECT_EQ(dispatcher_->find(proposal->id)->deliveries.at("alpha").state, "sent");
+  // A hello syncs the approved order but never the dry-run one.
+  sent_.clear();
+  dispatcher_->onHello("bravo", kNow);
+  EXPECT_TRUE(sent_[0].orderIds.empty());
+}
+
+TEST_F(PlannerTest, UnapprovedProposalsLapse) {
+  config_.mode = common::MitigationMode::kConfirm;
+  config_.proposalTtlS = 60;
+  reopen();
+  Incident a;
+  a.id = "inc-7";
+  a.members = {member("alpha", "198.18.2.10", wire::Vector::UDP_REFLECTION, 1900)};
+  a.spoofedSources = true;
+  planner_->plan(a, kNow);
+  const auto* o = orders().begin()->second;
+  dispatcher_->tick(kNow + 61 * kSecond);
+  EXPECT_EQ(dispatcher_->find(o->id)->deliveries.at("alpha").state, "lapsed");
+  std::string error;
+  EXPECT_FALSE(dispatcher_->approve(o->id, "console:a", kNow + 62 * kSecond, error));
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ class IngestOverCurve : public ::testing::Test {
     c.listenConsole = "ipc://" + (dir_ / "console.sock").string();
     c.secretKey = server_.secretKey;
     c.dataDir = (dir_ / "data").string();
-    c.sensors.push_back({"alpha", "", sensor_.publicKey});
+    c.sensors.push_back({"alpha", "", sensor_.publicKey, std::nullopt});
     configure(c);
     config_ = c;
     aggregator_ = std::make_unique<AggregatorServer>(config_);

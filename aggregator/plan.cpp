@@ -1,0 +1,185 @@
+#include "aggregator/plan.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+namespace garda::aggregator {
+namespace {
+
+constexpr size_t kLegitPerVictim = 64;
+constexpr size_t kLegitVictims = 100'000;
+
+uint8_t protocolOf(wire::Vector v, const common::IpAddress& victim) {
+  switch (v) {
+    case wire::Vector::TCP_SYN:
+    case wire::Vector::TCP_SYN_ACK:
+    case wire::Vector::TCP_OTHER: return 6;
+    case wire::Vector::UDP:
+    case wire::Vector::UDP_REFLECTION: return 17;
+    case wire::Vector::ICMP: return victim.isV4() ? 1 : 58;
+    default: return 0;
+  }
+}
+
+common::Prefix host(const common::IpAddress& a) {
+  return *common::Prefix::make(a, a.isV4() ? 32 : 128);
+}
+
+}  // namespace
+
+Planner::Planner(Dispatcher& dispatcher, const common::AggregatorConfig& config,
+                 std::array<double, kWireVectorCount> floorsPps)
+    : dispatcher_(dispatcher), floors_(floorsPps) {
+  reload(config);
+}
+
+void Planner::reload(const common::AggregatorConfig& config) {
+  ttlNs_ = int64_t{config.orderTtlS} * 1'000'000'000;
+  maxOrdersPerSensor_ = config.maxOrdersPerSensor;
+  maxSourceBlocks_ = config.maxSourceBlocks;
+  maxLegitShare_ = config.maxLegitShare;
+}
+
+void Planner::noteLegitimate(const std::string& sensorId, const common::IpAddress& victim,
+                             const std::vector<common::IpAddress>& sources) {
+  if (sources.empty()) return;
+  if (legit_.size() >= kLegitVictims) legit_.clear();  // crude bound; refilled within minutes
+  auto& known = legit_[sensorId + "|" + victim.toString()];
+  for (const auto& s : sources) {
+    auto it = std::find(known.begin(), known.end(), s);
+    if (it != known.end()) known.erase(it);
+    known.push_back(s);  // most recent last
+  }
+  if (known.size() > kLegitPerVictim)
+    known.erase(known.begin(), known.begin() + static_cast<long>(known.size() - kLegitPerVictim));
+}
+
+std::pair<size_t, size_t> Planner::legitimateIn(const Incident& incident,
+                                                const common::Prefix& p) const {
+  size_t inside = 0, total = 0;
+  std::set<std::string> seen;
+  for (const auto& m : incident.members) {
+    auto key = m.sensorId + "|" + m.victim.toString();
+    if (!seen.insert(key).second) continue;
+    auto it = legit_.find(key);
+    if (it == legit_.end()) continue;
+    for (const auto& s : it->second) {
+      ++total;
+      inside += p.contains(s);
+    }
+  }
+  return {inside, total};
+}
+
+void Planner::order(const Incident& incident, OrderSpec spec, const std::string& key,
+                    int64_t nowNs, size_t& created) {
+  auto& mine = planned_[incident.id];
+  auto it = mine.find(key);
+  if (it != mine.end()) {
+    // Renew while the attack lasts: when half the TTL has run.
+    if (it->second.expiresAtNs - nowNs < ttlNs_ / 2) {
+      if (dispatcher_.renew(it->second.orderId, nowNs + ttlNs_, nowNs)) {
+        it->second.expiresAtNs = nowNs + ttlNs_;
+        counters_.renewed++;
+      }
+    }
+    return;
+  }
+  for (const auto& t : spec.targets)
+    if (dispatcher_.plannedActiveAt(t) >= maxOrdersPerSensor_) {
+      counters_.skippedCap++;
+      spdlog::warn("planner: {}: not ordering {} at {}: max_orders_per_sensor = {} reached",
+                   incident.id, spec.match.describe(), t, maxOrdersPerSensor_);
+      mine[key] = {"", INT64_MAX};  // do not retry every second
+      return;
+    }
+  spec.ttlNs = ttlNs_;
+  spec.incidentId = incident.id;
+  std::string error;
+  auto id = dispatcher_.add(spec, "planner", nowNs, error, /*planned=*/true);
+  if (!id) {
+    counters_.refused++;
+    spdlog::warn("planner: {}: {} refused: {}", incident.id, spec.match.describe(), error);
+    mine[key] = {"", INT64_MAX};
+    return;
+  }
+  counters_.planned++;
+  ++created;
+  mine[key] = {*id, nowNs + ttlNs_};
+}
+
+std::optional<std::string> Planner::plan(const Incident& incident, int64_t nowNs) {
+  if (incident.state == IncidentState::kResolved) {
+    forget(incident.id);
+    return std::nullopt;
+  }
+  size_t created = 0;
+  const bool cityWide = incident.cityWide();
+  const bool realSources = !incident.spoofedSources && !incident.sources.empty();
+
+  // Per member: reflection ports and spoofed floods are victim-specific.
+  for (const auto& m : incident.members) {
+    if (!m.active) continue;
+    const auto victim = host(m.victim);
+    OrderSpec spec;
+    spec.targets = {m.sensorId};
+    spec.match.destination = victim;
+    if (m.vector == wire::Vector::UDP_REFLECTION && m.reflectionPort != 0) {
+      spec.match.protocol = 17;
+      spec.match.sourcePort = m.reflectionPort;
+      spec.reason = m.classification + " toward " + m.victim.toString();
+      order(incident, spec, "refl|" + m.sensorId + "|" + victim.toString() + "|" +
+                                std::to_string(m.reflectionPort),
+            nowNs, created);
+    } else if (!realSources) {
+      spec.match.action = common::OrderMatch::Action::kRateLimit;
+      spec.match.protocol = protocolOf(m.vector, m.victim);
+      spec.match.ratePps =
+          static_cast<uint64_t>(floors_[static_cast<size_t>(m.vector) % floors_.size()]);
+      spec.reason = m.classification + " from spoofed sources toward " + m.victim.toString();
+      if (spec.match.protocol == 0 && m.vector != wire::Vector::FRAGMENT) continue;
+      order(incident, spec,
+            "rate|" + m.sensorId + "|" + victim.toString() + "|" +
+                std::to_string(spec.match.protocol),
+            nowNs, created);
+    }
+  }
+
+  // Real sources: block where they concentrate (/24), then the rest (/32).
+  if (realSources) {
+    std::vector<common::Prefix> blocks;
+    for (const auto& p : incident.sourcePrefixes(3)) blocks.push_back(p.prefix);
+    for (const auto& s : incident.sources) {
+      bool covered = std::any_of(blocks.begin(), blocks.end(),
+                                 [&](const common::Prefix& p) { return p.contains(s.address); });
+      if (!covered) blocks.push_back(host(s.address));
+    }
+    size_t n = 0;
+    for (const auto& b : blocks) {
+      if (n >= maxSourceBlocks_) {
+        counters_.skippedCap++;
+        break;
+      }
+      auto [inside, total] = legitimateIn(incident, b);
+      if (inside > 0 && static_cast<double>(inside) > maxLegitShare_ * static_cast<double>(total)) {
+        counters_.skippedLegit++;
+        spdlog::info("planner: {}: not blocking {}: it holds {} of {} recent legitimate sources",
+                     incident.id, b.toString(), inside, total);
+        continue;
+      }
+      OrderSpec spec;
+      spec.match.source = b;
+      // Immunization: once two or more OPDs see it, every sensor blocks it.
+      if (!cityWide) spec.targets = incident.sensors();
+      spec.reason = incident.classification() + (cityWide ? " (city-wide)" : "") + " source";
+      order(incident, spec, "src|" + b.toString() + (cityWide ? "|city" : ""), nowNs, created);
+      ++n;
+    }
+  }
+  if (created == 0) return std::nullopt;
+  return std::to_string(created) + " order" + (created == 1 ? "" : "s") + " planned";
+}
+
+}  // namespace garda::aggregator
