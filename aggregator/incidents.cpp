@@ -126,7 +126,10 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
     if (!victim) continue;
     bool attacked = std::any_of(batch.anomalies.begin(), batch.anomalies.end(),
                                 [&](const Anomaly& a) { return a.victim == *victim; });
-    if (attacked) continue;
+    if (attacked) {
+      planner_->noteAttacked(sensor, *victim);
+      continue;
+    }
     sources.clear();
     for (auto src : v.getTopSources())
       if (src.getPackets() >= 2 * src.getError())  // certain, not a Space-Saving guess

@@ -10,6 +10,7 @@ namespace {
 
 constexpr size_t kLegitPerVictim = 64;
 constexpr size_t kLegitVictims = 100'000;
+constexpr size_t kLegitDelayWindows = 3;
 
 uint8_t protocolOf(wire::Vector v, const common::IpAddress& victim) {
   switch (v) {
@@ -44,16 +45,23 @@ void Planner::reload(const common::AggregatorConfig& config) {
 
 void Planner::noteLegitimate(const std::string& sensorId, const common::IpAddress& victim,
                              const std::vector<common::IpAddress>& sources) {
-  if (sources.empty()) return;
   if (legit_.size() >= kLegitVictims) legit_.clear();  // crude bound; refilled within minutes
-  auto& known = legit_[sensorId + "|" + victim.toString()];
-  for (const auto& s : sources) {
-    auto it = std::find(known.begin(), known.end(), s);
-    if (it != known.end()) known.erase(it);
-    known.push_back(s);  // most recent last
+  auto& l = legit_[sensorId + "|" + victim.toString()];
+  l.pending.push_back(sources);
+  if (l.pending.size() <= kLegitDelayWindows) return;
+  for (const auto& s : l.pending.front()) {
+    auto it = std::find(l.known.begin(), l.known.end(), s);
+    if (it != l.known.end()) l.known.erase(it);
+    l.known.push_back(s);  // most recent last
   }
-  if (known.size() > kLegitPerVictim)
-    known.erase(known.begin(), known.begin() + static_cast<long>(known.size() - kLegitPerVictim));
+  l.pending.erase(l.pending.begin());
+  if (l.known.size() > kLegitPerVictim)
+    l.known.erase(l.known.begin(), l.known.begin() + static_cast<long>(l.known.size() - kLegitPerVictim));
+}
+
+void Planner::noteAttacked(const std::string& sensorId, const common::IpAddress& victim) {
+  auto it = legit_.find(sensorId + "|" + victim.toString());
+  if (it != legit_.end()) it->second.pending.clear();
 }
 
 std::pair<size_t, size_t> Planner::legitimateIn(const Incident& incident,
@@ -65,7 +73,7 @@ std::pair<size_t, size_t> Planner::legitimateIn(const Incident& incident,
     if (!seen.insert(key).second) continue;
     auto it = legit_.find(key);
     if (it == legit_.end()) continue;
-    for (const auto& s : it->second) {
+    for (const auto& s : it->second.known) {
       ++total;
       inside += p.contains(s);
     }

@@ -47,8 +47,13 @@ class Planner {
   std::optional<std::string> plan(const Incident& incident, int64_t nowNs);
   // The top sources of a victim in a window without anomaly: its legitimate
   // clients, which no order may cut off wholesale.
+  // They count only after kLegitDelayWindows more windows without an anomaly:
+  // the first window of an attack is often not yet anomalous, and its
+  // sources must not be taken for clients.
   void noteLegitimate(const std::string& sensorId, const common::IpAddress& victim,
                       const std::vector<common::IpAddress>& sources);
+  // The victim is anomalous in this window: what was pending is not trusted.
+  void noteAttacked(const std::string& sensorId, const common::IpAddress& victim);
   // Forgets a resolved incident (its orders run to their TTL).
   void forget(const std::string& incidentId) { planned_.erase(incidentId); }
 
@@ -72,8 +77,13 @@ class Planner {
   double maxLegitShare_ = 0.1;
   // incident id -> match key -> its order
   std::map<std::string, std::map<std::string, Planned>> planned_;
-  // "sensor|victim" -> recent legitimate sources (bounded)
-  std::unordered_map<std::string, std::vector<common::IpAddress>> legit_;
+  // "sensor|victim" -> recent legitimate sources (bounded), and the windows
+  // still waiting to be trusted.
+  struct Legit {
+    std::vector<common::IpAddress> known;
+    std::vector<std::vector<common::IpAddress>> pending;
+  };
+  std::unordered_map<std::string, Legit> legit_;
   PlanCounters counters_;
 };
 

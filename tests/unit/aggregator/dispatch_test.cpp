@@ -326,10 +326,15 @@ TEST_F(PlannerTest, RealSourcesAreBlockedByConcentratedPrefixAndCityWideOnceTwoO
 }
 
 TEST_F(PlannerTest, LeavesOutBlocksThatWouldCutOffTheVictimsLegitimateClients) {
-  // The victim's normal clients live in 203.0.113.0/24 too.
-  planner_->noteLegitimate("alpha", *common::IpAddress::parse("198.18.2.10"),
-                           {*common::IpAddress::parse("203.0.113.50"),
-                            *common::IpAddress::parse("198.51.100.9")});
+  // The victim's normal clients live in 203.0.113.0/24 too. They count once
+  // three more quiet windows have passed.
+  const auto victim = *common::IpAddress::parse("198.18.2.10");
+  const std::vector<common::IpAddress> clients = {*common::IpAddress::parse("203.0.113.50"),
+                                                  *common::IpAddress::parse("198.51.100.9")};
+  // An attack's first window, not yet anomalous, then the anomaly: not trusted.
+  planner_->noteLegitimate("alpha", victim, {*common::IpAddress::parse("192.0.2.77")});
+  planner_->noteAttacked("alpha", victim);
+  for (int w = 0; w < 4; ++w) planner_->noteLegitimate("alpha", victim, clients);
   Incident inc;
   inc.id = "inc-4";
   inc.members = {member("alpha", "198.18.2.10", wire::Vector::TCP_OTHER)};
