@@ -144,8 +144,11 @@ std::optional<std::string> Planner::plan(const Incident& incident, int64_t nowNs
     } else if (!realSources) {
       spec.match.action = common::OrderMatch::Action::kRateLimit;
       spec.match.protocol = protocolOf(m.vector, m.victim);
-      spec.match.ratePps =
-          static_cast<uint64_t>(floors_[static_cast<size_t>(m.vector) % floors_.size()]);
+      // A tenth of the vector's detection floor: far under any flood, above
+      // what one victim normally gets of that vector (a per-victim rate from
+      // its baseline would be better; see docs/decisions.md).
+      spec.match.ratePps = std::max<uint64_t>(
+          100, static_cast<uint64_t>(floors_[static_cast<size_t>(m.vector) % floors_.size()] / 10));
       spec.reason = m.classification + " from spoofed sources toward " + m.victim.toString();
       if (spec.match.protocol == 0 && m.vector != wire::Vector::FRAGMENT) continue;
       order(incident, spec,

@@ -29,7 +29,7 @@ struct PlanCounters {
 //   other top sources as /32s; city-wide once the incident spans two or more
 //   OPDs (immunization: every sensor gets them, attacked yet or not);
 // - spoofed random sources: rate-limit that protocol toward the victim at the
-//   vector's detection floor.
+//   vector's detection floor / 10.
 // Every order has a TTL (order_ttl_s), renewed while the incident is open,
 // left to expire after it resolves. Safety: the dispatcher refuses what
 // touches never_block; the planner also leaves out a source block that would

@@ -274,7 +274,8 @@ class Drill:
         sources = []
         if not a["spoofed"]:
             net = ipaddress.ip_network(a["net"])
-            sources = [str(net[j]) for j in range(1, 1 + int(a.get("reflectors", 50)))]
+            count = int(a.get("bots", a.get("reflectors", 50)))
+            sources = [str(net[j]) for j in range(1, 1 + count)]
         for t in a["targets"]:
             o = self.by_id[t]
             argv = ["/usr/bin/python3", HERE / "drill_traffic.py", "flood", "--kind", kind,

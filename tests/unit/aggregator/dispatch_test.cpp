@@ -297,7 +297,7 @@ TEST_F(PlannerTest, ReflectionIsDroppedBySourcePortTowardTheVictimAtItsSensor) {
   EXPECT_EQ(planner_->counters().renewed, 1u);
 }
 
-TEST_F(PlannerTest, SpoofedFloodsAreRateLimitedAtTheVectorsFloor) {
+TEST_F(PlannerTest, SpoofedFloodsAreRateLimitedAtATenthOfTheVectorsFloor) {
   Incident inc;
   inc.id = "inc-2";
   inc.members = {member("bravo", "198.18.3.10", wire::Vector::TCP_SYN)};
@@ -305,7 +305,7 @@ TEST_F(PlannerTest, SpoofedFloodsAreRateLimitedAtTheVectorsFloor) {
   ASSERT_TRUE(planner_->plan(inc, kNow));
   auto o = orders();
   ASSERT_EQ(o.size(), 1u);
-  EXPECT_EQ(o.begin()->first, "rate-limit 2000 pps tcp any:any -> 198.18.3.10/32:any");
+  EXPECT_EQ(o.begin()->first, "rate-limit 200 pps tcp any:any -> 198.18.3.10/32:any");
 }
 
 TEST_F(PlannerTest, RealSourcesAreBlockedByConcentratedPrefixAndCityWideOnceTwoOpdsSeeThem) {
