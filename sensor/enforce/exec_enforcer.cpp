@@ -83,7 +83,10 @@ std::string ExecEnforcer::run(const char* verb, const Rule& rule) {
   sigaddset(&pipeOnly, SIGPIPE);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &pipeOnly);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Its own process group, so that a timeout kills what it started too.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   std::string path = command_;
   char* argv[] = {path.data(), const_cast<char*>(verb), nullptr};
   pid_t pid = 0;
@@ -123,7 +126,7 @@ std::string ExecEnforcer::run(const char* verb, const Rule& rule) {
     if (exited) break;
     const int64_t left = deadline - common::monoNowNs();
     if (left <= 0) {
-      ::kill(pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
       counters_.timeouts++;

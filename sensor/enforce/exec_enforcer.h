@@ -19,8 +19,8 @@ struct ExecCounters {
 // posix_spawn, no shell, no PATH lookup, stdin/stdout/stderr on pipes, the
 // sensor's environment. Exit status 0 means done; anything else is a
 // rejection whose reason is the first line of the program's stderr (at most
-// 200 bytes). A program still running after the timeout is killed (SIGKILL)
-// and the rule rejected with "timed out". What it prints on stdout is logged.
+// 200 bytes). A program still running after the timeout is killed with its
+// process group (SIGKILL) and the rule rejected with "timed out". What it prints on stdout is logged.
 //
 // The program, not the sensor, must make the rule expire on the device if
 // the sensor dies (the rule's absolute expiry is in the JSON). The sensor

@@ -231,6 +231,12 @@ TEST_F(NftablesEnforceTest, DropsReflectionByProtocolAndSourcePortTowardTheVicti
   EXPECT_EQ(send(kBystander, 53, 40), 0);
   EXPECT_EQ(send(kBystander, 5353, 40), 40);
   EXPECT_EQ(dropped(r), 40u);
+  // A source port with no protocol: that port of any protocol with ports.
+  Rule anyProto = reflectionRule("ord-ntp", 123, 60 * kSecond);
+  anyProto.match.protocol = 0;
+  ASSERT_EQ(apply(anyProto), "");
+  EXPECT_EQ(send(kBystander, 123, 40), 0);
+  EXPECT_EQ(dropped(anyProto), 40u);
 }
 
 TEST_F(NftablesEnforceTest, OverlappingPrefixesFromTwoOrdersLiveSideBySide) {
@@ -410,6 +416,21 @@ TEST_F(XdpEnforceTest, RefusesWhatItCannotExpressWithTheReason) {
   EXPECT_NE(apply(dport).find("destination ports"), std::string::npos);
 }
 
+TEST_F(XdpEnforceTest, ARestartedSensorReplacesItsProgramEvenInTheOtherMode) {
+  ASSERT_EQ(apply(dropRule("ord-old", std::string(kAttacker) + "/32", 60 * kSecond)), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  inVictim([&] {
+    backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kGeneric, 2048);
+  });
+  EXPECT_EQ(backend_->attachMode(), "generic");
+  // Fresh maps: the old rule is gone until the aggregator's list brings it back.
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+  Rule r = dropRule("ord-old", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  EXPECT_EQ(dropped(r), 10u);
+}
+
 TEST_F(XdpEnforceTest, TheProgramIgnoresAnExpiredEntryWithoutTheSensor) {
   Rule r = dropRule("ord-ttl", std::string(kAttacker) + "/32", 2 * kSecond);
   ASSERT_EQ(apply(r), "");
@@ -531,7 +552,8 @@ TEST_F(ExecEnforceTest, ASilentFailureNamesTheCommandAndTheStatus) {
 }
 
 TEST_F(ExecEnforceTest, AScriptThatHangsIsKilledAtTheTimeout) {
-  ExecEnforcer exec(script("hang.sh", "exec sleep 30\n"), 300);
+  // The script's child holds the pipes open: it must be killed too.
+  ExecEnforcer exec(script("hang.sh", "sleep 30\n"), 300);
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)),
             "timed out after 300 ms (killed)");
