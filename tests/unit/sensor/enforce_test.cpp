@@ -39,6 +39,7 @@ constexpr int64_t kSecond = 1'000'000'000;
 constexpr const char* kAttacker = "198.18.0.1";  // blocked in most tests
 constexpr const char* kBystander = "198.18.0.3"; // same wire, never blocked
 constexpr const char* kVictim = "198.18.0.2";
+constexpr const char* kMarker = "198.18.1.4";    // outside every rule: "all sent has arrived"
 constexpr uint16_t kVictimPort = 9999;
 
 Rule dropRule(const std::string& id, const std::string& source, int64_t ttlNs,
@@ -80,11 +81,13 @@ class NamespacePair : public ::testing::Test {
               0);
     ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kAttacker + "/24 dev va"), 0);
     ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kBystander + "/24 dev va"), 0);
+    ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kMarker + "/24 dev va"), 0);
     ASSERT_EQ(sh("ip -n " + victimNs_ + " addr add " + kVictim + "/24 dev vb"), 0);
     for (const auto& [ns, dev] : {std::pair{attackerNs_, "va"}, std::pair{victimNs_, "vb"}}) {
       ASSERT_EQ(sh("ip -n " + ns + " link set lo up"), 0);
       ASSERT_EQ(sh("ip -n " + ns + " link set " + dev + " up"), 0);
     }
+    ASSERT_EQ(sh("ip -n " + victimNs_ + " route add 198.18.1.0/24 dev vb"), 0);
     inVictim([&] {
       receiver_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
       sockaddr_in a = address(kVictim, kVictimPort);
@@ -124,22 +127,38 @@ class NamespacePair : public ::testing::Test {
   void inVictim(const std::function<void()>& fn) { inNamespace(victimNs_, fn); }
 
   // Sends `count` datagrams from (ip, port) on the attacker side to the
-  // victim and returns how many the victim received from that address.
+  // victim and returns how many the victim received from that address. A
+  // marker datagram from an address no rule covers follows them on the same
+  // wire; its arrival means the flow has been through the victim's stack.
   int send(const char* ip, uint16_t port, int count) {
     drain();
     inNamespace(attackerNs_, [&] {
-      int s = socket(AF_INET, SOCK_DGRAM, 0);
-      int one = 1;
-      setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      sockaddr_in from = address(ip, port), to = address(kVictim, kVictimPort);
-      ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from), 0) << ip << ":" << port;
-      char payload[64] = "garda enforce test";
-      for (int i = 0; i < count; ++i)
-        sendto(s, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-      close(s);
+      auto burst = [&](const char* fromIp, uint16_t fromPort, int n) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in from = address(fromIp, fromPort), to = address(kVictim, kVictimPort);
+        ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from), 0)
+            << fromIp << ":" << fromPort;
+        char payload[64] = "garda enforce test";
+        for (int i = 0; i < n; ++i)
+          sendto(s, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        close(s);
+      };
+      burst(ip, port, count);
+      burst(kMarker, 4999, 1);
     });
-    std::this_thread::sleep_for(150ms);
-    return drain()[std::string(ip) + ":" + std::to_string(port)];
+    const std::string marker = std::string(kMarker) + ":4999";
+    const std::string flow = std::string(ip) + ":" + std::to_string(port);
+    std::map<std::string, int> got;
+    for (int waited = 0; waited < 3000 && !got.count(marker); waited += 10) {
+      std::this_thread::sleep_for(10ms);
+      for (const auto& [from, n] : drain()) got[from] += n;
+    }
+    EXPECT_TRUE(got.count(marker)) << "the marker never arrived";
+    std::this_thread::sleep_for(20ms);
+    for (const auto& [from, n] : drain()) got[from] += n;
+    return got[flow];
   }
 
   // What the victim received since the last call, by "ip:port".
@@ -262,7 +281,7 @@ TEST_F(NftablesEnforceTest, TwoOrdersWithOneMatchShareAnElementUntilTheLastIsRem
 }
 
 TEST_F(NftablesEnforceTest, RateLimitLetsThroughAboutTheRateAndDropsTheRest) {
-  Rule r = dropRule("ord-rl", "", 60 * kSecond, std::string(kVictim) + "/32");
+  Rule r = dropRule("ord-rl", "198.18.0.0/24", 60 * kSecond, std::string(kVictim) + "/32");
   r.match.action = common::OrderMatch::Action::kRateLimit;
   r.match.protocol = IPPROTO_UDP;
   r.match.ratePps = 10;
