@@ -37,7 +37,8 @@ bool drain(int fd, std::string& into) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
-      into.append(buf, std::min(static_cast<size_t>(n), kMaxCaptured - std::min(kMaxCaptured, into.size())));
+      into.append(buf, std::min(static_cast<size_t>(n),
+                                kMaxCaptured - std::min(kMaxCaptured, into.size())));
       continue;
     }
     if (n == 0) return false;
@@ -56,8 +57,12 @@ std::string firstLine(const std::string& text) {
 ExecEnforcer::ExecEnforcer(std::string command, unsigned timeoutMs)
     : command_(std::move(command)), timeoutMs_(timeoutMs) {}
 
-std::string ExecEnforcer::apply(const Rule& rule) { return run("add", rule); }
-std::string ExecEnforcer::remove(const Rule& rule) { return run("remove", rule); }
+std::string ExecEnforcer::apply(const Rule& rule) {
+  return run("add", rule);
+}
+std::string ExecEnforcer::remove(const Rule& rule) {
+  return run("remove", rule);
+}
 
 std::string ExecEnforcer::run(const char* verb, const Rule& rule) {
   counters_.runs++;
@@ -115,8 +120,10 @@ std::string ExecEnforcer::run(const char* verb, const Rule& rule) {
   while (!exited) {
     if (inW.fd >= 0 && written < input.size()) {
       ssize_t n = ::write(inW.fd, input.data() + written, input.size() - written);
-      if (n > 0) written += static_cast<size_t>(n);
-      else if (n < 0 && errno != EAGAIN && errno != EINTR) written = input.size();
+      if (n > 0)
+        written += static_cast<size_t>(n);
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        written = input.size();
     }
     if (inW.fd >= 0 && written >= input.size()) inW.reset();
     pid_t done = ::waitpid(pid, &status, WNOHANG);

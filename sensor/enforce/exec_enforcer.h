@@ -20,7 +20,8 @@ struct ExecCounters {
 // sensor's environment. Exit status 0 means done; anything else is a
 // rejection whose reason is the first line of the program's stderr (at most
 // 200 bytes). A program still running after the timeout is killed with its
-// process group (SIGKILL) and the rule rejected with "timed out". What it prints on stdout is logged.
+// process group (SIGKILL) and the rule rejected with "timed out". What it prints on stdout is
+// logged.
 //
 // The program, not the sensor, must make the rule expire on the device if
 // the sensor dies (the rule's absolute expiry is in the JSON). The sensor

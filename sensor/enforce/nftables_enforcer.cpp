@@ -130,8 +130,9 @@ NftablesEnforcer::NftablesEnforcer(std::string table) : table_(std::move(table))
   nft_ctx_buffer_error(ctx_);
   // `add` is a no-op for a table or chain that is there, so a restart keeps
   // what a previous run left (and its element timeouts).
-  std::string err = run("add table inet " + table_ + "\nadd chain inet " + table_ +
-                        " prerouting { type filter hook prerouting priority -300; policy accept; }");
+  std::string err =
+      run("add table inet " + table_ + "\nadd chain inet " + table_ +
+          " prerouting { type filter hook prerouting priority -300; policy accept; }");
   if (!err.empty()) {
     nft_ctx_free(ctx_);
     throw std::runtime_error("nftables: cannot create table inet " + table_ + ": " + err);
@@ -147,8 +148,10 @@ NftablesEnforcer::~NftablesEnforcer() {
 std::string NftablesEnforcer::run(const std::string& commands, std::string* out) {
   counters_.transactions++;
   int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
-  if (out) *out = nft_ctx_get_output_buffer(ctx_);
-  else (void)nft_ctx_get_output_buffer(ctx_);  // clears it
+  if (out)
+    *out = nft_ctx_get_output_buffer(ctx_);
+  else
+    (void)nft_ctx_get_output_buffer(ctx_);  // clears it
   std::string errors = nft_ctx_get_error_buffer(ctx_);
   if (rc == 0) return {};
   counters_.failures++;
@@ -174,7 +177,8 @@ void NftablesEnforcer::adoptLeftovers() {
       std::string name = item["chain"].value("name", "");
       if (name.rfind("rl_", 0) == 0) {
         leftoverChains_.insert(name);
-        nextChain_ = std::max(nextChain_, unsigned(std::strtoul(name.c_str() + 3, nullptr, 10)) + 1);
+        nextChain_ =
+            std::max(nextChain_, unsigned(std::strtoul(name.c_str() + 3, nullptr, 10)) + 1);
       }
     }
     if (!item.contains("map")) continue;
@@ -210,9 +214,10 @@ void NftablesEnforcer::adoptLeftovers() {
     }
   }
   if (counters_.adopted)
-    spdlog::info("nftables: table inet {} holds {} rules from an earlier run; they stay until "
-                 "their timeout or until the aggregator's list says otherwise",
-                 table_, counters_.adopted);
+    spdlog::info(
+        "nftables: table inet {} holds {} rules from an earlier run; they stay until "
+        "their timeout or until the aggregator's list says otherwise",
+        table_, counters_.adopted);
 }
 
 std::string NftablesEnforcer::ensureMap(const std::string& map, const std::string& type,
@@ -241,8 +246,8 @@ std::string NftablesEnforcer::writeElement(Element& e, bool inKernel, const std:
   if (!inKernel) return run(extra + add);
   // Older kernels do not refresh the timeout of an element that is there, so
   // a renewal replaces it, in one transaction.
-  std::string err = run(extra + "delete element inet " + table_ + " " + e.map + " { " + e.key +
-                        " }\n" + add);
+  std::string err =
+      run(extra + "delete element inet " + table_ + " " + e.map + " { " + e.key + " }\n" + add);
   if (!err.empty() && isMissing(err)) err = run(extra + add);  // expired in the kernel meanwhile
   return err;
 }
@@ -356,9 +361,10 @@ void NftablesEnforcer::reconcile(const std::set<std::string>& keep) {
   for (const auto& chain : leftoverChains_) (void)run("delete chain inet " + table_ + " " + chain);
   leftoverChains_.clear();
   if (!stale.empty())
-    spdlog::info("nftables: removed {} rules left by an earlier run that the aggregator no "
-                 "longer lists",
-                 stale.size());
+    spdlog::info(
+        "nftables: removed {} rules left by an earlier run that the aggregator no "
+        "longer lists",
+        stale.size());
 }
 
 }  // namespace garda::sensor

@@ -65,18 +65,17 @@ class NftablesEnforcer final : public Enforcer {
   // One map element: a key in one shape's map, and the orders behind it.
   struct Element {
     std::string map;
-    std::string key;                       // nft syntax, e.g. "198.18.5.0 . 17"
-    std::string verdict;                   // "drop" or "jump rl_N"
-    std::string chain;                     // rl_N for a rate limit, else empty
-    std::map<std::string, int64_t> owners; // order id -> expiry (wall ns)
+    std::string key;                        // nft syntax, e.g. "198.18.5.0 . 17"
+    std::string verdict;                    // "drop" or "jump rl_N"
+    std::string chain;                      // rl_N for a rate limit, else empty
+    std::map<std::string, int64_t> owners;  // order id -> expiry (wall ns)
   };
 
   // Runs a batch of commands as one transaction. Empty on success,
   // otherwise libnftables' first error line. `out` receives the output.
   std::string run(const std::string& commands, std::string* out = nullptr);
   // Creates the shape's map and its lookup rule if this run has not seen it.
-  std::string ensureMap(const std::string& map, const std::string& type,
-                        const std::string& lookup);
+  std::string ensureMap(const std::string& map, const std::string& type, const std::string& lookup);
   // Writes the element with the latest of its owners' expiries, keeping its
   // counter when it is already in the kernel.
   std::string writeElement(Element& e, bool inKernel, const std::string& extra = {});
@@ -90,10 +89,10 @@ class NftablesEnforcer final : public Enforcer {
   std::string table_;
   nft_ctx* ctx_ = nullptr;
   std::set<std::string> maps_;
-  std::map<std::string, Element> elements_;   // by "map key"
-  std::map<std::string, std::string> byRule_; // order id -> element
-  std::set<std::string> leftovers_;           // adopted ids not yet confirmed
-  std::set<std::string> leftoverChains_;      // rl chains found at start
+  std::map<std::string, Element> elements_;    // by "map key"
+  std::map<std::string, std::string> byRule_;  // order id -> element
+  std::set<std::string> leftovers_;            // adopted ids not yet confirmed
+  std::set<std::string> leftoverChains_;       // rl chains found at start
   unsigned nextChain_ = 1;
   NftablesCounters counters_;
 };

@@ -31,8 +31,10 @@ int libbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
   vsnprintf(line, sizeof line, format, args);
   std::string text(line);
   while (!text.empty() && text.back() == '\n') text.pop_back();
-  if (level == LIBBPF_WARN) spdlog::warn("xdp (libbpf): {}", text);
-  else spdlog::debug("xdp (libbpf): {}", text);
+  if (level == LIBBPF_WARN)
+    spdlog::warn("xdp (libbpf): {}", text);
+  else
+    spdlog::debug("xdp (libbpf): {}", text);
   return 0;
 }
 
@@ -246,7 +248,9 @@ std::string XdpEnforcer::dropOwner(const std::string& id) {
   return {};
 }
 
-std::string XdpEnforcer::remove(const Rule& rule) { return dropOwner(rule.id); }
+std::string XdpEnforcer::remove(const Rule& rule) {
+  return dropOwner(rule.id);
+}
 
 uint64_t XdpEnforcer::packetsDropped(const Rule& rule) {
   auto mine = byRule_.find(rule.id);

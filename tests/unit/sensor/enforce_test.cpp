@@ -36,10 +36,10 @@ namespace {
 using namespace std::chrono_literals;
 constexpr int64_t kSecond = 1'000'000'000;
 
-constexpr const char* kAttacker = "198.18.0.1";  // blocked in most tests
-constexpr const char* kBystander = "198.18.0.3"; // same wire, never blocked
+constexpr const char* kAttacker = "198.18.0.1";   // blocked in most tests
+constexpr const char* kBystander = "198.18.0.3";  // same wire, never blocked
 constexpr const char* kVictim = "198.18.0.2";
-constexpr const char* kMarker = "198.18.1.4";    // outside every rule: "all sent has arrived"
+constexpr const char* kMarker = "198.18.1.4";  // outside every rule: "all sent has arrived"
 constexpr uint16_t kVictimPort = 9999;
 
 Rule dropRule(const std::string& id, const std::string& source, int64_t ttlNs,
@@ -62,7 +62,9 @@ Rule reflectionRule(const std::string& id, uint16_t sourcePort, int64_t ttlNs) {
   return r;
 }
 
-int sh(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()); }
+int sh(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str());
+}
 
 // Two namespaces made for one test, "attacker" side and "victim" side, with
 // a veth between them, deleted in TearDown whatever happened. The enforcer
@@ -348,7 +350,7 @@ TEST_F(NftablesEnforceTest, ARestartedSensorAdoptsItsRulesAndDropsTheOnesNoLonge
   EXPECT_EQ(backend_->counters().adopted, 2u);
   // Until the aggregator's list arrives, both stay in force.
   EXPECT_EQ(send(kBystander, 4000, 10), 0);
-  ASSERT_EQ(apply(keep), "");  // the orderSync renews ord-keep ...
+  ASSERT_EQ(apply(keep), "");                            // the orderSync renews ord-keep ...
   inVictim([&] { backend_->reconcile({"ord-keep"}); });  // ... and does not list ord-stale
   EXPECT_EQ(send(kAttacker, 4000, 10), 0);
   EXPECT_EQ(send(kBystander, 4000, 10), 10);
@@ -387,8 +389,8 @@ TEST_F(NftablesEnforceTest, Installs1000RulesAndReportsTheTime) {
       ASSERT_EQ(backend_->apply(r), "");
     }
   });
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("nftables: 1000 rules installed in %.0f ms (%.2f ms per rule)\n", ms, ms / 1000);
   RecordProperty("install_1000_ms", static_cast<int>(ms));
   EXPECT_EQ(send(kAttacker, 4000, 10), 10);
@@ -418,8 +420,8 @@ TEST_F(XdpEnforceTest, DropsSourcesTowardOneVictimAndReflection) {
   Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
   ASSERT_EQ(apply(toVictim), "");
   ASSERT_EQ(apply(dns), "");
-  EXPECT_EQ(send(kAttacker, 4000, 30), 0);   // 198.18.0.1 is in the /31
-  EXPECT_EQ(send(kBystander, 53, 30), 0);    // from port 53
+  EXPECT_EQ(send(kAttacker, 4000, 30), 0);  // 198.18.0.1 is in the /31
+  EXPECT_EQ(send(kBystander, 53, 30), 0);   // from port 53
   EXPECT_EQ(send(kBystander, 5353, 30), 30);
   EXPECT_EQ(dropped(toVictim), 30u);
   EXPECT_EQ(dropped(dns), 30u);
@@ -438,9 +440,8 @@ TEST_F(XdpEnforceTest, RefusesWhatItCannotExpressWithTheReason) {
 TEST_F(XdpEnforceTest, ARestartedSensorReplacesItsProgramEvenInTheOtherMode) {
   ASSERT_EQ(apply(dropRule("ord-old", std::string(kAttacker) + "/32", 60 * kSecond)), "");
   EXPECT_EQ(send(kAttacker, 4000, 10), 0);
-  inVictim([&] {
-    backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kGeneric, 2048);
-  });
+  inVictim(
+      [&] { backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kGeneric, 2048); });
   EXPECT_EQ(backend_->attachMode(), "generic");
   // Fresh maps: the old rule is gone until the aggregator's list brings it back.
   EXPECT_EQ(send(kAttacker, 4000, 10), 10);
@@ -494,8 +495,8 @@ TEST_F(XdpEnforceTest, Installs1000RulesAndReportsTheTime) {
       ASSERT_EQ(backend_->apply(r), "");
     }
   });
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("xdp: 1000 rules installed in %.1f ms (%.3f ms per rule)\n", ms, ms / 1000);
   RecordProperty("install_1000_ms", static_cast<int>(ms));
   EXPECT_EQ(send(kAttacker, 4000, 10), 10);
@@ -555,8 +556,9 @@ TEST_F(ExecEnforceTest, HandsTheVerbAndTheRuleAsJsonToTheScript) {
 }
 
 TEST_F(ExecEnforceTest, ANonZeroExitIsARejectionWithTheFirstStderrLine) {
-  ExecEnforcer exec(script("no.sh", "cat >/dev/null\necho 'gateway refused: ACL full' >&2\n"
-                                    "echo 'second line' >&2\nexit 3\n"),
+  ExecEnforcer exec(script("no.sh",
+                           "cat >/dev/null\necho 'gateway refused: ACL full' >&2\n"
+                           "echo 'second line' >&2\nexit 3\n"),
                     5000);
   EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)),
             "gateway refused: ACL full (exit status 3)");
@@ -566,8 +568,7 @@ TEST_F(ExecEnforceTest, ANonZeroExitIsARejectionWithTheFirstStderrLine) {
 TEST_F(ExecEnforceTest, ASilentFailureNamesTheCommandAndTheStatus) {
   std::string path = script("silent.sh", "exit 1\n");
   ExecEnforcer exec(path, 5000);
-  EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)),
-            path + " add: exit status 1");
+  EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)), path + " add: exit status 1");
 }
 
 TEST_F(ExecEnforceTest, AScriptThatHangsIsKilledAtTheTimeout) {
