@@ -1,8 +1,11 @@
 #include "common/config.h"
 
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -301,6 +304,29 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
                                               {"exec", EnforceBackend::kExec},
                                               {"dry-run", EnforceBackend::kDryRun}});
   c.maxRules = static_cast<unsigned>(enforce.integer("max_rules", c.maxRules, 1, 1000000));
+  c.nftTable = enforce.string("nft_table", c.nftTable);
+  if (c.nftTable.empty() || c.nftTable.size() > 32 ||
+      !std::all_of(c.nftTable.begin(), c.nftTable.end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+      }) ||
+      !std::isalpha(static_cast<unsigned char>(c.nftTable[0])))
+    enforce.fail("nft_table", "\"" + c.nftTable + "\"",
+                 "must be 1 to 32 letters, digits or '_', starting with a letter");
+  c.xdpMode = enforce.choice<XdpMode>(
+      "xdp_mode", c.xdpMode,
+      {{"auto", XdpMode::kAuto}, {"native", XdpMode::kNative}, {"generic", XdpMode::kGeneric}});
+  c.execCommand = enforce.string("exec_command", c.execCommand,
+                                 c.backend == EnforceBackend::kExec);
+  if (!c.execCommand.empty()) {
+    if (c.execCommand[0] != '/')
+      enforce.fail("exec_command", "\"" + c.execCommand + "\"",
+                   "must be an absolute path (it is run without a shell, with no PATH lookup)");
+    if (c.backend == EnforceBackend::kExec && ::access(c.execCommand.c_str(), X_OK) != 0)
+      enforce.fail("exec_command", "\"" + c.execCommand + "\"",
+                   std::string("cannot be executed: ") + std::strerror(errno));
+  }
+  c.execTimeoutMs =
+      static_cast<unsigned>(enforce.integer("exec_timeout_ms", c.execTimeoutMs, 100, 600000));
   enforce.finish();
 
   return c;

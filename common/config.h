@@ -21,6 +21,7 @@ class ConfigError : public std::runtime_error {
 enum class CaptureSource { kAfPacket, kPcap };
 enum class ReplaySpeed { kFast, kRealtime };
 enum class EnforceBackend { kNftables, kXdp, kExec, kDryRun };
+enum class XdpMode { kAuto, kNative, kGeneric };
 enum class MitigationMode { kEnforce, kConfirm, kDryRun };
 enum class Role { kViewer, kOperator };
 
@@ -68,6 +69,10 @@ struct SensorConfig {
   // [enforce]
   EnforceBackend backend = EnforceBackend::kDryRun;
   unsigned maxRules = 10000;
+  std::string nftTable = "garda";   // the `inet` table the nftables backend owns
+  XdpMode xdpMode = XdpMode::kAuto; // auto: native, else generic (skb) mode
+  std::string execCommand;          // exec backend: absolute path, run without a shell
+  unsigned execTimeoutMs = 5000;    // exec backend: the script is killed after this
 };
 
 struct SensorEntry {

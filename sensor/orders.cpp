@@ -117,6 +117,9 @@ std::vector<OrderReportOut> OrderManager::onSync(capnp::List<wire::Order>::Reade
     if (!listed.count(id)) stale.push_back(id);
   for (const auto& id : stale)
     out.push_back(removeRule(id, wire::OrderState::REMOVED, "not in the aggregator's list", nowNs));
+  std::set<std::string> inForce;
+  for (const auto& [id, rule] : rules_) inForce.insert(id);
+  enforcer_.reconcile(inForce);
   spdlog::info("orders: synced with the aggregator: {} listed, {} active, {} stale removed",
                orders.size(), rules_.size(), stale.size());
   return out;

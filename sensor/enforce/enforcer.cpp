@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "sensor/enforce/exec_enforcer.h"
+#include "sensor/enforce/nftables_enforcer.h"
+#include "sensor/enforce/xdp_enforcer.h"
+
 namespace garda::sensor {
 
 std::string DryRunEnforcer::apply(const Rule& rule) {
@@ -16,15 +20,22 @@ std::string DryRunEnforcer::remove(const Rule& rule) {
 }
 
 std::unique_ptr<Enforcer> makeEnforcer(const common::SensorConfig& config) {
-  switch (config.backend) {
-    case common::EnforceBackend::kDryRun: return std::make_unique<DryRunEnforcer>();
-    case common::EnforceBackend::kNftables:
-    case common::EnforceBackend::kXdp:
-    case common::EnforceBackend::kExec: break;
+  try {
+    switch (config.backend) {
+      case common::EnforceBackend::kDryRun: return std::make_unique<DryRunEnforcer>();
+      case common::EnforceBackend::kNftables:
+        return std::make_unique<NftablesEnforcer>(config.nftTable);
+      case common::EnforceBackend::kExec:
+        return std::make_unique<ExecEnforcer>(config.execCommand, config.execTimeoutMs);
+      case common::EnforceBackend::kXdp:
+        return std::make_unique<XdpEnforcer>(config.interface, config.xdpMode, config.maxRules);
+    }
+  } catch (const common::ConfigError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw common::ConfigError(config.path + ": enforce.backend: " + e.what());
   }
-  throw common::ConfigError(config.path +
-                            ": enforce.backend: this version of garda-sensor enforces with "
-                            "\"dry-run\" only (nftables, xdp and exec come with mitigation)");
+  throw common::ConfigError(config.path + ": enforce.backend: unknown backend");
 }
 
 }  // namespace garda::sensor

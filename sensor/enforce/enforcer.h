@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "common/config.h"
@@ -24,6 +25,11 @@ class Enforcer {
   virtual std::string remove(const Rule& rule) = 0;
   // Packets the rule has dropped so far (0 when the backend cannot count).
   virtual uint64_t packetsDropped(const Rule& rule) = 0;
+  // After the aggregator's full list (orderSync) has been applied: removes
+  // whatever the backend still holds from an earlier run of the sensor (a
+  // crash, a restart) that is not among `keep`, the rules now in force.
+  // Backends that keep nothing across runs do nothing.
+  virtual void reconcile(const std::set<std::string>& keep) { (void)keep; }
 };
 
 // Logs what it would do and touches nothing: for trying Garda out, and for

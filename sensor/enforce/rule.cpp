@@ -4,12 +4,21 @@
 
 namespace garda::sensor {
 
+namespace {
+
+// "any" for a prefix of length 0, which a script should not have to decode.
+std::string prefixText(const common::Prefix& p) {
+  return p.length() == 0 ? "any" : p.toString();
+}
+
+}  // namespace
+
 nlohmann::json Rule::toJson() const {
   return {{"id", id},
           {"incident_id", incidentId},
           {"action", match.action == common::OrderMatch::Action::kDrop ? "drop" : "rate_limit"},
-          {"source", match.source.toString()},
-          {"destination", match.destination.toString()},
+          {"source", prefixText(match.source)},
+          {"destination", prefixText(match.destination)},
           {"protocol", match.protocol},
           {"source_port", match.sourcePort},
           {"destination_port", match.destinationPort},

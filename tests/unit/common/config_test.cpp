@@ -96,6 +96,45 @@ TEST(SensorConfig, MinimalConfigLoadsWithDefaults) {
   EXPECT_EQ(c.heartbeatMs, 1000u);
   EXPECT_EQ(c.backend, EnforceBackend::kDryRun);
   EXPECT_EQ(c.maxRules, 10000u);
+  EXPECT_EQ(c.nftTable, "garda");
+  EXPECT_EQ(c.xdpMode, XdpMode::kAuto);
+  EXPECT_EQ(c.execCommand, "");
+  EXPECT_EQ(c.execTimeoutMs, 5000u);
+}
+
+TEST(SensorConfig, EnforceBackendKeysAreRead) {
+  auto c = parseSensorConfig(std::string(kMinimalSensor) +
+                                 "[enforce]\nbackend = \"exec\"\nnft_table = \"garda_2\"\n"
+                                 "xdp_mode = \"generic\"\nexec_command = \"/bin/true\"\n"
+                                 "exec_timeout_ms = 250\n",
+                             "/etc/garda/sensor.toml", false);
+  EXPECT_EQ(c.backend, EnforceBackend::kExec);
+  EXPECT_EQ(c.nftTable, "garda_2");
+  EXPECT_EQ(c.xdpMode, XdpMode::kGeneric);
+  EXPECT_EQ(c.execCommand, "/bin/true");
+  EXPECT_EQ(c.execTimeoutMs, 250u);
+}
+
+TEST(SensorConfig, BadEnforceKeysAreRefusedWithTheReason) {
+  const std::string base = std::string(kMinimalSensor) + "[enforce]\n";
+  EXPECT_EQ(sensorError(base + "backend = \"exec\"\n"),
+            "sensor.toml: enforce.exec_command: missing (required)");
+  EXPECT_EQ(sensorError(base + "backend = \"exec\"\nexec_command = \"enforce.sh\"\n"),
+            "sensor.toml: enforce.exec_command = \"enforce.sh\": must be an absolute path (it is "
+            "run without a shell, with no PATH lookup)");
+  EXPECT_EQ(sensorError(base + "backend = \"exec\"\nexec_command = \"/nonexistent/garda.sh\"\n"),
+            "sensor.toml: enforce.exec_command = \"/nonexistent/garda.sh\": cannot be executed: "
+            "No such file or directory");
+  EXPECT_EQ(sensorError(base + "exec_timeout_ms = 10\n"),
+            "sensor.toml: enforce.exec_timeout_ms = 10: must be between 100 and 600000");
+  EXPECT_EQ(sensorError(base + "xdp_mode = \"offload\"\n"),
+            "sensor.toml: enforce.xdp_mode = \"offload\": must be one of auto | native | generic");
+  for (const char* table : {"", "1garda", "garda-x", "a234567890123456789012345678901234"})
+    EXPECT_EQ(sensorError(base + "nft_table = \"" + table + "\"\n"),
+              std::string("sensor.toml: enforce.nft_table = \"") + table +
+                  "\": must be 1 to 32 letters, digits or '_', starting with a letter");
+  EXPECT_EQ(sensorError(base + "exec_comand = \"/bin/true\"\n"),
+            "sensor.toml: enforce.exec_comand: unknown key");
 }
 
 TEST(SensorConfig, FullConfigReadsEveryKey) {

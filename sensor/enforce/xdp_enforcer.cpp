@@ -1,0 +1,267 @@
+#include "sensor/enforce/xdp_enforcer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+#include "common/clock.h"
+#include "sensor/enforce/bpf/garda_xdp.h"
+
+extern "C" {
+extern const unsigned char kGardaXdpObject[];
+extern const size_t kGardaXdpObjectSize;
+}
+
+namespace garda::sensor {
+namespace {
+
+constexpr const char* kProgramName = "garda_xdp";
+
+int libbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
+  char line[512];
+  vsnprintf(line, sizeof line, format, args);
+  std::string text(line);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level == LIBBPF_WARN)
+    spdlog::warn("xdp (libbpf): {}", text);
+  else
+    spdlog::debug("xdp (libbpf): {}", text);
+  return 0;
+}
+
+// The address in the 16-byte form the program compares: IPv6 as is, IPv4
+// IPv4-mapped.
+void mapped(const common::IpAddress& a, uint8_t out[16]) {
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<uint8_t>(a.hi() >> (56 - 8 * i));
+    out[8 + i] = static_cast<uint8_t>(a.lo() >> (56 - 8 * i));
+  }
+}
+
+int64_t bootNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::string programName(uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return "?";
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "?";
+  close(fd);
+  return name;
+}
+
+template <typename T>
+std::vector<uint8_t> bytesOf(const T& value) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&value);
+  return {p, p + sizeof value};
+}
+
+}  // namespace
+
+XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, unsigned maxRules)
+    : interface_(interface) {
+  libbpf_set_print(libbpfLog);
+  ifindex_ = static_cast<int>(if_nametoindex(interface.c_str()));
+  if (ifindex_ == 0)
+    throw std::runtime_error("xdp: interface " + interface + ": " + std::strerror(errno));
+
+  // Only ever replace our own program.
+  bpf_xdp_query_opts query{};
+  query.sz = sizeof query;
+  if (bpf_xdp_query(ifindex_, 0, &query) == 0) {
+    for (uint32_t id : {query.prog_id, query.drv_prog_id, query.skb_prog_id, query.hw_prog_id}) {
+      if (id == 0) continue;
+      std::string name = programName(id);
+      if (name != kProgramName)
+        throw std::runtime_error("xdp: interface " + interface + " already runs XDP program \"" +
+                                 name + "\" (id " + std::to_string(id) +
+                                 "); garda will not replace it");
+    }
+  }
+
+  LIBBPF_OPTS(bpf_object_open_opts, openOpts, .object_name = "garda_xdp");
+  object_ = bpf_object__open_mem(kGardaXdpObject, kGardaXdpObjectSize, &openOpts);
+  if (!object_) throw std::runtime_error("xdp: cannot open the embedded BPF object");
+  for (const char* m : {"by_src", "by_dst_src", "by_flow", "drops"}) {
+    bpf_map* map = bpf_object__find_map_by_name(object_, m);
+    if (!map || bpf_map__set_max_entries(map, maxRules) != 0) {
+      bpf_object__close(object_);
+      throw std::runtime_error(std::string("xdp: map ") + m + " missing from the BPF object");
+    }
+  }
+  if (int err = bpf_object__load(object_); err != 0) {
+    bpf_object__close(object_);
+    throw std::runtime_error("xdp: cannot load the BPF program: " + std::string(strerror(-err)) +
+                             " (root, kernel >= 5.8 with BPF and XDP needed)");
+  }
+  bySrc_ = bpf_object__find_map_fd_by_name(object_, "by_src");
+  byDstSrc_ = bpf_object__find_map_fd_by_name(object_, "by_dst_src");
+  byFlow_ = bpf_object__find_map_fd_by_name(object_, "by_flow");
+  drops_ = bpf_object__find_map_fd_by_name(object_, "drops");
+  int progFd = bpf_program__fd(bpf_object__find_program_by_name(object_, kProgramName));
+  int cpus = libbpf_num_possible_cpus();
+  cpus_ = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
+
+  // A Garda program left by an earlier run may be attached in the other
+  // mode, which blocks attaching in this one: take it off first.
+  if (query.drv_prog_id) bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr);
+  if (query.skb_prog_id) bpf_xdp_detach(ifindex_, XDP_FLAGS_SKB_MODE, nullptr);
+  int err = -EINVAL;
+  if (mode != common::XdpMode::kGeneric) {
+    err = bpf_xdp_attach(ifindex_, progFd, XDP_FLAGS_DRV_MODE, nullptr);
+    if (err == 0) attachMode_ = "native";
+  }
+  if (err != 0 && mode != common::XdpMode::kNative) {
+    err = bpf_xdp_attach(ifindex_, progFd, XDP_FLAGS_SKB_MODE, nullptr);
+    if (err == 0) attachMode_ = "generic";
+  }
+  if (err != 0) {
+    bpf_object__close(object_);
+    throw std::runtime_error("xdp: cannot attach to " + interface + " (" +
+                             (mode == common::XdpMode::kNative ? "native" : "generic") +
+                             " mode): " + strerror(-err));
+  }
+  for (uint32_t slot = maxRules; slot > 0; --slot) freeSlots_.push_back(slot - 1);
+  spdlog::info("xdp: {} attached to {} in {} mode, {} rules at most", kProgramName, interface,
+               attachMode_, maxRules);
+}
+
+XdpEnforcer::~XdpEnforcer() {
+  // The program stays attached, and its maps with it: entries stop at their
+  // own deadline. The next sensor replaces it.
+  if (object_) bpf_object__close(object_);
+}
+
+std::string XdpEnforcer::write(Entry& e) {
+  int64_t expires = 0;
+  for (const auto& [id, at] : e.owners) expires = std::max(expires, at);
+  garda_entry value{};
+  value.deadline_boot_ns = static_cast<uint64_t>(expires - common::wallNowNs() + bootNowNs());
+  value.slot = e.slot;
+  if (bpf_map_update_elem(e.mapFd, e.key.data(), &value, BPF_ANY) != 0) {
+    counters_.mapErrors++;
+    return std::string("cannot write the map entry: ") + std::strerror(errno);
+  }
+  return {};
+}
+
+std::string XdpEnforcer::apply(const Rule& rule) {
+  const auto& m = rule.match;
+  auto refuse = [&](std::string why) {
+    counters_.unsupported++;
+    return why + " (use the nftables backend for such rules)";
+  };
+  if (m.action == common::OrderMatch::Action::kRateLimit)
+    return refuse("the xdp backend drops; it cannot rate-limit");
+  if (m.destinationPort != 0) return refuse("the xdp backend does not match destination ports");
+  const bool hasSrc = m.source.length() > 0, hasDst = m.destination.length() > 0;
+  if (hasSrc && hasDst && m.source.address().isV4() != m.destination.address().isV4())
+    return "source and destination are of different address families";
+  const bool dstHost = hasDst && m.destination.length128() == 128;
+
+  Entry e;
+  if (m.protocol != 0 || m.sourcePort != 0) {
+    if (hasSrc || !dstHost || m.sourcePort == 0 ||
+        (m.protocol != IPPROTO_UDP && m.protocol != IPPROTO_TCP))
+      return refuse(
+          "the xdp backend matches a protocol only as (tcp or udp, source port) from any source "
+          "toward one destination address");
+    garda_flow_key k{};
+    k.family = m.destination.address().isV4() ? 4 : 6;
+    k.protocol = m.protocol;
+    k.source_port = htons(m.sourcePort);
+    mapped(m.destination.address(), k.dst);
+    e.mapFd = byFlow_;
+    e.key = bytesOf(k);
+  } else if (hasSrc && !hasDst) {
+    garda_src_key k{};
+    k.prefixlen = m.source.length128();
+    mapped(m.source.address(), k.addr);
+    e.mapFd = bySrc_;
+    e.key = bytesOf(k);
+  } else if (hasDst && (dstHost || !hasSrc)) {
+    garda_dst_src_key k{};
+    k.prefixlen = dstHost ? 128 + (hasSrc ? m.source.length128() : 0) : m.destination.length128();
+    mapped(m.destination.address(), k.dst);
+    if (hasSrc) mapped(m.source.address(), k.src);
+    e.mapFd = byDstSrc_;
+    e.key = bytesOf(k);
+  } else {
+    return refuse("the xdp backend matches sources toward one destination address, not a prefix");
+  }
+
+  const std::string at = std::to_string(e.mapFd) + ":" + std::string(e.key.begin(), e.key.end());
+  if (auto mine = byRule_.find(rule.id); mine != byRule_.end() && mine->second != at)
+    (void)dropOwner(rule.id);
+  auto it = entries_.find(at);
+  if (it != entries_.end()) {
+    it->second.owners[rule.id] = rule.expiresAtNs;
+    byRule_[rule.id] = at;
+    counters_.refreshed++;
+    return write(it->second);
+  }
+  if (freeSlots_.empty()) return "all counter slots are in use (enforce.max_rules)";
+  e.slot = freeSlots_.back();
+  std::vector<uint64_t> zeros(cpus_, 0);
+  if (bpf_map_update_elem(drops_, &e.slot, zeros.data(), BPF_ANY) != 0) {
+    counters_.mapErrors++;
+    return std::string("cannot reset the drop counter: ") + std::strerror(errno);
+  }
+  e.owners[rule.id] = rule.expiresAtNs;
+  if (auto err = write(e); !err.empty()) return err;
+  freeSlots_.pop_back();
+  counters_.installed++;
+  byRule_[rule.id] = at;
+  entries_[at] = std::move(e);
+  return {};
+}
+
+std::string XdpEnforcer::dropOwner(const std::string& id) {
+  auto mine = byRule_.find(id);
+  if (mine == byRule_.end()) return {};
+  auto it = entries_.find(mine->second);
+  byRule_.erase(mine);
+  if (it == entries_.end()) return {};
+  Entry& e = it->second;
+  e.owners.erase(id);
+  if (!e.owners.empty()) return write(e);
+  if (bpf_map_delete_elem(e.mapFd, e.key.data()) != 0 && errno != ENOENT) {
+    counters_.mapErrors++;
+    return std::string("cannot delete the map entry: ") + std::strerror(errno);
+  }
+  freeSlots_.push_back(e.slot);
+  entries_.erase(it);
+  counters_.removed++;
+  return {};
+}
+
+std::string XdpEnforcer::remove(const Rule& rule) {
+  return dropOwner(rule.id);
+}
+
+uint64_t XdpEnforcer::packetsDropped(const Rule& rule) {
+  auto mine = byRule_.find(rule.id);
+  if (mine == byRule_.end()) return 0;
+  auto it = entries_.find(mine->second);
+  if (it == entries_.end()) return 0;
+  std::vector<uint64_t> perCpu(cpus_, 0);
+  if (bpf_map_lookup_elem(drops_, &it->second.slot, perCpu.data()) != 0) return 0;
+  uint64_t total = 0;
+  for (uint64_t c : perCpu) total += c;
+  return total;
+}
+
+}  // namespace garda::sensor

@@ -1,0 +1,605 @@
+// The enforcement backends against the real kernel: nftables and XDP in a
+// pair of network namespaces joined by a veth (198.18.0.0/15 addresses only),
+// traffic sent by UDP sockets from one side and counted on the other; the
+// exec backend with scripts that record what they were given.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <capnp/message.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "sensor/enforce/exec_enforcer.h"
+#include "sensor/enforce/nftables_enforcer.h"
+#include "sensor/enforce/xdp_enforcer.h"
+#include "sensor/orders.h"
+
+namespace garda::sensor {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr int64_t kSecond = 1'000'000'000;
+
+constexpr const char* kAttacker = "198.18.0.1";   // blocked in most tests
+constexpr const char* kBystander = "198.18.0.3";  // same wire, never blocked
+constexpr const char* kVictim = "198.18.0.2";
+constexpr const char* kMarker = "198.18.1.4";  // outside every rule: "all sent has arrived"
+constexpr uint16_t kVictimPort = 9999;
+
+Rule dropRule(const std::string& id, const std::string& source, int64_t ttlNs,
+              const std::string& destination = "") {
+  Rule r;
+  r.id = id;
+  r.incidentId = "inc-test";
+  r.match.source = source.empty() ? common::Prefix{} : *common::Prefix::parse(source);
+  if (!destination.empty()) r.match.destination = *common::Prefix::parse(destination);
+  r.expiresAtNs = common::wallNowNs() + ttlNs;
+  r.reason = "test";
+  r.createdBy = "enforce_test";
+  return r;
+}
+
+Rule reflectionRule(const std::string& id, uint16_t sourcePort, int64_t ttlNs) {
+  Rule r = dropRule(id, "", ttlNs, std::string(kVictim) + "/32");
+  r.match.protocol = IPPROTO_UDP;
+  r.match.sourcePort = sourcePort;
+  return r;
+}
+
+int sh(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str());
+}
+
+// Two namespaces made for one test, "attacker" side and "victim" side, with
+// a veth between them, deleted in TearDown whatever happened. The enforcer
+// under test runs on the victim side (in threads that enter its namespace).
+class NamespacePair : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, nftables, XDP)";
+    static int serial = 0;
+    std::string tag = std::to_string(getpid()) + "x" + std::to_string(serial++);
+    attackerNs_ = "genfa" + tag;
+    victimNs_ = "genfv" + tag;
+    ASSERT_EQ(sh("ip netns add " + attackerNs_), 0);
+    ASSERT_EQ(sh("ip netns add " + victimNs_), 0);
+    ASSERT_EQ(sh("ip -n " + attackerNs_ + " link add va type veth peer name vb netns " + victimNs_),
+              0);
+    ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kAttacker + "/24 dev va"), 0);
+    ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kBystander + "/24 dev va"), 0);
+    ASSERT_EQ(sh("ip -n " + attackerNs_ + " addr add " + kMarker + "/24 dev va"), 0);
+    ASSERT_EQ(sh("ip -n " + victimNs_ + " addr add " + kVictim + "/24 dev vb"), 0);
+    for (const auto& [ns, dev] : {std::pair{attackerNs_, "va"}, std::pair{victimNs_, "vb"}}) {
+      ASSERT_EQ(sh("ip -n " + ns + " link set lo up"), 0);
+      ASSERT_EQ(sh("ip -n " + ns + " link set " + dev + " up"), 0);
+    }
+    ASSERT_EQ(sh("ip -n " + victimNs_ + " route add 198.18.1.0/24 dev vb"), 0);
+    inVictim([&] {
+      receiver_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+      sockaddr_in a = address(kVictim, kVictimPort);
+      ASSERT_EQ(bind(receiver_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+      int big = 4 << 20;
+      setsockopt(receiver_, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    });
+    // Resolve ARP once, so the first counted packets are not held back.
+    (void)send(kBystander, 4000, 1);
+  }
+
+  void TearDown() override {
+    if (receiver_ >= 0) close(receiver_);
+    if (!attackerNs_.empty()) sh("ip netns del " + attackerNs_);
+    if (!victimNs_.empty()) sh("ip netns del " + victimNs_);
+  }
+
+  static sockaddr_in address(const char* ip, uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return a;
+  }
+
+  // Runs `fn` in a thread inside the namespace (setns is per thread).
+  static void inNamespace(const std::string& ns, const std::function<void()>& fn) {
+    std::thread t([&] {
+      int fd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+      ASSERT_GE(fd, 0) << ns;
+      ASSERT_EQ(setns(fd, CLONE_NEWNET), 0) << ns;
+      close(fd);
+      fn();
+    });
+    t.join();
+  }
+  void inVictim(const std::function<void()>& fn) { inNamespace(victimNs_, fn); }
+
+  // Sends `count` datagrams from (ip, port) on the attacker side to the
+  // victim and returns how many the victim received from that address. A
+  // marker datagram from an address no rule covers follows them on the same
+  // wire; its arrival means the flow has been through the victim's stack.
+  int send(const char* ip, uint16_t port, int count) {
+    drain();
+    inNamespace(attackerNs_, [&] {
+      auto burst = [&](const char* fromIp, uint16_t fromPort, int n) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in from = address(fromIp, fromPort), to = address(kVictim, kVictimPort);
+        ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from), 0)
+            << fromIp << ":" << fromPort;
+        char payload[64] = "garda enforce test";
+        for (int i = 0; i < n; ++i)
+          sendto(s, payload, sizeof payload, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        close(s);
+      };
+      burst(ip, port, count);
+      burst(kMarker, 4999, 1);
+    });
+    const std::string marker = std::string(kMarker) + ":4999";
+    const std::string flow = std::string(ip) + ":" + std::to_string(port);
+    std::map<std::string, int> got;
+    for (int waited = 0; waited < 3000 && !got.count(marker); waited += 10) {
+      std::this_thread::sleep_for(10ms);
+      for (const auto& [from, n] : drain()) got[from] += n;
+    }
+    EXPECT_TRUE(got.count(marker)) << "the marker never arrived";
+    std::this_thread::sleep_for(20ms);
+    for (const auto& [from, n] : drain()) got[from] += n;
+    return got[flow];
+  }
+
+  // What the victim received since the last call, by "ip:port".
+  std::map<std::string, int> drain() {
+    std::map<std::string, int> got;
+    char buf[256];
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    while (recvfrom(receiver_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
+      char ip[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+      got[std::string(ip) + ":" + std::to_string(ntohs(from.sin_port))]++;
+      len = sizeof from;
+    }
+    return got;
+  }
+
+  static void sleepUntilWall(int64_t wallNs) {
+    int64_t left = wallNs - common::wallNowNs();
+    if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+  }
+
+  std::string attackerNs_, victimNs_;
+  int receiver_ = -1;
+};
+
+// Builds one backend in the victim namespace; each call of the test goes
+// through inVictim too, so libnftables / libbpf act there.
+template <typename Backend>
+class BackendTest : public NamespacePair {
+ protected:
+  void TearDown() override {
+    if (backend_) inVictim([&] { backend_.reset(); });
+    NamespacePair::TearDown();
+  }
+  std::string apply(const Rule& r) {
+    std::string out;
+    inVictim([&] { out = backend_->apply(r); });
+    return out;
+  }
+  std::string remove(const Rule& r) {
+    std::string out;
+    inVictim([&] { out = backend_->remove(r); });
+    return out;
+  }
+  uint64_t dropped(const Rule& r) {
+    uint64_t out = 0;
+    inVictim([&] { out = backend_->packetsDropped(r); });
+    return out;
+  }
+  std::unique_ptr<Backend> backend_;
+};
+
+class NftablesEnforceTest : public BackendTest<NftablesEnforcer> {
+ protected:
+  void SetUp() override {
+    NamespacePair::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    inVictim([&] { backend_ = std::make_unique<NftablesEnforcer>("garda"); });
+  }
+  // What `nft` itself shows of the table.
+  std::string ruleset() {
+    std::string text;
+    FILE* p = popen(("ip netns exec " + victimNs_ + " nft list table inet garda").c_str(), "r");
+    if (!p) return text;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+    pclose(p);
+    return text;
+  }
+};
+
+TEST_F(NftablesEnforceTest, DropsTheBlockedSourceAndPassesOthers) {
+  ASSERT_EQ(send(kAttacker, 4000, 20), 20);
+  Rule r = dropRule("ord-1", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 50), 0);
+  EXPECT_EQ(send(kBystander, 4000, 50), 50);
+  EXPECT_EQ(dropped(r), 50u);
+  EXPECT_NE(ruleset().find("comment \"ord-1\""), std::string::npos) << ruleset();
+  ASSERT_EQ(remove(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+}
+
+TEST_F(NftablesEnforceTest, DropsReflectionByProtocolAndSourcePortTowardTheVictim) {
+  Rule r = reflectionRule("ord-dns", 53, 60 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kBystander, 53, 40), 0);
+  EXPECT_EQ(send(kBystander, 5353, 40), 40);
+  EXPECT_EQ(dropped(r), 40u);
+  // A source port with no protocol: that port of any protocol with ports.
+  Rule anyProto = reflectionRule("ord-ntp", 123, 60 * kSecond);
+  anyProto.match.protocol = 0;
+  ASSERT_EQ(apply(anyProto), "");
+  EXPECT_EQ(send(kBystander, 123, 40), 0);
+  EXPECT_EQ(dropped(anyProto), 40u);
+}
+
+TEST_F(NftablesEnforceTest, OverlappingPrefixesFromTwoOrdersLiveSideBySide) {
+  Rule wide = dropRule("ord-24", "198.18.0.0/24", 60 * kSecond);
+  Rule narrow = dropRule("ord-32", std::string(kAttacker) + "/32", 60 * kSecond,
+                         std::string(kVictim) + "/32");
+  ASSERT_EQ(apply(wide), "");
+  ASSERT_EQ(apply(narrow), "");
+  ASSERT_EQ(remove(wide), "");
+  EXPECT_EQ(send(kAttacker, 4000, 30), 0);
+  EXPECT_EQ(send(kBystander, 4000, 30), 30);
+}
+
+TEST_F(NftablesEnforceTest, TwoOrdersWithOneMatchShareAnElementUntilTheLastIsRemoved) {
+  Rule a = dropRule("ord-a", std::string(kAttacker) + "/32", 60 * kSecond);
+  Rule b = dropRule("ord-b", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(a), "");
+  ASSERT_EQ(apply(b), "");
+  ASSERT_EQ(remove(a), "");
+  EXPECT_EQ(send(kAttacker, 4000, 30), 0);
+  ASSERT_EQ(remove(b), "");
+  EXPECT_EQ(send(kAttacker, 4000, 30), 30);
+}
+
+TEST_F(NftablesEnforceTest, RateLimitLetsThroughAboutTheRateAndDropsTheRest) {
+  Rule r = dropRule("ord-rl", "198.18.0.0/24", 60 * kSecond, std::string(kVictim) + "/32");
+  r.match.action = common::OrderMatch::Action::kRateLimit;
+  r.match.protocol = IPPROTO_UDP;
+  r.match.ratePps = 10;
+  ASSERT_EQ(apply(r), "");
+  int got = send(kBystander, 4000, 300);
+  EXPECT_GT(got, 0);
+  EXPECT_LT(got, 40);  // 10/s plus the default burst of 5, over ~0.2 s
+  EXPECT_EQ(dropped(r), static_cast<uint64_t>(300 - got));
+}
+
+TEST_F(NftablesEnforceTest, TheKernelExpiresTheRuleOnTimeWithoutTheSensor) {
+  Rule r = dropRule("ord-ttl", std::string(kAttacker) + "/32", 2 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);
+  sleepUntilWall(r.expiresAtNs + 300'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+  // The sensor's own removal afterwards is not an error.
+  EXPECT_EQ(remove(r), "");
+}
+
+TEST_F(NftablesEnforceTest, RenewalPushesTheKernelTimeoutOutAndKeepsTheCount) {
+  Rule r = dropRule("ord-renew", std::string(kAttacker) + "/32", 2 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  const int64_t firstExpiry = r.expiresAtNs;
+  r.expiresAtNs = common::wallNowNs() + 6 * kSecond;
+  ASSERT_EQ(apply(r), "");
+  sleepUntilWall(firstExpiry + 500'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  EXPECT_EQ(dropped(r), 20u);
+}
+
+TEST_F(NftablesEnforceTest, RulesOfASensorKilledWithSigkillStillExpireOnTime) {
+  backend_.reset();  // the killed process is the one that installs
+  const int64_t expiresAt = common::wallNowNs() + 3 * kSecond;
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int fd = open(("/run/netns/" + victimNs_).c_str(), O_RDONLY);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) _exit(10);
+    NftablesEnforcer nft("garda");
+    Rule r = dropRule("ord-killed", std::string(kAttacker) + "/32", 0);
+    r.expiresAtNs = expiresAt;
+    if (!nft.apply(r).empty()) _exit(11);
+    raise(SIGKILL);
+    _exit(12);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);
+  sleepUntilWall(expiresAt - 700'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);  // still in force just before its expiry
+  sleepUntilWall(expiresAt + 300'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+}
+
+TEST_F(NftablesEnforceTest, ARestartedSensorAdoptsItsRulesAndDropsTheOnesNoLongerListed) {
+  Rule keep = dropRule("ord-keep", std::string(kAttacker) + "/32", 60 * kSecond);
+  Rule stale = dropRule("ord-stale", std::string(kBystander) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(keep), "");
+  ASSERT_EQ(apply(stale), "");
+  inVictim([&] { backend_ = std::make_unique<NftablesEnforcer>("garda"); });  // restart
+  EXPECT_EQ(backend_->counters().adopted, 2u);
+  // Until the aggregator's list arrives, both stay in force.
+  EXPECT_EQ(send(kBystander, 4000, 10), 0);
+  ASSERT_EQ(apply(keep), "");                            // the orderSync renews ord-keep ...
+  inVictim([&] { backend_->reconcile({"ord-keep"}); });  // ... and does not list ord-stale
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  EXPECT_EQ(send(kBystander, 4000, 10), 10);
+  std::string after = ruleset();
+  EXPECT_NE(after.find("ord-keep"), std::string::npos) << after;
+  EXPECT_EQ(after.find("ord-stale"), std::string::npos) << after;
+}
+
+TEST_F(NftablesEnforceTest, OrderManagerRefusesANeverBlockOrderBeforeTheKernelSeesIt) {
+  common::SensorConfig config;
+  config.neverBlock = {*common::Prefix::parse(std::string(kAttacker) + "/32")};
+  OrderManager orders(config, *backend_);
+  capnp::MallocMessageBuilder message;
+  auto o = message.initRoot<wire::Order>();
+  o.setOrderId("ord-nb");
+  common::writePrefix(o.initSource(), *common::Prefix::parse("198.18.0.0/24"));
+  o.setExpiresAtNs(common::wallNowNs() + 60 * kSecond);
+  std::vector<OrderReportOut> reports;
+  inVictim([&] { reports = orders.onOrder(o.asReader(), common::wallNowNs()); });
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].state, wire::OrderState::REJECTED);
+  EXPECT_NE(reports[0].reason.find("never_block"), std::string::npos) << reports[0].reason;
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+  std::string table = ruleset();
+  EXPECT_NE(table.find("table inet garda"), std::string::npos) << table;
+  EXPECT_EQ(table.find("ord-nb"), std::string::npos) << table;
+}
+
+TEST_F(NftablesEnforceTest, Installs1000RulesAndReportsTheTime) {
+  auto start = std::chrono::steady_clock::now();
+  inVictim([&] {
+    for (int i = 0; i < 1000; ++i) {
+      Rule r = dropRule("ord-bulk-" + std::to_string(i),
+                        "198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "/32",
+                        60 * kSecond);
+      ASSERT_EQ(backend_->apply(r), "");
+    }
+  });
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::printf("nftables: 1000 rules installed in %.0f ms (%.2f ms per rule)\n", ms, ms / 1000);
+  RecordProperty("install_1000_ms", static_cast<int>(ms));
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+}
+
+class XdpEnforceTest : public BackendTest<XdpEnforcer> {
+ protected:
+  void SetUp() override {
+    NamespacePair::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    inVictim([&] { backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kAuto, 2048); });
+  }
+};
+
+TEST_F(XdpEnforceTest, DropsTheBlockedSourcePrefixAndPassesOthers) {
+  Rule r = dropRule("ord-1", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 50), 0);
+  EXPECT_EQ(send(kBystander, 4000, 50), 50);
+  EXPECT_EQ(dropped(r), 50u);
+  ASSERT_EQ(remove(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+}
+
+TEST_F(XdpEnforceTest, DropsSourcesTowardOneVictimAndReflection) {
+  Rule toVictim = dropRule("ord-dst", "198.18.0.0/31", 60 * kSecond, std::string(kVictim) + "/32");
+  Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
+  ASSERT_EQ(apply(toVictim), "");
+  ASSERT_EQ(apply(dns), "");
+  EXPECT_EQ(send(kAttacker, 4000, 30), 0);  // 198.18.0.1 is in the /31
+  EXPECT_EQ(send(kBystander, 53, 30), 0);   // from port 53
+  EXPECT_EQ(send(kBystander, 5353, 30), 30);
+  EXPECT_EQ(dropped(toVictim), 30u);
+  EXPECT_EQ(dropped(dns), 30u);
+}
+
+TEST_F(XdpEnforceTest, RefusesWhatItCannotExpressWithTheReason) {
+  Rule rate = dropRule("ord-rl", "", 60 * kSecond, std::string(kVictim) + "/32");
+  rate.match.action = common::OrderMatch::Action::kRateLimit;
+  rate.match.ratePps = 100;
+  EXPECT_NE(apply(rate).find("cannot rate-limit"), std::string::npos);
+  Rule dport = dropRule("ord-dport", std::string(kAttacker) + "/32", 60 * kSecond);
+  dport.match.destinationPort = 80;
+  EXPECT_NE(apply(dport).find("destination ports"), std::string::npos);
+}
+
+TEST_F(XdpEnforceTest, ARestartedSensorReplacesItsProgramEvenInTheOtherMode) {
+  ASSERT_EQ(apply(dropRule("ord-old", std::string(kAttacker) + "/32", 60 * kSecond)), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  inVictim(
+      [&] { backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kGeneric, 2048); });
+  EXPECT_EQ(backend_->attachMode(), "generic");
+  // Fresh maps: the old rule is gone until the aggregator's list brings it back.
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+  Rule r = dropRule("ord-old", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  EXPECT_EQ(dropped(r), 10u);
+}
+
+TEST_F(XdpEnforceTest, TheProgramIgnoresAnExpiredEntryWithoutTheSensor) {
+  Rule r = dropRule("ord-ttl", std::string(kAttacker) + "/32", 2 * kSecond);
+  ASSERT_EQ(apply(r), "");
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);
+  sleepUntilWall(r.expiresAtNs + 200'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);  // no remove() was called
+  EXPECT_EQ(dropped(r), 20u);                // and the passed packets were not counted
+}
+
+TEST_F(XdpEnforceTest, RulesOfASensorKilledWithSigkillStillExpireOnTime) {
+  inVictim([&] { backend_.reset(); });
+  const int64_t expiresAt = common::wallNowNs() + 3 * kSecond;
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int fd = open(("/run/netns/" + victimNs_).c_str(), O_RDONLY);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) _exit(10);
+    XdpEnforcer xdp("vb", common::XdpMode::kAuto, 64);
+    Rule r = dropRule("ord-killed", std::string(kAttacker) + "/32", 0);
+    r.expiresAtNs = expiresAt;
+    if (!xdp.apply(r).empty()) _exit(11);
+    raise(SIGKILL);
+    _exit(12);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);
+  sleepUntilWall(expiresAt - 700'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 0);
+  sleepUntilWall(expiresAt + 200'000'000);
+  EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+}
+
+TEST_F(XdpEnforceTest, Installs1000RulesAndReportsTheTime) {
+  auto start = std::chrono::steady_clock::now();
+  inVictim([&] {
+    for (int i = 0; i < 1000; ++i) {
+      Rule r = dropRule("ord-bulk-" + std::to_string(i),
+                        "198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "/32",
+                        60 * kSecond);
+      ASSERT_EQ(backend_->apply(r), "");
+    }
+  });
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::printf("xdp: 1000 rules installed in %.1f ms (%.3f ms per rule)\n", ms, ms / 1000);
+  RecordProperty("install_1000_ms", static_cast<int>(ms));
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+}
+
+TEST(XdpEnforce, AMissingInterfaceIsAStartupError) {
+  try {
+    XdpEnforcer xdp("garda-no-if0", common::XdpMode::kAuto, 16);
+    FAIL() << "attached to a missing interface";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "xdp: interface garda-no-if0: No such device");
+  }
+}
+
+// The exec backend: scripts written per test into a temporary folder.
+class ExecEnforceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("garda-exec-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string script(const std::string& name, const std::string& body) {
+    auto path = dir_ / name;
+    std::ofstream(path) << "#!/bin/sh\n" << body;
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+  std::string read(const std::string& name) {
+    std::ifstream in(dir_ / name);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(ExecEnforceTest, HandsTheVerbAndTheRuleAsJsonToTheScript) {
+  const std::string log = (dir_ / "calls").string();
+  ExecEnforcer exec(script("record.sh", "echo \"$# $1\" >> " + log + "\ncat >> " + log +
+                                            "\necho 'ip route add blackhole 198.18.0.1/32'\n"),
+                    5000);
+  Rule r = dropRule("ord-7", std::string(kAttacker) + "/32", 60 * kSecond);
+  ASSERT_EQ(exec.apply(r), "");
+  ASSERT_EQ(exec.remove(r), "");
+  std::string calls = read("calls");
+  auto second = calls.find("1 remove\n");
+  ASSERT_EQ(calls.rfind("1 add\n", 0), 0u) << calls;
+  ASSERT_NE(second, std::string::npos) << calls;
+  auto first = nlohmann::json::parse(calls.substr(6, second - 6));
+  EXPECT_EQ(first, r.toJson());
+  EXPECT_EQ(first["source"], "198.18.0.1/32");
+  EXPECT_EQ(first["id"], "ord-7");
+  EXPECT_EQ(exec.counters().runs, 2u);
+}
+
+TEST_F(ExecEnforceTest, ANonZeroExitIsARejectionWithTheFirstStderrLine) {
+  ExecEnforcer exec(script("no.sh",
+                           "cat >/dev/null\necho 'gateway refused: ACL full' >&2\n"
+                           "echo 'second line' >&2\nexit 3\n"),
+                    5000);
+  EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)),
+            "gateway refused: ACL full (exit status 3)");
+  EXPECT_EQ(exec.counters().failures, 1u);
+}
+
+TEST_F(ExecEnforceTest, ASilentFailureNamesTheCommandAndTheStatus) {
+  std::string path = script("silent.sh", "exit 1\n");
+  ExecEnforcer exec(path, 5000);
+  EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)), path + " add: exit status 1");
+}
+
+TEST_F(ExecEnforceTest, AScriptThatHangsIsKilledAtTheTimeout) {
+  // The script's child holds the pipes open: it must be killed too.
+  ExecEnforcer exec(script("hang.sh", "sleep 30\n"), 300);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)),
+            "timed out after 300 ms (killed)");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(exec.counters().timeouts, 1u);
+}
+
+TEST_F(ExecEnforceTest, AScriptThatIgnoresItsInputDoesNotHurtTheSensor) {
+  ExecEnforcer exec(script("ignore.sh", "exit 0\n"), 5000);
+  Rule r = dropRule("ord-1", "198.18.0.1/32", kSecond);
+  r.reason = std::string(200000, 'x');  // more than a pipe holds
+  EXPECT_EQ(exec.apply(r), "");
+}
+
+TEST_F(ExecEnforceTest, AMissingProgramIsARejectionNotACrash) {
+  ExecEnforcer exec((dir_ / "missing.sh").string(), 5000);
+  EXPECT_NE(exec.apply(dropRule("ord-1", "198.18.0.1/32", kSecond)).find("cannot run"),
+            std::string::npos);
+}
+
+TEST_F(ExecEnforceTest, TheShippedExampleScriptAcceptsAndTouchesNothing) {
+  ExecEnforcer exec(std::string(GARDA_SOURCE_DIR) + "/scripts/enforce-example.sh", 5000);
+  Rule r = dropRule("ord-1", "198.18.0.1/32", 60 * kSecond);
+  EXPECT_EQ(exec.apply(r), "");
+  EXPECT_EQ(exec.remove(r), "");
+}
+
+}  // namespace
+}  // namespace garda::sensor
