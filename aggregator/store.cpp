@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "schemas/garda.capnp.h"
@@ -77,6 +79,38 @@ class PutsTo : public rocksdb::WriteBatch::Handler {
   uint32_t family_;
   std::function<void(const rocksdb::Slice&)> fn_;
 };
+
+// The open time an incident id carries ("inc-20240115T103000Z-000042"), in
+// Unix ns; nullopt when the id does not have that shape.
+std::optional<int64_t> incidentOpenNs(std::string_view id) {
+  if (id.size() < 20 || id.substr(0, 4) != "inc-" || id[12] != 'T' || id[19] != 'Z')
+    return std::nullopt;
+  auto digits = [&](size_t at, size_t n) -> int {
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (id[i] < '0' || id[i] > '9') return -1;
+      v = v * 10 + (id[i] - '0');
+    }
+    return v;
+  };
+  std::tm tm{};
+  tm.tm_year = digits(4, 4) - 1900;
+  tm.tm_mon = digits(8, 2) - 1;
+  tm.tm_mday = digits(10, 2);
+  tm.tm_hour = digits(13, 2);
+  tm.tm_min = digits(15, 2);
+  tm.tm_sec = digits(17, 2);
+  if (tm.tm_year < -1900 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+      tm.tm_sec < 0)
+    return std::nullopt;
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+}
+
+template <typename T>
+T jsonNumber(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<T>() : T{};
+}
 
 void check(const rocksdb::Status& s, const std::string& what) {
   if (!s.ok()) throw std::runtime_error(what + ": " + s.ToString());
@@ -295,6 +329,81 @@ void Store::scanCity(int64_t sinceNs, int64_t untilNs, size_t limit,
   }
   check(it->status(), "store scan");
   for (const auto& [start, totals] : newest) fn(start, totals);
+}
+
+RetentionResult Store::deleteOlderThan(int64_t cutoffNs) {
+  RetentionResult r;
+  if (cutoffNs <= 0) return r;
+  const std::string cutoff = be64(static_cast<uint64_t>(cutoffNs));
+  const std::string zero = be64(0);
+  rocksdb::WriteBatch batch;
+
+  // Summaries: one range per sensor id, [id\0 0, id\0 cutoff).
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("summaries")));
+    it->SeekToFirst();
+    while (it->Valid()) {
+      std::string_view key = it->key().ToStringView();
+      size_t nul = key.find('\0');
+      if (nul == std::string_view::npos) {
+        it->Next();
+        continue;
+      }
+      std::string prefix(key.substr(0, nul + 1));
+      check(batch.DeleteRange(cf("summaries"), prefix + zero, prefix + cutoff), "store batch");
+      r.sensorsSwept++;
+      prefix.back() = '\x01';  // past every key of this sensor
+      it->Seek(prefix);
+    }
+    check(it->status(), "store retention scan");
+  }
+  check(batch.DeleteRange(cf("city"), zero, cutoff), "store batch");
+  check(batch.DeleteRange(cf("audit"), zero, cutoff), "store batch");
+
+  // Incidents: ids sort by open time, so the scan stops at the first opened
+  // after the cutoff; of the older ones only the resolved go.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("incidents")));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto opened = incidentOpenNs(it->key().ToStringView());
+      if (opened && *opened >= cutoffNs) break;
+      auto j = nlohmann::json::parse(it->value().ToStringView(), nullptr, false);
+      if (j.is_discarded() || !j.is_object() || j.value("state", "") != "resolved") continue;
+      if (jsonNumber<int64_t>(j, "resolved_at_ns") >= cutoffNs) continue;
+      check(batch.Delete(cf("incidents"), it->key()), "store batch");
+      r.incidents++;
+    }
+    check(it->status(), "store retention scan");
+  }
+
+  // Orders: an ended order's end is its expiry or its last event, the later.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("orders")));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto j = nlohmann::json::parse(it->value().ToStringView(), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) continue;
+      std::string state = j.value("state", "");
+      if (state != "expired" && state != "removed") continue;
+      int64_t endNs = jsonNumber<int64_t>(j, "expires_at_ns");
+      if (auto h = j.find("history"); h != j.end() && h->is_array())
+        for (const auto& e : *h)
+          if (e.is_object()) endNs = std::max(endNs, jsonNumber<int64_t>(e, "at_ns"));
+      if (endNs >= cutoffNs) continue;
+      check(batch.Delete(cf("orders"), it->key()), "store batch");
+      r.orders++;
+    }
+    check(it->status(), "store retention scan");
+  }
+
+  auto s = db_->Write({}, &batch);
+  if (!s.ok()) {
+    counters_.writeErrors++;
+    throw std::runtime_error("store retention failed: " + s.ToString());
+  }
+  counters_.retentionRuns++;
+  counters_.incidentsExpired += r.incidents;
+  counters_.ordersExpired += r.orders;
+  return r;
 }
 
 void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs,

@@ -22,6 +22,9 @@ struct StoreCounters {
   uint64_t writeErrors = 0;
   uint64_t auditRecords = 0;
   uint64_t cityMerges = 0;         // city seconds updated by summary batches
+  uint64_t retentionRuns = 0;
+  uint64_t incidentsExpired = 0;   // deleted by retention
+  uint64_t ordersExpired = 0;      // deleted by retention
 };
 
 // The city's traffic in one second of data time: the sum over every sensor's
@@ -53,6 +56,13 @@ struct CityTotals {
   static CityTotals decode(std::string_view bytes) noexcept;
   CityTotals& operator+=(const CityTotals& o) noexcept;
   bool operator==(const CityTotals&) const = default;
+};
+
+// What one retention sweep removed.
+struct RetentionResult {
+  size_t sensorsSwept = 0;  // sensor id prefixes given a range delete in `summaries`
+  size_t incidents = 0;
+  size_t orders = 0;
 };
 
 // The aggregator's history on disk: one RocksDB with a column family per kind
@@ -114,6 +124,14 @@ class Store {
   // in time order.
   void scanCity(int64_t sinceNs, int64_t untilNs, size_t limit,
                 const std::function<void(int64_t startNs, const CityTotals&)>& fn);
+
+  // Deletes what is older than `cutoffNs` (data time): summaries and city
+  // seconds that started before it, audit records written before it,
+  // resolved incidents that resolved before it and orders that ended
+  // (expired or were removed) before it. Open incidents and active orders
+  // are never deleted. One atomic write. Throws std::runtime_error on a
+  // store failure.
+  RetentionResult deleteOlderThan(int64_t cutoffNs);
 
   void putSensor(const std::string& sensorId, const std::string& json);
   void forEachSensor(const std::function<void(std::string_view id, std::string_view json)>& fn);

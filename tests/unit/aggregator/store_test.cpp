@@ -238,6 +238,112 @@ TEST_F(StoreTest, CityScanKeepsTheNewestWithinSinceUntilInTimeOrder) {
   EXPECT_EQ(range[2].second.packets, 4u);
 }
 
+// ---- Retention ---------------------------------------------------------------
+
+std::string incidentJson(const std::string& id, const std::string& state, int64_t openedNs,
+                         int64_t resolvedNs) {
+  return nlohmann::json({{"id", id},
+                         {"state", state},
+                         {"opened_at_ns", openedNs},
+                         {"resolved_at_ns", resolvedNs}})
+      .dump();
+}
+
+std::string orderJson(const std::string& id, const std::string& state, int64_t expiresNs,
+                      int64_t lastEventNs) {
+  return nlohmann::json({{"id", id},
+                         {"state", state},
+                         {"expires_at_ns", expiresNs},
+                         {"history", {{{"at_ns", lastEventNs}, {"event", state}}}}})
+      .dump();
+}
+
+TEST_F(StoreTest, RetentionDeletesWhatIsOlderThanTheCutoffAndKeepsTheRest) {
+  constexpr int64_t kDay = 86400 * kSecond;
+  const int64_t cutoff = kT0 + 100 * kDay;  // kT0 is 2023-11-14T22:13:20Z
+  // Summaries (and so city seconds) of two sensors on both sides of the cutoff.
+  put({summary("alpha", kT0, 1000, {1}), summary("alpha", cutoff - kSecond, 1000, {2}),
+       summary("alpha", cutoff, 1000, {3}), summary("alpha", cutoff + kDay, 1000, {4}),
+       summary("alpha-2", kT0, 1000, {5}), summary("alpha-2", cutoff + kSecond, 1000, {6}),
+       summary("beta", kT0 + kSecond, 1000, {7})});
+  store_->appendAudit(kT0, R"({"what":"old"})");
+  store_->appendAudit(cutoff + kSecond, R"({"what":"new"})");
+  // inc-<open time>: ids sort by opening time.
+  store_->putIncident("inc-20231114T221320Z-000001",
+                      incidentJson("inc-20231114T221320Z-000001", "resolved", kT0, kT0 + kDay));
+  store_->putIncident("inc-20231115T000000Z-000002",
+                      incidentJson("inc-20231115T000000Z-000002", "open", kT0 + kDay, 0));
+  // Opened before the cutoff but resolved after it: kept.
+  store_->putIncident(
+      "inc-20240221T000000Z-000003",
+      incidentJson("inc-20240221T000000Z-000003", "resolved", cutoff - kDay, cutoff + kSecond));
+  store_->putIncident("inc-20240301T000000Z-000004",
+                      incidentJson("inc-20240301T000000Z-000004", "resolved", cutoff + kDay,
+                                   cutoff + kDay + kSecond));
+  store_->putOrder("ord-1", orderJson("ord-1", "expired", kT0 + kSecond, kT0 + kSecond));
+  store_->putOrder("ord-2", orderJson("ord-2", "active", kT0 + kSecond, kT0));
+  store_->putOrder("ord-3", orderJson("ord-3", "removed", kT0, cutoff + kSecond));
+  store_->putOrder("ord-4", orderJson("ord-4", "expired", cutoff + kDay, cutoff + kDay));
+
+  RetentionResult r = store_->deleteOlderThan(cutoff);
+  EXPECT_EQ(r.sensorsSwept, 3u);
+  EXPECT_EQ(r.incidents, 1u);
+  EXPECT_EQ(r.orders, 1u);
+
+  std::vector<int64_t> alpha;
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view key, std::string_view) {
+    uint64_t start = 0;  // after "alpha\0": the window start, big-endian
+    for (size_t i = 6; i < 14; ++i) start = (start << 8) | static_cast<uint8_t>(key[i]);
+    alpha.push_back(static_cast<int64_t>(start));
+  });
+  EXPECT_EQ(alpha, (std::vector<int64_t>{cutoff, cutoff + kDay}));
+  EXPECT_EQ(summaryCount("alpha-2"), 1u);
+  EXPECT_EQ(summaryCount("beta"), 0u);
+
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].first, cutoff);
+  EXPECT_EQ(rows[0].second.packets, 3u);
+
+  std::vector<std::string> audit;
+  store_->forEachAudit(0, [&](std::string_view json) { audit.emplace_back(json); });
+  EXPECT_EQ(audit, std::vector<std::string>{R"({"what":"new"})"});
+
+  EXPECT_FALSE(store_->getIncident("inc-20231114T221320Z-000001"));
+  EXPECT_TRUE(store_->getIncident("inc-20231115T000000Z-000002"));  // still open
+  EXPECT_TRUE(store_->getIncident("inc-20240221T000000Z-000003"));
+  EXPECT_TRUE(store_->getIncident("inc-20240301T000000Z-000004"));
+
+  std::vector<std::string> orders;
+  store_->forEachOrder([&](std::string_view id, std::string_view) { orders.emplace_back(id); });
+  EXPECT_EQ(orders, (std::vector<std::string>{"ord-2", "ord-3", "ord-4"}));
+
+  // Summaries written after the sweep still land and count in the city.
+  put({summary("beta", cutoff + 2 * kSecond, 1000, {9})});
+  EXPECT_EQ(summaryCount("beta"), 1u);
+
+  // Deleted stays deleted across a reopen; a second sweep finds nothing more.
+  reopen();
+  EXPECT_EQ(summaryCount("alpha"), 2u);
+  EXPECT_EQ(city().size(), 4u);
+  RetentionResult again = store_->deleteOlderThan(cutoff);
+  EXPECT_EQ(again.incidents, 0u);
+  EXPECT_EQ(again.orders, 0u);
+  EXPECT_EQ(summaryCount("alpha"), 2u);
+}
+
+TEST_F(StoreTest, RetentionWithNothingOldKeepsEverything) {
+  put({summary("alpha", kT0, 1000, {1})});
+  store_->appendAudit(kT0, "{}");
+  RetentionResult r = store_->deleteOlderThan(kT0);
+  EXPECT_EQ(r.sensorsSwept, 1u);
+  EXPECT_EQ(summaryCount("alpha"), 1u);
+  EXPECT_EQ(city().size(), 1u);
+  size_t audit = 0;
+  store_->forEachAudit(0, [&](std::string_view) { ++audit; });
+  EXPECT_EQ(audit, 1u);
+}
+
 // ---- The city in QueryService::history ----------------------------------------
 
 TEST_F(StoreTest, HistoryWithoutASensorIsTheCityPerSecond) {
