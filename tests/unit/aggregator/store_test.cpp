@@ -6,15 +6,21 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "aggregator/incidents.h"
 #include "aggregator/query.h"
+#include "aggregator/server.h"
+#include "common/clock.h"
 #include "common/envelope.h"
+#include "common/keys.h"
 #include "tests/unit/aggregator/summary_builder.h"
 
 namespace garda::aggregator {
@@ -342,6 +348,46 @@ TEST_F(StoreTest, RetentionWithNothingOldKeepsEverything) {
   size_t audit = 0;
   store_->forEachAudit(0, [&](std::string_view) { ++audit; });
   EXPECT_EQ(audit, 1u);
+}
+
+TEST_F(StoreTest, AggregatorSweepsAtStartWithTheConfiguredRetention) {
+  const int64_t now = common::wallNowNs();
+  const int64_t hour = 3600 * kSecond;
+  const int64_t old = (now - 2 * hour) / kSecond * kSecond;
+  const int64_t recent = (now - hour / 2) / kSecond * kSecond;
+  put({summary("alpha", old, 1000, {1}), summary("alpha", recent, 1000, {2})});
+  store_->appendAudit(old, R"({"what":"old"})");
+  store_.reset();  // the aggregator opens the store itself
+
+  common::AggregatorConfig config;
+  config.listenSensors = "ipc://" + (dir_ / "sensors.sock").string();
+  config.listenConsole = "ipc://" + (dir_ / "console.sock").string();
+  config.secretKey = common::generateCurveKeyPair().secretKey;
+  config.dataDir = dir_.string();
+  config.retentionMs = 3'600'000;  // retention = "1h"
+  {
+    AggregatorServer server(config);
+    std::atomic<bool> stop{false};
+    std::thread loop([&] { server.run(stop); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stop.store(true);
+    loop.join();
+  }
+
+  reopen();
+  std::vector<int64_t> starts;
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view key, std::string_view) {
+    uint64_t start = 0;
+    for (size_t i = 6; i < 14; ++i) start = (start << 8) | static_cast<uint8_t>(key[i]);
+    starts.push_back(static_cast<int64_t>(start));
+  });
+  EXPECT_EQ(starts, std::vector<int64_t>{recent});
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].first, recent);
+  size_t audit = 0;
+  store_->forEachAudit(0, [&](std::string_view) { ++audit; });
+  EXPECT_EQ(audit, 0u);
 }
 
 // ---- The city in QueryService::history ----------------------------------------
