@@ -36,6 +36,27 @@ std::string sensorsText(const Incident& inc) {
 
 }  // namespace
 
+DetectConfig detectConfigFrom(const common::DetectSettings& s) {
+  static_assert(std::tuple_size_v<decltype(s.floorPps)> == kWireVectorCount);
+  DetectConfig c;
+  c.k = s.k;
+  c.sustainMs = s.sustainMs;
+  c.clearMs = s.clearMs;
+  c.warmupMs = s.warmupMs;
+  c.baselineHalfLifeMs = s.baselineHalfLifeMs;
+  c.floorPps = s.floorPps;
+  c.reflectionTotalFloorPps = s.reflectionTotalFloorPps;
+  return c;
+}
+
+CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& s) {
+  CorrelateConfig c;
+  c.resolveAfterMs = s.resolveAfterMs;
+  c.idleResolveMs = s.idleResolveMs;
+  c.joinWindowMs = s.joinWindowMs;
+  return c;
+}
+
 IncidentTracker::IncidentTracker(Store& store, int64_t nowNs, DetectConfig detect,
                                  CorrelateConfig correlate)
     : store_(store), detector_(detect), correlator_(correlate) {

@@ -9,8 +9,14 @@
 #include "aggregator/detect.h"
 #include "aggregator/plan.h"
 #include "aggregator/store.h"
+#include "common/config.h"
 
 namespace garda::aggregator {
+
+// aggregator.toml's [detect] and [correlate] over the built-in defaults
+// (the settings aggregator.toml does not expose keep their defaults).
+DetectConfig detectConfigFrom(const common::DetectSettings& settings);
+CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& settings);
 
 // Detection and correlation wired to the store: every freshly stored summary
 // and every alert goes through the Detector, its batch through the

@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -161,11 +162,33 @@ QueryResult QueryService::status() { return {true, 200, "", city_.statusJson(com
 
 QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
                                   uint32_t limit) {
-  if (!city_.find(sensorId))
+  if (!sensorId.empty() && !city_.find(sensorId))
     return QueryResult::fail(404, "unknown sensor '" + sensorId + "'");
   if (limit == 0) limit = kDefaultHistoryLimit;
   limit = std::min(limit, kMaxHistoryLimit);
   nlohmann::json windows = nlohmann::json::array();
+  if (sensorId.empty()) {
+    // The city: one row per second over every sensor. `victims` and
+    // `sensors` are averages over the second (sensors with windows under a
+    // second report several times in it).
+    store_.scanCity(sinceNs, untilNs, limit, [&](int64_t startNs, const CityTotals& t) {
+      const double perSecond = static_cast<double>(CityTotals::kWindowNs / 1'000'000);
+      windows.push_back(
+          {{"start_ns", startNs},
+           {"window_ms", CityTotals::kWindowNs / 1'000'000},
+           {"packets", t.packets},
+           {"bytes", t.bytes},
+           {"tcp", t.tcp},
+           {"udp", t.udp},
+           {"icmp", t.icmp},
+           {"other", t.other},
+           {"victims", static_cast<uint64_t>(std::llround(t.victimMs / perSecond))},
+           {"kernel_drops", t.kernelDrops},
+           {"sensors", std::round(t.sensorMs / perSecond * 100) / 100},
+           {"summaries", t.summaries}});
+    });
+    return {true, 200, "", {{"sensor", ""}, {"city", true}, {"windows", windows}}};
+  }
   forEachSummary(sensorId, sinceNs, untilNs, limit, [&](wire::Summary::Reader s) {
     auto t = s.getTotals();
     windows.push_back({{"start_ns", s.getWindowStartNs()},
@@ -181,7 +204,7 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
                        {"victims", s.getVictims().size()},
                        {"kernel_drops", s.getKernelDrops()}});
   });
-  return {true, 200, "", {{"sensor", sensorId}, {"windows", windows}}};
+  return {true, 200, "", {{"sensor", sensorId}, {"city", false}, {"windows", windows}}};
 }
 
 ConsoleServer::ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,

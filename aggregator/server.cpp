@@ -5,11 +5,14 @@
 #include <capnp/message.h>
 
 #include "common/clock.h"
+#include "common/duration.h"
 #include "common/envelope.h"
 #include "common/zmq_link.h"
 
 namespace garda::aggregator {
 namespace {
+
+constexpr int64_t kRetentionEveryNs = 3'600'000'000'000;  // and once at start
 
 void bindOrThrow(zmq::socket_t& s, const std::string& endpoint, const char* what) {
   try {
@@ -28,7 +31,8 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
       zap_(ctx_, config_),
       store_(config_.dataDir),
       city_(store_, config_),
-      incidents_(store_, common::wallNowNs()),
+      incidents_(store_, common::wallNowNs(), detectConfigFrom(config_.detect),
+                 correlateConfigFrom(config_.correlate)),
       sensorSocket_(ctx_, zmq::socket_type::router),
       consoleSocket_(ctx_, zmq::socket_type::router),
       dispatcher_(store_, city_, config_,
@@ -88,7 +92,7 @@ void AggregatorServer::sendHeartbeats(int64_t nowNs) {
 }
 
 void AggregatorServer::run(const std::atomic<bool>& stop) {
-  int64_t nextPersist = 0, nextHeartbeat = 0, nextInsecureWarning = 0;
+  int64_t nextPersist = 0, nextHeartbeat = 0, nextInsecureWarning = 0, nextRetention = 0;
   while (!stop.load()) {
     zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
@@ -113,6 +117,19 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
     if (now >= nextHeartbeat) {
       sendHeartbeats(wall);
       nextHeartbeat = now + int64_t{config_.heartbeatMs} * 1'000'000;
+    }
+    if (now >= nextRetention) {
+      // Data time: a summary's age is its window start's, not its arrival's.
+      const int64_t cutoff = wall - config_.retentionMs * 1'000'000;
+      try {
+        auto r = store_.deleteOlderThan(cutoff);
+        spdlog::info("retention: deleted what is older than {} (summaries of {} sensors, city "
+                     "totals, audit records, {} incidents, {} orders)",
+                     common::formatTimeNs(cutoff), r.sensorsSwept, r.incidents, r.orders);
+      } catch (const std::exception& e) {
+        spdlog::error("retention: {}", e.what());
+      }
+      nextRetention = now + kRetentionEveryNs;
     }
     if (config_.insecurePlaintext && now >= nextInsecureWarning) {
       spdlog::warn("aggregator: INSECURE: the sensor link on {} is plaintext and unauthenticated "

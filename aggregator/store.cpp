@@ -1,12 +1,19 @@
 #include "aggregator/store.h"
 
+#include <capnp/serialize.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "schemas/garda.capnp.h"
 
 namespace garda::aggregator {
 namespace {
@@ -17,10 +24,92 @@ const std::vector<std::string> kFamilies = {"default",  // rocksdb::kDefaultColu
                                             "orders",
                                             "audit",
                                             "sensors",
-                                            "baselines"};
+                                            "baselines",
+                                            "city"};
 
 void appendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
+std::string be64(uint64_t v) {
+  std::string out;
+  appendBe64(out, v);
+  return out;
+}
+
+uint64_t readBe64(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < bytes.size(); ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  return v;
+}
+
+// The `city` family's merge: field-wise add. It never fails (a failed merge
+// in a compaction would stop the database's writes): odd lengths read as
+// zeros, see CityTotals::decode.
+class CityTotalsAdd : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* out, rocksdb::Logger*) const override {
+    CityTotals t = existing ? CityTotals::decode(existing->ToStringView()) : CityTotals{};
+    t += CityTotals::decode(value.ToStringView());
+    *out = t.encode();
+    return true;
+  }
+  const char* Name() const override { return "garda.CityTotalsAdd"; }
+};
+
+// Calls `fn` with the value of every Put to one column family in a batch.
+class PutsTo : public rocksdb::WriteBatch::Handler {
+ public:
+  PutsTo(uint32_t family, std::function<void(const rocksdb::Slice&)> fn)
+      : family_(family), fn_(std::move(fn)) {}
+  rocksdb::Status PutCF(uint32_t family, const rocksdb::Slice&,
+                        const rocksdb::Slice& value) override {
+    if (family == family_) fn_(value);
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+
+ private:
+  uint32_t family_;
+  std::function<void(const rocksdb::Slice&)> fn_;
+};
+
+// The open time an incident id carries ("inc-20240115T103000Z-000042"), in
+// Unix ns; nullopt when the id does not have that shape.
+std::optional<int64_t> incidentOpenNs(std::string_view id) {
+  if (id.size() < 20 || id.substr(0, 4) != "inc-" || id[12] != 'T' || id[19] != 'Z')
+    return std::nullopt;
+  auto digits = [&](size_t at, size_t n) -> int {
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (id[i] < '0' || id[i] > '9') return -1;
+      v = v * 10 + (id[i] - '0');
+    }
+    return v;
+  };
+  std::tm tm{};
+  tm.tm_year = digits(4, 4) - 1900;
+  tm.tm_mon = digits(8, 2) - 1;
+  tm.tm_mday = digits(10, 2);
+  tm.tm_hour = digits(13, 2);
+  tm.tm_min = digits(15, 2);
+  tm.tm_sec = digits(17, 2);
+  if (tm.tm_year < -1900 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+      tm.tm_sec < 0)
+    return std::nullopt;
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+}
+
+template <typename T>
+T jsonNumber(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<T>() : T{};
 }
 
 void check(const rocksdb::Status& s, const std::string& what) {
@@ -39,6 +128,7 @@ Store::Store(const std::string& dir) {
   for (const auto& name : kFamilies) {
     rocksdb::ColumnFamilyOptions cfo;
     cfo.OptimizeLevelStyleCompaction(64 << 20);
+    if (name == "city") cfo.merge_operator = std::make_shared<CityTotalsAdd>();
     descriptors.emplace_back(name, cfo);
   }
   rocksdb::DB* raw = nullptr;
@@ -88,20 +178,232 @@ bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
   return true;
 }
 
+std::string CityTotals::encode() const {
+  const uint64_t fields[kFields] = {packets, bytes,       tcp,      udp,      icmp,
+                                    other,   kernelDrops, victimMs, sensorMs, summaries};
+  std::string out(kFields * 8, '\0');
+  for (size_t f = 0; f < kFields; ++f)
+    for (size_t i = 0; i < 8; ++i)
+      out[f * 8 + i] = static_cast<char>((fields[f] >> (i * 8)) & 0xff);
+  return out;
+}
+
+CityTotals CityTotals::decode(std::string_view bytes) noexcept {
+  uint64_t fields[kFields] = {};
+  for (size_t f = 0; f < kFields && (f + 1) * 8 <= bytes.size(); ++f)
+    for (size_t i = 0; i < 8; ++i)
+      fields[f] |= uint64_t{static_cast<uint8_t>(bytes[f * 8 + i])} << (i * 8);
+  CityTotals t;
+  t.packets = fields[0];
+  t.bytes = fields[1];
+  t.tcp = fields[2];
+  t.udp = fields[3];
+  t.icmp = fields[4];
+  t.other = fields[5];
+  t.kernelDrops = fields[6];
+  t.victimMs = fields[7];
+  t.sensorMs = fields[8];
+  t.summaries = fields[9];
+  return t;
+}
+
+CityTotals& CityTotals::operator+=(const CityTotals& o) noexcept {
+  packets += o.packets;
+  bytes += o.bytes;
+  tcp += o.tcp;
+  udp += o.udp;
+  icmp += o.icmp;
+  other += o.other;
+  kernelDrops += o.kernelDrops;
+  victimMs += o.victimMs;
+  sensorMs += o.sensorMs;
+  summaries += o.summaries;
+  return *this;
+}
+
+void Store::Batch::addCityTotals(int64_t windowStartNs, unsigned windowMs,
+                                 const CityTotals& totals) {
+  constexpr int64_t kSecond = CityTotals::kWindowNs;
+  if (windowStartNs < 0 || windowMs == 0) return;
+  const int64_t lengthNs = int64_t{windowMs} * 1'000'000;
+  const int64_t endNs = windowStartNs + lengthNs;
+  const int64_t first = windowStartNs / kSecond * kSecond;
+  if (endNs - first <= kSecond) {  // the usual case: inside one second
+    city_[first] += totals;
+    return;
+  }
+  // Share each counter out by overlap; cumulative rounding keeps the sums exact.
+  auto share = [](uint64_t total, int64_t fromNs, int64_t toNs, int64_t lengthNs) {
+    auto upTo = [&](int64_t ns) {
+      return static_cast<uint64_t>(static_cast<unsigned __int128>(total) *
+                                   static_cast<uint64_t>(ns) / static_cast<uint64_t>(lengthNs));
+    };
+    return upTo(toNs) - upTo(fromNs);
+  };
+  for (int64_t second = first; second < endNs; second += kSecond) {
+    const int64_t from = std::max(second, windowStartNs) - windowStartNs;
+    const int64_t to = std::min(second + kSecond, endNs) - windowStartNs;
+    CityTotals part;
+    part.packets = share(totals.packets, from, to, lengthNs);
+    part.bytes = share(totals.bytes, from, to, lengthNs);
+    part.tcp = share(totals.tcp, from, to, lengthNs);
+    part.udp = share(totals.udp, from, to, lengthNs);
+    part.icmp = share(totals.icmp, from, to, lengthNs);
+    part.other = share(totals.other, from, to, lengthNs);
+    part.kernelDrops = share(totals.kernelDrops, from, to, lengthNs);
+    part.victimMs = share(totals.victimMs, from, to, lengthNs);
+    part.sensorMs = share(totals.sensorMs, from, to, lengthNs);
+    part.summaries = 1;
+    city_[second] += part;
+  }
+}
+
 void Store::Batch::putSensor(const std::string& sensorId, const std::string& json) {
   check(batch_.Put(store_.cf("sensors"), sensorId, json), "store batch");
 }
 
 void Store::commit(Batch& b) {
   if (b.batch_.Count() == 0) return;
+  // Every Put to `summaries` in a batch is a new summary (putSummary refuses
+  // resends), so the city seconds grow exactly once per stored window.
+  b.city_.clear();
+  PutsTo summaries(cf("summaries")->GetID(), [&](const rocksdb::Slice& value) {
+    if (value.size() == 0 || value.size() % sizeof(capnp::word) != 0) return;
+    // RocksDB's bytes carry no alignment promise: one aligned copy.
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(value.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), value.data(), value.size());
+    try {
+      capnp::FlatArrayMessageReader reader(words);
+      auto sum = reader.getRoot<wire::Summary>();
+      auto t = sum.getTotals();
+      CityTotals c;
+      c.packets = t.getPackets();
+      c.bytes = t.getBytes();
+      c.tcp = t.getTcp();
+      c.udp = t.getUdp();
+      c.icmp = t.getIcmp();
+      c.other = t.getOther();
+      c.kernelDrops = sum.getKernelDrops();
+      c.victimMs = uint64_t{sum.getVictims().size()} * sum.getWindowMs();
+      c.sensorMs = sum.getWindowMs();
+      c.summaries = 1;
+      b.addCityTotals(sum.getWindowStartNs(), sum.getWindowMs(), c);
+    } catch (const kj::Exception&) {
+      // Not a summary we can read: stored as given, not counted in the city.
+    }
+  });
+  check(b.batch_.Iterate(&summaries), "store batch");
+  // Taken back if the write fails, so a second commit of the batch does not
+  // add the city seconds twice.
+  b.batch_.SetSavePoint();
+  for (const auto& [second, totals] : b.city_)
+    check(b.batch_.Merge(cf("city"), be64(static_cast<uint64_t>(second)), totals.encode()),
+          "store batch");
   rocksdb::WriteOptions wo;
   auto s = db_->Write(wo, &b.batch_);
   if (!s.ok()) {
+    (void)b.batch_.RollbackToSavePoint();
     counters_.writeErrors++;
     throw std::runtime_error("store write failed: " + s.ToString());
   }
   counters_.summaryWrites += b.count_;
+  counters_.cityMerges += b.city_.size();
   counters_.batches++;
+}
+
+void Store::scanCity(int64_t sinceNs, int64_t untilNs, size_t limit,
+                     const std::function<void(int64_t, const CityTotals&)>& fn) {
+  std::string lower = be64(static_cast<uint64_t>(std::max<int64_t>(sinceNs, 0)));
+  std::string upper = be64(static_cast<uint64_t>(untilNs > 0 ? untilNs : INT64_MAX));
+  rocksdb::Slice upperSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upperSlice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf("city")));
+  std::deque<std::pair<int64_t, CityTotals>> newest;
+  it->SeekForPrev(upper);
+  if (it->Valid() && it->key().ToStringView() >= upper) it->Prev();
+  for (; it->Valid() && newest.size() < limit; it->Prev()) {
+    if (it->key().ToStringView() < lower) break;
+    newest.emplace_front(static_cast<int64_t>(readBe64(it->key().ToStringView())),
+                         CityTotals::decode(it->value().ToStringView()));
+  }
+  check(it->status(), "store scan");
+  for (const auto& [start, totals] : newest) fn(start, totals);
+}
+
+RetentionResult Store::deleteOlderThan(int64_t cutoffNs) {
+  RetentionResult r;
+  if (cutoffNs <= 0) return r;
+  const std::string cutoff = be64(static_cast<uint64_t>(cutoffNs));
+  const std::string zero = be64(0);
+  rocksdb::WriteBatch batch;
+
+  // Summaries: one range per sensor id, [id\0 0, id\0 cutoff).
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("summaries")));
+    it->SeekToFirst();
+    while (it->Valid()) {
+      std::string_view key = it->key().ToStringView();
+      size_t nul = key.find('\0');
+      if (nul == std::string_view::npos) {
+        it->Next();
+        continue;
+      }
+      std::string prefix(key.substr(0, nul + 1));
+      check(batch.DeleteRange(cf("summaries"), prefix + zero, prefix + cutoff), "store batch");
+      r.sensorsSwept++;
+      prefix.back() = '\x01';  // past every key of this sensor
+      it->Seek(prefix);
+    }
+    check(it->status(), "store retention scan");
+  }
+  check(batch.DeleteRange(cf("city"), zero, cutoff), "store batch");
+  check(batch.DeleteRange(cf("audit"), zero, cutoff), "store batch");
+
+  // Incidents: ids sort by open time, so the scan stops at the first opened
+  // after the cutoff; of the older ones only the resolved go.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("incidents")));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto opened = incidentOpenNs(it->key().ToStringView());
+      if (opened && *opened >= cutoffNs) break;
+      auto j = nlohmann::json::parse(it->value().ToStringView(), nullptr, false);
+      if (j.is_discarded() || !j.is_object() || j.value("state", "") != "resolved") continue;
+      if (jsonNumber<int64_t>(j, "resolved_at_ns") >= cutoffNs) continue;
+      check(batch.Delete(cf("incidents"), it->key()), "store batch");
+      r.incidents++;
+    }
+    check(it->status(), "store retention scan");
+  }
+
+  // Orders: an ended order's end is its expiry or its last event, the later.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("orders")));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto j = nlohmann::json::parse(it->value().ToStringView(), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) continue;
+      std::string state = j.value("state", "");
+      if (state != "expired" && state != "removed") continue;
+      int64_t endNs = jsonNumber<int64_t>(j, "expires_at_ns");
+      if (auto h = j.find("history"); h != j.end() && h->is_array())
+        for (const auto& e : *h)
+          if (e.is_object()) endNs = std::max(endNs, jsonNumber<int64_t>(e, "at_ns"));
+      if (endNs >= cutoffNs) continue;
+      check(batch.Delete(cf("orders"), it->key()), "store batch");
+      r.orders++;
+    }
+    check(it->status(), "store retention scan");
+  }
+
+  auto s = db_->Write({}, &batch);
+  if (!s.ok()) {
+    counters_.writeErrors++;
+    throw std::runtime_error("store retention failed: " + s.ToString());
+  }
+  counters_.retentionRuns++;
+  counters_.incidentsExpired += r.incidents;
+  counters_.ordersExpired += r.orders;
+  return r;
 }
 
 void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,48 @@ struct StoreCounters {
   uint64_t batches = 0;
   uint64_t writeErrors = 0;
   uint64_t auditRecords = 0;
+  uint64_t cityMerges = 0;         // city seconds updated by summary batches
+  uint64_t retentionRuns = 0;
+  uint64_t incidentsExpired = 0;   // deleted by retention
+  uint64_t ordersExpired = 0;      // deleted by retention
+};
+
+// The city's traffic in one second of data time: the sum over every sensor's
+// stored summaries (the `city` family, one record per second). A summary
+// that covers more than one second (window_ms over 1000, or a window not on
+// the second grid) is shared out by overlap, so every counter sums exactly
+// to the summaries' own. Stored as kFields little-endian uint64 in this
+// order and combined by a RocksDB merge operator (field-wise add), so a
+// batch adds to a second without reading it. Fields are only ever appended:
+// a shorter record reads as zeros in the missing ones.
+struct CityTotals {
+  static constexpr int64_t kWindowNs = 1'000'000'000;
+  static constexpr size_t kFields = 10;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t tcp = 0;
+  uint64_t udp = 0;
+  uint64_t icmp = 0;
+  uint64_t other = 0;
+  uint64_t kernelDrops = 0;
+  // Victims x ms, and sensor-window ms, inside this second: /1000 gives the
+  // (sensor, victim) pairs and the sensors reporting, averaged over it.
+  uint64_t victimMs = 0;
+  uint64_t sensorMs = 0;
+  uint64_t summaries = 0;  // summaries that touched this second
+
+  std::string encode() const;
+  // Never fails: missing fields are zero, extra bytes are ignored.
+  static CityTotals decode(std::string_view bytes) noexcept;
+  CityTotals& operator+=(const CityTotals& o) noexcept;
+  bool operator==(const CityTotals&) const = default;
+};
+
+// What one retention sweep removed.
+struct RetentionResult {
+  size_t sensorsSwept = 0;  // sensor id prefixes given a range delete in `summaries`
+  size_t incidents = 0;
+  size_t orders = 0;
 };
 
 // The aggregator's history on disk: one RocksDB with a column family per kind
@@ -30,6 +73,7 @@ struct StoreCounters {
 //   audit:     time (big-endian), seq (big-endian)
 //   incidents: incident id ("inc-<UTC open time>-<counter>")
 //   baselines: the detector's own keys (sensor, victim, vector, port)
+//   city:      second start (big-endian): CityTotals, kept by merges
 // A summary write goes through the write-ahead log before the caller acks,
 // so an ack survives the aggregator being killed. Single-threaded use.
 class Store {
@@ -43,7 +87,9 @@ class Store {
 
   static std::string summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId);
 
-  // A batch of writes applied atomically with commit().
+  // A batch of writes applied atomically with commit(). Commit also adds
+  // each new summary's totals to the `city` family in the same write, so the
+  // city totals are always the sum of the stored summaries.
   class Batch {
    public:
     // False (and nothing written) when the key is already stored or already
@@ -56,10 +102,14 @@ class Store {
    private:
     friend class Store;
     explicit Batch(Store& s) : store_(s) {}
+    // Adds one summary's totals to the city seconds it covers.
+    void addCityTotals(int64_t windowStartNs, unsigned windowMs, const CityTotals& totals);
+
     Store& store_;
     rocksdb::WriteBatch batch_;
     std::unordered_set<std::string> keys_;
     size_t count_ = 0;
+    std::map<int64_t, CityTotals> city_;  // by second start, filled at commit
   };
   Batch batch() { return Batch(*this); }
   // Writes the batch (WAL first). Throws std::runtime_error on failure.
@@ -69,6 +119,19 @@ class Store {
   // `limit` most recent, in time order; `fn(key, value)`.
   void scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
                      const std::function<void(std::string_view, std::string_view)>& fn);
+
+  // City seconds with start in [sinceNs, untilNs), the `limit` most recent,
+  // in time order.
+  void scanCity(int64_t sinceNs, int64_t untilNs, size_t limit,
+                const std::function<void(int64_t startNs, const CityTotals&)>& fn);
+
+  // Deletes what is older than `cutoffNs` (data time): summaries and city
+  // seconds that started before it, audit records written before it,
+  // resolved incidents that resolved before it and orders that ended
+  // (expired or were removed) before it. Open incidents and active orders
+  // are never deleted. One atomic write. Throws std::runtime_error on a
+  // store failure.
+  RetentionResult deleteOlderThan(int64_t cutoffNs);
 
   void putSensor(const std::string& sensorId, const std::string& json);
   void forEachSensor(const std::function<void(std::string_view id, std::string_view json)>& fn);

@@ -6,15 +6,37 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <charconv>
+#include <cmath>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "common/duration.h"
 #include "common/keys.h"
 
 namespace garda::common {
 namespace {
+
+// A bound as a person writes it: 1000000000, not 1e+09.
+std::string numberText(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15)
+    return std::to_string(static_cast<int64_t>(v));
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+// "90d", "36h", "90m", "500ms": the largest unit that divides it exactly.
+std::string durationText(int64_t ms) {
+  for (auto [unit, scale] :
+       {std::pair{"d", int64_t{86'400'000}}, std::pair{"h", int64_t{3'600'000}},
+        std::pair{"m", int64_t{60'000}}, std::pair{"s", int64_t{1000}}})
+    if (ms != 0 && ms % scale == 0) return std::to_string(ms / scale) + unit;
+  return std::to_string(ms) + "ms";
+}
 
 std::string fileName(const std::string& path) {
   auto slash = path.rfind('/');
@@ -60,15 +82,40 @@ class Section {
     return v;
   }
 
-  // A float or an integer, within [min, max].
+  // An integer or a floating-point number in [min, max].
   double number(const std::string& key, double fallback, double min, double max) {
     const toml::node* n = node(key);
     if (!n) return fallback;
-    if (!n->is_floating_point() && !n->is_integer()) fail(key, render(*n), "must be a number");
-    double v = n->is_integer() ? static_cast<double>(*n->value<int64_t>()) : *n->value<double>();
+    if (!n->is_integer() && !n->is_floating_point()) fail(key, render(*n), "must be a number");
+    double v = *n->value<double>();
     if (!(v >= min && v <= max))
-      fail(key, render(*n), fmt::format("must be between {} and {}", min, max));
+      fail(key, render(*n), "must be between " + numberText(min) + " and " + numberText(max));
     return v;
+  }
+
+  // A duration string ("90d", "12h", "30m") in [minMs, maxMs], in ms.
+  int64_t durationMs(const std::string& key, int64_t fallback, int64_t minMs, int64_t maxMs) {
+    const toml::node* n = node(key);
+    if (!n) return fallback;
+    auto text = n->value<std::string>();
+    const bool isText = n->is_string() && text;
+    const std::string shown = isText ? "\"" + *text + "\"" : render(*n);
+    std::optional<int64_t> ns = isText ? parseDurationNs(*text) : std::nullopt;
+    if (!ns) fail(key, shown, "must be a duration such as \"90d\", \"36h\" or \"30m\"");
+    int64_t ms = *ns / 1'000'000;
+    if (*ns % 1'000'000 != 0 || ms < minMs || ms > maxMs)
+      fail(key, shown,
+           "must be between " + durationText(minMs) + " and " + durationText(maxMs));
+    return ms;
+  }
+
+  // An inline table ({ a = 1, b = 2 }) or a [section.key] table; nullptr
+  // when absent.
+  const toml::table* table(const std::string& key, const std::string& example) {
+    const toml::node* n = node(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) fail(key, render(*n), "must be a table such as " + example);
+    return n->as_table();
   }
 
   bool boolean(const std::string& key, bool fallback) {
@@ -336,7 +383,8 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
                                        bool loadKeys) {
   const std::string file = fileName(path);
   toml::table root = parseToml(text, path);
-  rejectUnknownTables(root, file, {"aggregator", "sensor", "console", "token", "mitigate"});
+  rejectUnknownTables(root, file, {"aggregator", "detect", "correlate", "mitigate", "sensor",
+                                   "console", "token"});
   AggregatorConfig c;
   c.path = path;
 
@@ -347,7 +395,13 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   c.secretKeyFile = agg.keyFile("secret_key", true, loadKeys, c.secretKey);
   c.dataDir = agg.string("data_dir", c.dataDir);
   if (c.dataDir.empty()) agg.fail("data_dir", "\"\"", "must name a directory");
-  c.retentionDays = static_cast<unsigned>(agg.integer("retention_days", c.retentionDays, 1, 3650));
+  // `retention` takes any duration (tests and small sites use hours);
+  // `retention_days` is the older spelling. The floor of one hour keeps a
+  // slip such as "90s" for "90d" from emptying the history.
+  if (agg.has("retention") && agg.has("retention_days"))
+    agg.fail("retention_days", "", "give either retention or retention_days, not both");
+  c.retentionMs = agg.integer("retention_days", c.retentionMs / 86'400'000, 1, 3650) * 86'400'000;
+  c.retentionMs = agg.durationMs("retention", c.retentionMs, 3'600'000, int64_t{3650} * 86'400'000);
   c.mode = agg.choice<MitigationMode>("mode", c.mode, kModes);
   c.sensorDownAfterMs = static_cast<unsigned>(
       agg.integer("sensor_down_after_ms", c.sensorDownAfterMs, 500, 3600000));
@@ -379,6 +433,45 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
       static_cast<unsigned>(mit.integer("max_source_blocks", c.maxSourceBlocks, 0, 10'000));
   c.maxLegitShare = mit.number("max_legit_share", c.maxLegitShare, 0.0, 1.0);
   mit.finish();
+
+  Section detect(file, "detect", subTable(root, file, "detect"));
+  auto& d = c.detect;
+  d.k = detect.number("k", d.k, 0.5, 100);
+  d.sustainMs = static_cast<unsigned>(detect.integer("sustain_ms", d.sustainMs, 0, 600'000));
+  d.clearMs = static_cast<unsigned>(detect.integer("clear_ms", d.clearMs, 0, 3'600'000));
+  d.warmupMs = static_cast<unsigned>(detect.integer("warmup_ms", d.warmupMs, 0, 86'400'000));
+  d.baselineHalfLifeMs = static_cast<unsigned>(
+      detect.integer("baseline_half_life_ms", d.baselineHalfLifeMs, 1000, 604'800'000));
+  constexpr double kMaxPps = 1e10;
+  if (const toml::table* floors = detect.table("floor_pps", "{ tcp_syn = 2000, udp = 5000 }")) {
+    Section f(file, "detect.floor_pps", floors);
+    for (size_t i = 0; i < kDetectVectorNames.size(); ++i)
+      d.floorPps[i] = f.number(std::string(kDetectVectorNames[i]), d.floorPps[i], 1, kMaxPps);
+    std::string known;
+    for (auto name : kDetectVectorNames) known += (known.empty() ? "" : " | ") + std::string(name);
+    for (auto&& [k, v] : *floors)
+      if (std::find(kDetectVectorNames.begin(), kDetectVectorNames.end(), k.str()) ==
+          kDetectVectorNames.end())
+        f.fail(std::string(k.str()), "", "unknown vector (expected one of " + known + ")");
+  }
+  d.reflectionTotalFloorPps =
+      detect.number("reflection_total_floor_pps", d.reflectionTotalFloorPps, 1, kMaxPps);
+  detect.finish();
+
+  Section correlate(file, "correlate", subTable(root, file, "correlate"));
+  auto& r = c.correlate;
+  r.resolveAfterMs = static_cast<unsigned>(
+      correlate.integer("resolve_after_ms", r.resolveAfterMs, 1000, 3'600'000));
+  r.idleResolveMs = static_cast<unsigned>(
+      correlate.integer("idle_resolve_ms", r.idleResolveMs, 1000, 86'400'000));
+  // Idle resolution is for sensors gone silent; it must not beat the
+  // data-time rule while they still report.
+  if (r.idleResolveMs < r.resolveAfterMs)
+    correlate.fail("idle_resolve_ms", std::to_string(r.idleResolveMs),
+                   "must be at least resolve_after_ms (" + std::to_string(r.resolveAfterMs) + ")");
+  r.joinWindowMs =
+      static_cast<unsigned>(correlate.integer("join_window_ms", r.joinWindowMs, 0, 3'600'000));
+  correlate.finish();
 
   std::set<std::string> ids, keys, names;
   for (auto& s : arrayOfTables(root, file, "sensor")) {

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -95,6 +97,35 @@ struct TokenEntry {
   std::string sha256;
 };
 
+// The detection vectors in wire order (wire::Vector tcpSyn .. other), named as
+// aggregator/detect.h's vectorName() names them: the keys of
+// [detect] floor_pps. (common/ does not depend on aggregator/; a unit test
+// keeps the two lists equal.)
+inline constexpr std::array<std::string_view, 8> kDetectVectorNames = {
+    "tcp_syn", "tcp_syn_ack", "tcp_other", "udp", "udp_reflection", "icmp", "fragment", "other"};
+
+// [detect]: the detector's settings (aggregator/detect.h DetectConfig explains
+// each; the aggregator converts these into it, and a unit test keeps the
+// defaults equal).
+struct DetectSettings {
+  double k = 4.0;
+  unsigned sustainMs = 2000;
+  unsigned clearMs = 3000;
+  unsigned warmupMs = 60000;
+  unsigned baselineHalfLifeMs = 300000;
+  // Indexed as kDetectVectorNames.
+  std::array<double, 8> floorPps = {2000, 2000, 5000, 5000, 1000, 1000, 1000, 5000};
+  double reflectionTotalFloorPps = 5000;
+};
+
+// [correlate]: the correlator's timing (aggregator/correlate.h
+// CorrelateConfig).
+struct CorrelateSettings {
+  unsigned resolveAfterMs = 10000;
+  unsigned idleResolveMs = 60000;
+  unsigned joinWindowMs = 60000;
+};
+
 // aggregator.toml, loaded and validated once at startup (and on reload).
 struct AggregatorConfig {
   std::string path;
@@ -106,7 +137,9 @@ struct AggregatorConfig {
   std::string secretKeyFile;
   std::string secretKey;  // loaded
   std::string dataDir = "/var/lib/garda";
-  unsigned retentionDays = 90;
+  // Records older than this (by data time) are deleted: `retention = "90d"`
+  // (any duration, 1h .. 3650d) or the older `retention_days = 90`.
+  int64_t retentionMs = int64_t{90} * 86'400'000;
   MitigationMode mode = MitigationMode::kEnforce;
   unsigned sensorDownAfterMs = 5000;
   size_t maxMessageBytes = 4 << 20;
@@ -123,6 +156,9 @@ struct AggregatorConfig {
   unsigned maxOrdersPerSensor = 1000;  // planner orders active at one sensor
   unsigned maxSourceBlocks = 32;     // source /32 and /24 blocks per incident
   double maxLegitShare = 0.10;       // of a victim's recent legitimate sources an order may block
+
+  DetectSettings detect;        // [detect]
+  CorrelateSettings correlate;  // [correlate]
 
   std::vector<SensorEntry> sensors;
   std::vector<ConsoleEntry> consoles;

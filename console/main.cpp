@@ -53,10 +53,12 @@ int main(int argc, char** argv) {
 
   auto* status = app.add_subcommand("status", "the city's sensors: up or down, rates, drops");
 
-  auto* history = app.add_subcommand("history", "per-window totals of one sensor, from the store");
+  auto* history = app.add_subcommand(
+      "history", "per-window totals of one sensor, or per second of the city, from the store");
   std::string historySensor, historySince;
   uint32_t historyLimit = 0;
-  history->add_option("--sensor", historySensor, "sensor id")->required();
+  history->add_option("--sensor", historySensor,
+                      "sensor id (default: the whole city, summed per second)");
   history->add_option("--since", historySince, "e.g. 10m, 1h, 7d (default: the newest windows)");
   history->add_option("--limit", historyLimit, "at most this many windows (default 1000)");
 

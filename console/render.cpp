@@ -74,9 +74,12 @@ std::string renderHistory(const nlohmann::json& history) {
                     std::to_string(w.value("icmp", uint64_t{0})),
                     std::to_string(w.value("other", uint64_t{0})),
                     std::to_string(w.value("victims", 0u))});
-  if (rows.size() == 1) return "no windows stored for " + history.value("sensor", std::string("?"));
-  return fmt::format("sensor {}: {} windows\n{}", history.value("sensor", ""), rows.size() - 1,
-                     table(rows));
+  const bool city = history.value("city", false);
+  const std::string who =
+      city ? std::string("the city") : "sensor " + history.value("sensor", std::string("?"));
+  if (rows.size() == 1) return "no windows stored for " + who;
+  return fmt::format("{}: {} {}\n{}", who, rows.size() - 1,
+                     city ? "seconds (all sensors)" : "windows", table(rows));
 }
 
 namespace {

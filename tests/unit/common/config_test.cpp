@@ -403,7 +403,7 @@ TEST(AggregatorConfig, MinimalConfigLoadsWithDefaults) {
   EXPECT_EQ(c.secretKeyFile, "/etc/garda/aggregator.key");
   EXPECT_EQ(c.secretKey, "");
   EXPECT_EQ(c.dataDir, "/var/lib/garda");
-  EXPECT_EQ(c.retentionDays, 90u);
+  EXPECT_EQ(c.retentionMs, int64_t{90} * 86'400'000);
   EXPECT_EQ(c.mode, MitigationMode::kEnforce);
   EXPECT_EQ(c.sensorDownAfterMs, 5000u);
   EXPECT_EQ(c.maxMessageBytes, size_t{4} << 20);
@@ -522,6 +522,138 @@ TEST(AggregatorConfig, BadModeAndRangesNameTheKey) {
             "aggregator.toml: aggregator.retention_days = 0: must be between 1 and 3650");
   EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "data_dir = \"\"\n"),
             "aggregator.toml: aggregator.data_dir = \"\": must name a directory");
+}
+
+TEST(AggregatorConfig, RetentionTakesADurationOrWholeDays) {
+  auto parse = [](const std::string& extra) {
+    return parseAggregatorConfig(std::string(kMinimalAggregator) + extra,
+                                 "/etc/garda/aggregator.toml", false);
+  };
+  EXPECT_EQ(parse("retention_days = 30\n").retentionMs, int64_t{30} * 86'400'000);
+  EXPECT_EQ(parse("retention = \"7d\"\n").retentionMs, int64_t{7} * 86'400'000);
+  EXPECT_EQ(parse("retention = \"36h\"\n").retentionMs, int64_t{36} * 3'600'000);
+  EXPECT_EQ(parse("retention = \"60m\"\n").retentionMs, 3'600'000);
+  EXPECT_EQ(parse("retention = \"3650d\"\n").retentionMs, int64_t{3650} * 86'400'000);
+}
+
+TEST(AggregatorConfig, BadRetentionNamesTheKeyAndTheLimits) {
+  // Under an hour is refused: "90s" written for "90d" would empty the history.
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retention = \"90s\"\n"),
+            "aggregator.toml: aggregator.retention = \"90s\": must be between 1h and 3650d");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retention = \"3651d\"\n"),
+            "aggregator.toml: aggregator.retention = \"3651d\": must be between 1h and 3650d");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retention = \"90 days\"\n"),
+            "aggregator.toml: aggregator.retention = \"90 days\": must be a duration such as "
+            "\"90d\", \"36h\" or \"30m\"");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "retention = 90\n"),
+            "aggregator.toml: aggregator.retention = 90: must be a duration such as \"90d\", "
+            "\"36h\" or \"30m\"");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) +
+                            "retention = \"90d\"\nretention_days = 90\n"),
+            "aggregator.toml: aggregator.retention_days: give either retention or "
+            "retention_days, not both");
+}
+
+TEST(AggregatorConfig, DetectAndCorrelateDefaultsWithoutTheirSections) {
+  AggregatorConfig c =
+      parseAggregatorConfig(kMinimalAggregator, "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.detect.k, 4.0);
+  EXPECT_EQ(c.detect.sustainMs, 2000u);
+  EXPECT_EQ(c.detect.clearMs, 3000u);
+  EXPECT_EQ(c.detect.warmupMs, 60000u);
+  EXPECT_EQ(c.detect.baselineHalfLifeMs, 300000u);
+  EXPECT_EQ(c.detect.floorPps[0], 2000);  // tcp_syn
+  EXPECT_EQ(c.detect.floorPps[3], 5000);  // udp
+  EXPECT_EQ(c.detect.reflectionTotalFloorPps, 5000);
+  EXPECT_EQ(c.correlate.resolveAfterMs, 10000u);
+  EXPECT_EQ(c.correlate.idleResolveMs, 60000u);
+  EXPECT_EQ(c.correlate.joinWindowMs, 60000u);
+}
+
+TEST(AggregatorConfig, DetectAndCorrelateSectionsAreRead) {
+  AggregatorConfig c = parseAggregatorConfig(std::string(kMinimalAggregator) + R"(
+[detect]
+k = 3.5
+sustain_ms = 1000
+clear_ms = 5000
+warmup_ms = 0
+baseline_half_life_ms = 600000
+floor_pps = { tcp_syn = 500, udp_reflection = 250.5, fragment = 10 }
+reflection_total_floor_pps = 1200
+
+[correlate]
+resolve_after_ms = 20000
+idle_resolve_ms = 120000
+join_window_ms = 0
+)",
+                                             "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.detect.k, 3.5);
+  EXPECT_EQ(c.detect.sustainMs, 1000u);
+  EXPECT_EQ(c.detect.clearMs, 5000u);
+  EXPECT_EQ(c.detect.warmupMs, 0u);
+  EXPECT_EQ(c.detect.baselineHalfLifeMs, 600000u);
+  EXPECT_EQ(c.detect.floorPps[0], 500);    // tcp_syn
+  EXPECT_EQ(c.detect.floorPps[1], 2000);   // tcp_syn_ack: default kept
+  EXPECT_EQ(c.detect.floorPps[4], 250.5);  // udp_reflection
+  EXPECT_EQ(c.detect.floorPps[6], 10);     // fragment
+  EXPECT_EQ(c.detect.reflectionTotalFloorPps, 1200);
+  EXPECT_EQ(c.correlate.resolveAfterMs, 20000u);
+  EXPECT_EQ(c.correlate.idleResolveMs, 120000u);
+  EXPECT_EQ(c.correlate.joinWindowMs, 0u);
+
+  // The floors may also be their own table.
+  AggregatorConfig t = parseAggregatorConfig(
+      std::string(kMinimalAggregator) + "[detect.floor_pps]\nicmp = 300\n",
+      "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(t.detect.floorPps[5], 300);
+}
+
+TEST(AggregatorConfig, BadDetectValuesNameTheKeyAndTheReason) {
+  const std::string base = std::string(kMinimalAggregator) + "[detect]\n";
+  EXPECT_EQ(aggregatorError(base + "k = 0\n"),
+            "aggregator.toml: detect.k = 0: must be between 0.5 and 100");
+  EXPECT_EQ(aggregatorError(base + "k = nan\n"),
+            "aggregator.toml: detect.k = nan: must be between 0.5 and 100");
+  EXPECT_EQ(aggregatorError(base + "k = \"4\"\n"),
+            "aggregator.toml: detect.k = '4': must be a number");
+  EXPECT_EQ(aggregatorError(base + "sustain_ms = 600001\n"),
+            "aggregator.toml: detect.sustain_ms = 600001: must be between 0 and 600000");
+  EXPECT_EQ(aggregatorError(base + "clear_ms = -1\n"),
+            "aggregator.toml: detect.clear_ms = -1: must be between 0 and 3600000");
+  EXPECT_EQ(aggregatorError(base + "warmup_ms = 1.5\n"),
+            "aggregator.toml: detect.warmup_ms = 1.5: must be an integer");
+  EXPECT_EQ(aggregatorError(base + "baseline_half_life_ms = 0\n"),
+            "aggregator.toml: detect.baseline_half_life_ms = 0: must be between 1000 and "
+            "604800000");
+  EXPECT_EQ(aggregatorError(base + "floor_pps = { syn = 2000 }\n"),
+            "aggregator.toml: detect.floor_pps.syn: unknown vector (expected one of tcp_syn | "
+            "tcp_syn_ack | tcp_other | udp | udp_reflection | icmp | fragment | other)");
+  EXPECT_EQ(aggregatorError(base + "floor_pps = { udp = 0 }\n"),
+            "aggregator.toml: detect.floor_pps.udp = 0: must be between 1 and 10000000000");
+  EXPECT_EQ(aggregatorError(base + "floor_pps = 2000\n"),
+            "aggregator.toml: detect.floor_pps = 2000: must be a table such as { tcp_syn = "
+            "2000, udp = 5000 }");
+  EXPECT_EQ(aggregatorError(base + "reflection_total_floor_pps = -5\n"),
+            "aggregator.toml: detect.reflection_total_floor_pps = -5: must be between 1 and "
+            "10000000000");
+  EXPECT_EQ(aggregatorError(base + "max_keys = 10\n"),
+            "aggregator.toml: detect.max_keys: unknown key");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "detect = 1\n"),
+            "aggregator.toml: aggregator.detect: unknown key");
+}
+
+TEST(AggregatorConfig, BadCorrelateValuesNameTheKeyAndTheReason) {
+  const std::string base = std::string(kMinimalAggregator) + "[correlate]\n";
+  EXPECT_EQ(aggregatorError(base + "resolve_after_ms = 999\n"),
+            "aggregator.toml: correlate.resolve_after_ms = 999: must be between 1000 and "
+            "3600000");
+  EXPECT_EQ(aggregatorError(base + "idle_resolve_ms = 5000\n"),
+            "aggregator.toml: correlate.idle_resolve_ms = 5000: must be at least "
+            "resolve_after_ms (10000)");
+  EXPECT_EQ(aggregatorError(base + "join_window_ms = 3600001\n"),
+            "aggregator.toml: correlate.join_window_ms = 3600001: must be between 0 and 3600000");
+  EXPECT_EQ(aggregatorError(base + "resolve = 1\n"),
+            "aggregator.toml: correlate.resolve: unknown key");
 }
 
 // ---- Loading from files, with real CURVE keys -------------------------------
@@ -660,7 +792,7 @@ sha256 = ")" + std::string(64, 'b') + "\"\n");
   EXPECT_EQ(c.dataDir, "/srv/garda");
   EXPECT_EQ(c.mode, MitigationMode::kConfirm);
   EXPECT_EQ(c.listenSensors, "tcp://0.0.0.0:7450");
-  EXPECT_EQ(c.retentionDays, 90u);
+  EXPECT_EQ(c.retentionMs, int64_t{90} * 86'400'000);
   EXPECT_EQ(c.maxMessageBytes, size_t{4} << 20);
   ASSERT_EQ(c.sensors.size(), 2u);
   EXPECT_EQ(c.sensors[0].id, "edge-1");

@@ -1,0 +1,437 @@
+// The store with a real RocksDB in a temporary directory: city totals kept by
+// the merge operator in the summaries' own batch, the city history query, and
+// retention by time.
+#include "aggregator/store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aggregator/incidents.h"
+#include "aggregator/query.h"
+#include "aggregator/server.h"
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/keys.h"
+#include "tests/unit/aggregator/summary_builder.h"
+
+namespace garda::aggregator {
+namespace {
+
+using testing::kSecond;
+using testing::kT0;
+
+struct Totals {
+  uint64_t packets = 0, bytes = 0, tcp = 0, udp = 0, icmp = 0, other = 0;
+};
+
+// A stored summary value (the Summary struct as root, as ingest stores it)
+// with the given totals and `victims` victims.
+std::string summaryValue(const std::string& sensorId, int64_t startNs, unsigned windowMs,
+                         const Totals& t, unsigned victims = 0, uint64_t kernelDrops = 0) {
+  capnp::MallocMessageBuilder message;
+  auto s = message.initRoot<wire::Summary>();
+  s.setSensorId(sensorId);
+  s.setBootId(7);
+  s.setSeq(1);
+  s.setWindowStartNs(startNs);
+  s.setWindowMs(windowMs);
+  s.setKernelDrops(kernelDrops);
+  auto totals = s.initTotals();
+  totals.setPackets(t.packets);
+  totals.setBytes(t.bytes);
+  totals.setTcp(t.tcp);
+  totals.setUdp(t.udp);
+  totals.setIcmp(t.icmp);
+  totals.setOther(t.other);
+  auto list = s.initVictims(victims);
+  for (unsigned i = 0; i < victims; ++i)
+    list[i].setAddress(common::AddressBytes(testing::ip("198.18.2." + std::to_string(i + 1))));
+  return common::encodeMessage(message);
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("garda-store-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    store_ = std::make_unique<Store>(dir_.string());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void reopen() {
+    store_.reset();
+    store_ = std::make_unique<Store>(dir_.string());
+  }
+
+  // Stores summaries in one batch; returns how many were new.
+  size_t put(const std::vector<std::pair<std::string, std::string>>& summaries) {
+    auto batch = store_->batch();
+    size_t fresh = 0;
+    for (const auto& [key, value] : summaries) fresh += batch.putSummary(key, value);
+    store_->commit(batch);
+    return fresh;
+  }
+
+  std::pair<std::string, std::string> summary(const std::string& sensor, int64_t startNs,
+                                              unsigned windowMs, const Totals& t,
+                                              unsigned victims = 0, uint64_t drops = 0) {
+    return {Store::summaryKey(sensor, startNs, 7),
+            summaryValue(sensor, startNs, windowMs, t, victims, drops)};
+  }
+
+  std::vector<std::pair<int64_t, CityTotals>> city(int64_t since = 0, int64_t until = 0,
+                                                   size_t limit = 1000) {
+    std::vector<std::pair<int64_t, CityTotals>> out;
+    store_->scanCity(since, until, limit,
+                     [&](int64_t start, const CityTotals& t) { out.emplace_back(start, t); });
+    return out;
+  }
+
+  size_t summaryCount(const std::string& sensor) {
+    size_t n = 0;
+    store_->scanSummaries(sensor, 0, 0, 1'000'000, [&](auto, auto) { ++n; });
+    return n;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+// ---- CityTotals -------------------------------------------------------------
+
+TEST(CityTotals, EncodesAsTenLittleEndianWordsAndDecodesBack) {
+  CityTotals t;
+  t.packets = 1;
+  t.bytes = 0x0102030405060708;
+  t.summaries = 3;
+  std::string bytes = t.encode();
+  ASSERT_EQ(bytes.size(), CityTotals::kFields * 8);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 1);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[8]), 0x08);  // bytes, low byte first
+  EXPECT_EQ(static_cast<uint8_t>(bytes[15]), 0x01);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[72]), 3);  // summaries, the tenth word
+  EXPECT_EQ(CityTotals::decode(bytes), t);
+}
+
+TEST(CityTotals, ShortOrOddRecordsReadAsZerosInsteadOfFailing) {
+  CityTotals t;
+  t.packets = 5;
+  t.bytes = 6;
+  t.tcp = 7;
+  std::string bytes = t.encode().substr(0, 20);  // two whole words and half a third
+  CityTotals d = CityTotals::decode(bytes);
+  EXPECT_EQ(d.packets, 5u);
+  EXPECT_EQ(d.bytes, 6u);
+  EXPECT_EQ(d.tcp, 0u);
+  EXPECT_EQ(CityTotals::decode(""), CityTotals{});
+  EXPECT_EQ(CityTotals::decode(t.encode() + "future"), t);
+}
+
+// ---- City totals in the summaries' batch -------------------------------------
+
+TEST_F(StoreTest, CitySecondSumsEverySensorsSummaryWithThatStart) {
+  EXPECT_EQ(put({summary("alpha", kT0, 1000, {100, 10000, 60, 30, 10, 0}, 2, 4),
+                 summary("beta", kT0, 1000, {50, 5000, 0, 50, 0, 0}, 1),
+                 summary("alpha", kT0 + kSecond, 1000, {7, 700, 7, 0, 0, 0})}),
+            3u);
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].first, kT0);
+  const CityTotals& t = rows[0].second;
+  EXPECT_EQ(t.packets, 150u);
+  EXPECT_EQ(t.bytes, 15000u);
+  EXPECT_EQ(t.tcp, 60u);
+  EXPECT_EQ(t.udp, 80u);
+  EXPECT_EQ(t.icmp, 10u);
+  EXPECT_EQ(t.other, 0u);
+  EXPECT_EQ(t.kernelDrops, 4u);
+  EXPECT_EQ(t.victimMs, 3000u);  // three victims for a whole second
+  EXPECT_EQ(t.sensorMs, 2000u);  // two sensors
+  EXPECT_EQ(t.summaries, 2u);
+  EXPECT_EQ(rows[1].first, kT0 + kSecond);
+  EXPECT_EQ(rows[1].second.packets, 7u);
+}
+
+TEST_F(StoreTest, LaterBatchesAddToTheSameSecondAndSurviveAReopen) {
+  put({summary("alpha", kT0, 1000, {100})});
+  put({summary("beta", kT0, 1000, {23})});
+  reopen();  // the merge operator must be registered again to read the record
+  put({summary("gamma", kT0, 1000, {1})});
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].second.packets, 124u);
+  EXPECT_EQ(rows[0].second.summaries, 3u);
+}
+
+TEST_F(StoreTest, ResentSummaryIsNotCountedTwiceInTheCity) {
+  auto s = summary("alpha", kT0, 1000, {100});
+  EXPECT_EQ(put({s, s}), 1u);  // twice in one batch
+  EXPECT_EQ(put({s}), 0u);     // and again later
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].second.packets, 100u);
+  EXPECT_EQ(rows[0].second.summaries, 1u);
+}
+
+TEST_F(StoreTest, ShortWindowsFallIntoTheirSecond) {
+  // Four 250 ms windows of one sensor and one 1 s window of another.
+  put({summary("fast", kT0, 250, {10}, 1), summary("fast", kT0 + kSecond / 4, 250, {20}, 1),
+       summary("fast", kT0 + kSecond / 2, 250, {30}, 1),
+       summary("fast", kT0 + 3 * kSecond / 4, 250, {40}, 1), summary("slow", kT0, 1000, {5}, 1)});
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].second.packets, 105u);
+  EXPECT_EQ(rows[0].second.victimMs, 2000u);  // one victim at each sensor all second
+  EXPECT_EQ(rows[0].second.sensorMs, 2000u);  // two sensors reporting
+  EXPECT_EQ(rows[0].second.summaries, 5u);
+}
+
+TEST_F(StoreTest, LongOrOffGridWindowIsSharedOutByOverlapWithExactSums) {
+  // A 5 s window: 1001 packets over five seconds.
+  put({summary("slow", kT0, 5000, {1001, 5005, 1001, 0, 0, 0}, 2)});
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 5u);
+  uint64_t packets = 0, bytes = 0, victimMs = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].first, kT0 + static_cast<int64_t>(i) * kSecond);
+    EXPECT_GE(rows[i].second.packets, 200u);
+    EXPECT_LE(rows[i].second.packets, 201u);
+    EXPECT_EQ(rows[i].second.sensorMs, 1000u);
+    EXPECT_EQ(rows[i].second.summaries, 1u);
+    packets += rows[i].second.packets;
+    bytes += rows[i].second.bytes;
+    victimMs += rows[i].second.victimMs;
+  }
+  EXPECT_EQ(packets, 1001u);
+  EXPECT_EQ(bytes, 5005u);
+  EXPECT_EQ(victimMs, 10000u);
+
+  // A 1 s window starting half a second off the grid: half in each second.
+  put({summary("odd", kT0 + 10 * kSecond + kSecond / 2, 1000, {100})});
+  auto odd = city(kT0 + 10 * kSecond);
+  ASSERT_EQ(odd.size(), 2u);
+  EXPECT_EQ(odd[0].second.packets, 50u);
+  EXPECT_EQ(odd[1].second.packets, 50u);
+  EXPECT_EQ(odd[0].second.sensorMs, 500u);
+}
+
+TEST_F(StoreTest, CityScanKeepsTheNewestWithinSinceUntilInTimeOrder) {
+  for (int i = 0; i < 10; ++i)
+    put({summary("alpha", kT0 + i * kSecond, 1000, {static_cast<uint64_t>(i)})});
+  auto all = city();
+  ASSERT_EQ(all.size(), 10u);
+  auto newest = city(0, 0, 3);
+  ASSERT_EQ(newest.size(), 3u);
+  EXPECT_EQ(newest[0].first, kT0 + 7 * kSecond);
+  EXPECT_EQ(newest[2].first, kT0 + 9 * kSecond);
+  auto range = city(kT0 + 2 * kSecond, kT0 + 5 * kSecond);
+  ASSERT_EQ(range.size(), 3u);
+  EXPECT_EQ(range[0].second.packets, 2u);
+  EXPECT_EQ(range[2].second.packets, 4u);
+}
+
+// ---- Retention ---------------------------------------------------------------
+
+std::string incidentJson(const std::string& id, const std::string& state, int64_t openedNs,
+                         int64_t resolvedNs) {
+  return nlohmann::json({{"id", id},
+                         {"state", state},
+                         {"opened_at_ns", openedNs},
+                         {"resolved_at_ns", resolvedNs}})
+      .dump();
+}
+
+std::string orderJson(const std::string& id, const std::string& state, int64_t expiresNs,
+                      int64_t lastEventNs) {
+  return nlohmann::json({{"id", id},
+                         {"state", state},
+                         {"expires_at_ns", expiresNs},
+                         {"history", {{{"at_ns", lastEventNs}, {"event", state}}}}})
+      .dump();
+}
+
+TEST_F(StoreTest, RetentionDeletesWhatIsOlderThanTheCutoffAndKeepsTheRest) {
+  constexpr int64_t kDay = 86400 * kSecond;
+  const int64_t cutoff = kT0 + 100 * kDay;  // kT0 is 2023-11-14T22:13:20Z
+  // Summaries (and so city seconds) of two sensors on both sides of the cutoff.
+  put({summary("alpha", kT0, 1000, {1}), summary("alpha", cutoff - kSecond, 1000, {2}),
+       summary("alpha", cutoff, 1000, {3}), summary("alpha", cutoff + kDay, 1000, {4}),
+       summary("alpha-2", kT0, 1000, {5}), summary("alpha-2", cutoff + kSecond, 1000, {6}),
+       summary("beta", kT0 + kSecond, 1000, {7})});
+  store_->appendAudit(kT0, R"({"what":"old"})");
+  store_->appendAudit(cutoff + kSecond, R"({"what":"new"})");
+  // inc-<open time>: ids sort by opening time.
+  store_->putIncident("inc-20231114T221320Z-000001",
+                      incidentJson("inc-20231114T221320Z-000001", "resolved", kT0, kT0 + kDay));
+  store_->putIncident("inc-20231115T000000Z-000002",
+                      incidentJson("inc-20231115T000000Z-000002", "open", kT0 + kDay, 0));
+  // Opened before the cutoff but resolved after it: kept.
+  store_->putIncident(
+      "inc-20240221T000000Z-000003",
+      incidentJson("inc-20240221T000000Z-000003", "resolved", cutoff - kDay, cutoff + kSecond));
+  store_->putIncident("inc-20240301T000000Z-000004",
+                      incidentJson("inc-20240301T000000Z-000004", "resolved", cutoff + kDay,
+                                   cutoff + kDay + kSecond));
+  store_->putOrder("ord-1", orderJson("ord-1", "expired", kT0 + kSecond, kT0 + kSecond));
+  store_->putOrder("ord-2", orderJson("ord-2", "active", kT0 + kSecond, kT0));
+  store_->putOrder("ord-3", orderJson("ord-3", "removed", kT0, cutoff + kSecond));
+  store_->putOrder("ord-4", orderJson("ord-4", "expired", cutoff + kDay, cutoff + kDay));
+
+  RetentionResult r = store_->deleteOlderThan(cutoff);
+  EXPECT_EQ(r.sensorsSwept, 3u);
+  EXPECT_EQ(r.incidents, 1u);
+  EXPECT_EQ(r.orders, 1u);
+
+  std::vector<int64_t> alpha;
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view key, std::string_view) {
+    uint64_t start = 0;  // after "alpha\0": the window start, big-endian
+    for (size_t i = 6; i < 14; ++i) start = (start << 8) | static_cast<uint8_t>(key[i]);
+    alpha.push_back(static_cast<int64_t>(start));
+  });
+  EXPECT_EQ(alpha, (std::vector<int64_t>{cutoff, cutoff + kDay}));
+  EXPECT_EQ(summaryCount("alpha-2"), 1u);
+  EXPECT_EQ(summaryCount("beta"), 0u);
+
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].first, cutoff);
+  EXPECT_EQ(rows[0].second.packets, 3u);
+
+  std::vector<std::string> audit;
+  store_->forEachAudit(0, [&](std::string_view json) { audit.emplace_back(json); });
+  EXPECT_EQ(audit, std::vector<std::string>{R"({"what":"new"})"});
+
+  EXPECT_FALSE(store_->getIncident("inc-20231114T221320Z-000001"));
+  EXPECT_TRUE(store_->getIncident("inc-20231115T000000Z-000002"));  // still open
+  EXPECT_TRUE(store_->getIncident("inc-20240221T000000Z-000003"));
+  EXPECT_TRUE(store_->getIncident("inc-20240301T000000Z-000004"));
+
+  std::vector<std::string> orders;
+  store_->forEachOrder([&](std::string_view id, std::string_view) { orders.emplace_back(id); });
+  EXPECT_EQ(orders, (std::vector<std::string>{"ord-2", "ord-3", "ord-4"}));
+
+  // Summaries written after the sweep still land and count in the city.
+  put({summary("beta", cutoff + 2 * kSecond, 1000, {9})});
+  EXPECT_EQ(summaryCount("beta"), 1u);
+
+  // Deleted stays deleted across a reopen; a second sweep finds nothing more.
+  reopen();
+  EXPECT_EQ(summaryCount("alpha"), 2u);
+  EXPECT_EQ(city().size(), 4u);
+  RetentionResult again = store_->deleteOlderThan(cutoff);
+  EXPECT_EQ(again.incidents, 0u);
+  EXPECT_EQ(again.orders, 0u);
+  EXPECT_EQ(summaryCount("alpha"), 2u);
+}
+
+TEST_F(StoreTest, RetentionWithNothingOldKeepsEverything) {
+  put({summary("alpha", kT0, 1000, {1})});
+  store_->appendAudit(kT0, "{}");
+  RetentionResult r = store_->deleteOlderThan(kT0);
+  EXPECT_EQ(r.sensorsSwept, 1u);
+  EXPECT_EQ(summaryCount("alpha"), 1u);
+  EXPECT_EQ(city().size(), 1u);
+  size_t audit = 0;
+  store_->forEachAudit(0, [&](std::string_view) { ++audit; });
+  EXPECT_EQ(audit, 1u);
+}
+
+TEST_F(StoreTest, AggregatorSweepsAtStartWithTheConfiguredRetention) {
+  const int64_t now = common::wallNowNs();
+  const int64_t hour = 3600 * kSecond;
+  const int64_t old = (now - 2 * hour) / kSecond * kSecond;
+  const int64_t recent = (now - hour / 2) / kSecond * kSecond;
+  put({summary("alpha", old, 1000, {1}), summary("alpha", recent, 1000, {2})});
+  store_->appendAudit(old, R"({"what":"old"})");
+  store_.reset();  // the aggregator opens the store itself
+
+  common::AggregatorConfig config;
+  config.listenSensors = "ipc://" + (dir_ / "sensors.sock").string();
+  config.listenConsole = "ipc://" + (dir_ / "console.sock").string();
+  config.secretKey = common::generateCurveKeyPair().secretKey;
+  config.dataDir = dir_.string();
+  config.retentionMs = 3'600'000;  // retention = "1h"
+  {
+    AggregatorServer server(config);
+    std::atomic<bool> stop{false};
+    std::thread loop([&] { server.run(stop); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stop.store(true);
+    loop.join();
+  }
+
+  reopen();
+  std::vector<int64_t> starts;
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view key, std::string_view) {
+    uint64_t start = 0;
+    for (size_t i = 6; i < 14; ++i) start = (start << 8) | static_cast<uint8_t>(key[i]);
+    starts.push_back(static_cast<int64_t>(start));
+  });
+  EXPECT_EQ(starts, std::vector<int64_t>{recent});
+  auto rows = city();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].first, recent);
+  size_t audit = 0;
+  store_->forEachAudit(0, [&](std::string_view) { ++audit; });
+  EXPECT_EQ(audit, 0u);
+}
+
+// ---- The city in QueryService::history ----------------------------------------
+
+TEST_F(StoreTest, HistoryWithoutASensorIsTheCityPerSecond) {
+  common::AggregatorConfig config;
+  config.sensors.push_back({"alpha", "", "", std::nullopt});
+  CityView view(*store_, config);
+  Dispatcher dispatcher(*store_, view, config,
+                        [](const std::string&, const std::string&) { return false; });
+  IncidentTracker incidents(*store_, kT0);
+  QueryService queries(*store_, view, dispatcher, incidents);
+
+  put({summary("alpha", kT0, 1000, {100, 9000, 100, 0, 0, 0}, 3, 2),
+       summary("beta", kT0, 1000, {50, 1000, 0, 50, 0, 0}, 1),
+       summary("alpha", kT0 + kSecond, 1000, {1})});
+  QueryResult r = queries.history("", 0, 0, 0);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.body["sensor"], "");
+  EXPECT_EQ(r.body["city"], true);
+  ASSERT_EQ(r.body["windows"].size(), 2u);
+  const auto& w = r.body["windows"][0];
+  EXPECT_EQ(w["start_ns"], kT0);
+  EXPECT_EQ(w["window_ms"], 1000);
+  EXPECT_EQ(w["packets"], 150);
+  EXPECT_EQ(w["bytes"], 10000);
+  EXPECT_EQ(w["tcp"], 100);
+  EXPECT_EQ(w["udp"], 50);
+  EXPECT_EQ(w["victims"], 4);
+  EXPECT_EQ(w["kernel_drops"], 2);
+  EXPECT_EQ(w["sensors"], 2.0);
+  EXPECT_EQ(w["summaries"], 2);
+
+  QueryResult since = queries.history("", kT0 + kSecond, 0, 0);
+  ASSERT_EQ(since.body["windows"].size(), 1u);
+
+  // One sensor's history keeps its shape.
+  QueryResult one = queries.history("alpha", 0, 0, 0);
+  ASSERT_TRUE(one.ok) << one.error;
+  EXPECT_EQ(one.body["sensor"], "alpha");
+  EXPECT_EQ(one.body["city"], false);
+  EXPECT_EQ(one.body["windows"].size(), 2u);
+  EXPECT_EQ(queries.history("nobody", 0, 0, 0).code, 404);
+}
+
+}  // namespace
+}  // namespace garda::aggregator
