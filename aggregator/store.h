@@ -10,6 +10,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "schemas/garda.capnp.h"
+
 namespace garda::aggregator {
 
 // Counters of the store.
@@ -27,6 +29,8 @@ struct StoreCounters {
 //   summaries: sensor id, 0x00, window start (big-endian), boot id (big-endian)
 //   sensors:   sensor id
 //   audit:     time (big-endian), seq (big-endian)
+// Summary values are packed Cap'n Proto messages (summaryValue) kept in blob
+// files; the other families hold JSON.
 // A summary write goes through the write-ahead log before the caller acks,
 // so an ack survives the aggregator being killed. Single-threaded use.
 class Store {
@@ -39,6 +43,13 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   static std::string summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId);
+  // The stored form of a summary: a packed Cap'n Proto message with the
+  // summary as its root.
+  static std::string summaryValue(wire::Summary::Reader summary);
+  // A stored summary as a flat message (what capnp::FlatArrayMessageReader
+  // reads); values stored flat, before summaries were packed, pass as they are.
+  // Throws kj::Exception on a malformed value.
+  static std::string flatSummary(std::string_view stored);
 
   // A batch of writes applied atomically with commit().
   class Batch {
@@ -63,7 +74,8 @@ class Store {
   void commit(Batch& b);
 
   // Summaries of one sensor with window start in [sinceNs, untilNs), the
-  // `limit` most recent, in time order; `fn(key, value)`.
+  // `limit` most recent, in time order; `fn(key, value)` with the value as a
+  // flat message (see flatSummary).
   void scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
                      const std::function<void(std::string_view, std::string_view)>& fn);
 
