@@ -65,6 +65,10 @@ Store::Store(const std::string& dir) {
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.max_background_jobs = 2;
+  // The sensors family takes a few bytes per batch and would pin every WAL
+  // file until its memtable filled (GBs of WAL to replay after a crash);
+  // past this much WAL, the families holding the oldest file are flushed.
+  options.max_total_wal_size = 256 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : kFamilies) {
     rocksdb::ColumnFamilyOptions cfo;
