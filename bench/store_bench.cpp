@@ -119,11 +119,13 @@ void BM_SummaryValue(benchmark::State& state) {
 }
 BENCHMARK(BM_SummaryValue);
 
-// putSummary (with its dedup lookup) of new keys, commit every `batch`.
+// putSummary (with its dedup lookup) of new keys, commit every `batch`;
+// the value packed as stored (1) or flat as stored before (0, the baseline).
 void BM_StoreWrite(benchmark::State& state) {
   const auto batchSize = static_cast<uint64_t>(state.range(0));
   Received r;
-  const std::string value = Store::summaryValue(r.summary());
+  const std::string value =
+      state.range(1) ? Store::summaryValue(r.summary()) : valueViaBuilder(r.summary());
   TempStore t;
   uint64_t n = 0;
   const double cpu0 = processCpuUs();
@@ -137,7 +139,12 @@ void BM_StoreWrite(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(n * value.size()));
   state.counters["proc_cpu_us_per_summary"] = cpu / static_cast<double>(n);
 }
-BENCHMARK(BM_StoreWrite)->Arg(64)->UseRealTime()->MinTime(3);
+BENCHMARK(BM_StoreWrite)
+    ->ArgNames({"batch", "packed"})
+    ->Args({64, 0})
+    ->Args({64, 1})
+    ->UseRealTime()
+    ->MinTime(3);
 
 // A resend: every key is already stored (and flushed to table files).
 void BM_StoreResend(benchmark::State& state) {
