@@ -6,19 +6,21 @@
 //
 // Sensor i is "load-<i>" with the CURVE key pair DIR/sensor-<i>.key and its
 // own DEALER socket, as a real sensor has (all sockets in one context with
-// --io-threads I/O threads, served by one epoll loop). Each sends hello, then summaries built like the sensor's
-// (encodeSummary of a WindowStats with V victims, each with top sources,
-// ports, vectors, reflection ports; a new window start per seq), keeping at
-// most --inflight unacked. Each sensor encodes its summary once and then
-// only sets seq, window start and send time in the built message: the
-// aggregator gets the same bytes as from a real sensor, and the generator,
-// sharing the machine, spends its CPU on CURVE and the sockets rather than
-// on re-encoding (a real sensor encodes one summary per window). Phases: warm-up (every sensor connected and one
-// summary acked), then S measured seconds, then a drain with no new sends
-// that waits for what is still in flight. Prints one line of key=value
-// figures (acked_per_s and the p50/p99 ack latency, send to ack, are over
-// the measured seconds only); exits 3 if any ack was lost or refused; with --acked-out, also the seqs load-0 saw acked as stored (to
-// check against `garda history`).
+// --io-threads I/O threads, served by one epoll loop). Each sends hello, then
+// summaries built like the sensor's (encodeSummary of a WindowStats with V
+// victims, each with top sources, ports, vectors, reflection ports; a new
+// window start per seq), keeping at most --inflight unacked. Each sensor
+// encodes its summary once and then only sets seq, window start and send time
+// in the built message: the aggregator gets the same bytes as from a real
+// sensor, and the generator, sharing the machine, spends its CPU on CURVE and
+// the sockets rather than on re-encoding (a real sensor encodes one summary
+// per window). Phases: warm-up (every sensor connected and one summary
+// acked), then S measured seconds, then a drain with no new sends that waits
+// for what is still in flight. Prints one line of key=value figures
+// (acked_per_s and the p50/p99 ack latency, send to ack, are over the
+// measured seconds only); exits 3 if any ack was lost or refused; with
+// --acked-out, also the seqs load-0 saw acked as stored (to check against
+// `garda history`).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <sys/epoll.h>
@@ -302,7 +304,8 @@ class Load {
     if (!s.summary) {
       window_.startNs = startNs;
       const std::string encoded = sensor::encodeSummary(window_, s.id, s.bootId, seq, 0, 0);
-      kj::Array<capnp::word> words = kj::heapArray<capnp::word>(encoded.size() / sizeof(capnp::word));
+      kj::Array<capnp::word> words =
+          kj::heapArray<capnp::word>(encoded.size() / sizeof(capnp::word));
       std::memcpy(words.begin(), encoded.data(), encoded.size());
       capnp::FlatArrayMessageReader reader(words);
       s.summary = std::make_unique<capnp::MallocMessageBuilder>();

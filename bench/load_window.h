@@ -34,15 +34,15 @@ inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs) {
     }
     for (unsigned s = 0; s < 20; ++s) {
       uint32_t a = static_cast<uint32_t>(rng());
-      c.topSources.push_back({*common::IpAddress::parse(fmt::format(
-                                  "{}.{}.{}.{}", 1 + (a >> 24) % 223, (a >> 16) & 255,
-                                  (a >> 8) & 255, a & 255)),
-                              c.packets / (s + 2), s * 7});
+      c.topSources.push_back(
+          {*common::IpAddress::parse(fmt::format("{}.{}.{}.{}", 1 + (a >> 24) % 223,
+                                                 (a >> 16) & 255, (a >> 8) & 255, a & 255)),
+           c.packets / (s + 2), s * 7});
     }
     for (unsigned p = 0; p < 10; ++p) {
       c.topSrcPorts.push_back({static_cast<uint16_t>(1024 + rng() % 60000), c.packets / (p + 3)});
-      c.topDstPorts.push_back({static_cast<uint16_t>(p == 0 ? 80 : 1 + rng() % 65535),
-                               c.packets / (p + 3)});
+      c.topDstPorts.push_back(
+          {static_cast<uint16_t>(p == 0 ? 80 : 1 + rng() % 65535), c.packets / (p + 3)});
     }
     c.distinctSources = 50'000 / (v + 1);
     w.totals.packets += c.packets;
@@ -56,8 +56,8 @@ inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs) {
   w.totals.icmp = w.totals.packets / 20;
   w.totals.other = 10;
   for (unsigned s = 0; s < 5; ++s)
-    w.outbound.push_back({*common::IpAddress::parse(fmt::format("198.51.100.{}", 200 + s)),
-                          10'000u / (s + 1), 0});
+    w.outbound.push_back(
+        {*common::IpAddress::parse(fmt::format("198.51.100.{}", 200 + s)), 10'000u / (s + 1), 0});
   w.decodeStatus[static_cast<size_t>(sensor::DecodeStatus::kCount) - 1] = 3;
   return w;
 }

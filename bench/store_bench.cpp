@@ -45,8 +45,8 @@ struct Received {
     const std::string bytes = wireSummary(1);
     words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
     std::memcpy(words.begin(), bytes.data(), bytes.size());
-    reader = std::make_unique<capnp::FlatArrayMessageReader>(
-        words, capnp::ReaderOptions{UINT64_MAX, 64});
+    reader = std::make_unique<capnp::FlatArrayMessageReader>(words,
+                                                             capnp::ReaderOptions{UINT64_MAX, 64});
   }
   garda::wire::Summary::Reader summary() const {
     return reader->getRoot<garda::wire::Envelope>().getBody().getSummary();
@@ -81,9 +81,8 @@ std::string key(uint64_t n) {
   // Ten sensors interleaved, each with its own rising window starts, as at N=10.
   static const std::string ids[] = {"load-0", "load-1", "load-2", "load-3", "load-4",
                                     "load-5", "load-6", "load-7", "load-8", "load-9"};
-  return Store::summaryKey(ids[n % 10], 1'700'000'000LL * kWindowNs +
-                                            static_cast<int64_t>(n / 10) * kWindowNs,
-                           kBootId);
+  return Store::summaryKey(
+      ids[n % 10], 1'700'000'000LL * kWindowNs + static_cast<int64_t>(n / 10) * kWindowNs, kBootId);
 }
 
 // The baseline copy: what ingest did before Store::summaryValue.
@@ -131,7 +130,8 @@ void BM_StoreWrite(benchmark::State& state) {
   const double cpu0 = processCpuUs();
   for (auto _ : state) {
     auto b = t.store->batch();
-    for (uint64_t i = 0; i < batchSize; ++i) benchmark::DoNotOptimize(b.putSummary(key(n++), value));
+    for (uint64_t i = 0; i < batchSize; ++i)
+      benchmark::DoNotOptimize(b.putSummary(key(n++), value));
     t.store->commit(b);
   }
   const double cpu = processCpuUs() - cpu0;
