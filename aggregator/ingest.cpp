@@ -176,11 +176,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         return;
       }
       // Stored alone (not the envelope), so history reads need no envelope.
-      capnp::MallocMessageBuilder copy;
-      copy.setRoot(sum);
-      std::string value = common::encodeMessage(copy);
       std::string key = Store::summaryKey(keyId, sum.getWindowStartNs(), sum.getBootId());
-      bool fresh = batch.putSummary(key, value);
+      bool fresh = batch.putSummary(key, sum);
       auto& s = city_.touch(keyId, now);
       if (fresh) {
         counters_.summariesStored++;

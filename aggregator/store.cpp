@@ -1,8 +1,13 @@
 #include "aggregator/store.h"
 
+#include <capnp/message.h>
+#include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
+#include <kj/io.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -59,27 +64,6 @@ class CityTotalsAdd : public rocksdb::AssociativeMergeOperator {
 };
 
 // Calls `fn` with the value of every Put to one column family in a batch.
-class PutsTo : public rocksdb::WriteBatch::Handler {
- public:
-  PutsTo(uint32_t family, std::function<void(const rocksdb::Slice&)> fn)
-      : family_(family), fn_(std::move(fn)) {}
-  rocksdb::Status PutCF(uint32_t family, const rocksdb::Slice&,
-                        const rocksdb::Slice& value) override {
-    if (family == family_) fn_(value);
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-
- private:
-  uint32_t family_;
-  std::function<void(const rocksdb::Slice&)> fn_;
-};
-
 // The open time an incident id carries ("inc-20240115T103000Z-000042"), in
 // Unix ns; nullopt when the id does not have that shape.
 std::optional<int64_t> incidentOpenNs(std::string_view id) {
@@ -116,6 +100,31 @@ void check(const rocksdb::Status& s, const std::string& what) {
   if (!s.ok()) throw std::runtime_error(what + ": " + s.ToString());
 }
 
+// Summaries are large (KBs), written once and read by range scans; every
+// write is preceded by a point lookup for a key that is almost never there.
+// See docs/decisions.md, "Ingest throughput", for the measured effect of each.
+void tuneSummaries(rocksdb::ColumnFamilyOptions& cfo) {
+  // Values go to blob files at flush; compaction then moves only keys and
+  // blob references instead of rewriting every summary at each level.
+  cfo.enable_blob_files = true;
+  cfo.min_blob_size = 512;
+  // Not compressed: summaries are stored packed (summaryValue), and LZ4
+  // saved only 15% more of the blob bytes for a third of the flush's CPU.
+  cfo.blob_compression_type = rocksdb::kNoCompression;
+  // No blob garbage collection: it relocates live blobs out of the oldest
+  // files at every compaction. Retention deletes by time, and a blob file
+  // holds one flush's span of time, so it goes once all its keys are gone.
+  cfo.enable_blob_garbage_collection = false;
+  // The dedup lookup of a new key: whole-key bloom filters in the memtable
+  // and in every table file answer "not here" without reading a block.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.whole_key_filtering = true;
+  cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cfo.memtable_prefix_bloom_size_ratio = 0.02;
+  cfo.memtable_whole_key_filtering = true;
+}
+
 }  // namespace
 
 Store::Store(const std::string& dir) {
@@ -124,11 +133,16 @@ Store::Store(const std::string& dir) {
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.max_background_jobs = 2;
+  // The sensors family takes a few bytes per batch and would pin every WAL
+  // file until its memtable filled (GBs of WAL to replay after a crash);
+  // past this much WAL, the families holding the oldest file are flushed.
+  options.max_total_wal_size = 256 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : kFamilies) {
     rocksdb::ColumnFamilyOptions cfo;
     cfo.OptimizeLevelStyleCompaction(64 << 20);
     if (name == "city") cfo.merge_operator = std::make_shared<CityTotalsAdd>();
+    if (name == "summaries") tuneSummaries(cfo);
     descriptors.emplace_back(name, cfo);
   }
   rocksdb::DB* raw = nullptr;
@@ -163,6 +177,54 @@ std::string Store::summaryKey(std::string_view sensorId, int64_t windowStartNs, 
   appendBe64(key, static_cast<uint64_t>(windowStartNs));
   appendBe64(key, bootId);
   return key;
+}
+
+std::string Store::summaryValue(wire::Summary::Reader summary) {
+  capnp::MallocMessageBuilder copy;
+  copy.setRoot(summary);
+  // Packed, the zero bytes of Cap'n Proto's fixed-width fields are squeezed
+  // out (about 2.5 times smaller): fewer bytes through the WAL, its CRC, the
+  // memtable, flush and the disk.
+  kj::VectorOutputStream out(16384);
+  capnp::writePackedMessage(out, copy);
+  auto bytes = out.getArray();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string Store::flatSummary(std::string_view stored) {
+  // A packed message starts with the tag byte of its segment table word,
+  // whose word-count half is never zero: a tag of 0x10 or more. A flat one
+  // (how summaries were stored before) starts with its segment count - 1,
+  // under 0x10 for any message within the size limit.
+  if (stored.empty() || static_cast<uint8_t>(stored[0]) < 0x10) return std::string(stored);
+  kj::ArrayInputStream in(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(stored.data()), stored.size()));
+  capnp::PackedMessageReader reader(in);
+  capnp::MallocMessageBuilder flat;
+  flat.setRoot(reader.getRoot<wire::Summary>());
+  auto words = capnp::messageToFlatArray(flat);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+bool Store::Batch::putSummary(const std::string& key, wire::Summary::Reader sum) {
+  if (!putSummary(key, summaryValue(sum))) return false;
+  // A new summary (putSummary refuses resends): the city seconds grow
+  // exactly once per stored window.
+  auto t = sum.getTotals();
+  CityTotals c;
+  c.packets = t.getPackets();
+  c.bytes = t.getBytes();
+  c.tcp = t.getTcp();
+  c.udp = t.getUdp();
+  c.icmp = t.getIcmp();
+  c.other = t.getOther();
+  c.kernelDrops = sum.getKernelDrops();
+  c.victimMs = uint64_t{sum.getVictims().size()} * sum.getWindowMs();
+  c.sensorMs = sum.getWindowMs();
+  c.summaries = 1;
+  addCityTotals(sum.getWindowStartNs(), sum.getWindowMs(), c);
+  return true;
 }
 
 bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
@@ -264,35 +326,6 @@ void Store::Batch::putSensor(const std::string& sensorId, const std::string& jso
 
 void Store::commit(Batch& b) {
   if (b.batch_.Count() == 0) return;
-  // Every Put to `summaries` in a batch is a new summary (putSummary refuses
-  // resends), so the city seconds grow exactly once per stored window.
-  b.city_.clear();
-  PutsTo summaries(cf("summaries")->GetID(), [&](const rocksdb::Slice& value) {
-    if (value.size() == 0 || value.size() % sizeof(capnp::word) != 0) return;
-    // RocksDB's bytes carry no alignment promise: one aligned copy.
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(value.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), value.data(), value.size());
-    try {
-      capnp::FlatArrayMessageReader reader(words);
-      auto sum = reader.getRoot<wire::Summary>();
-      auto t = sum.getTotals();
-      CityTotals c;
-      c.packets = t.getPackets();
-      c.bytes = t.getBytes();
-      c.tcp = t.getTcp();
-      c.udp = t.getUdp();
-      c.icmp = t.getIcmp();
-      c.other = t.getOther();
-      c.kernelDrops = sum.getKernelDrops();
-      c.victimMs = uint64_t{sum.getVictims().size()} * sum.getWindowMs();
-      c.sensorMs = sum.getWindowMs();
-      c.summaries = 1;
-      b.addCityTotals(sum.getWindowStartNs(), sum.getWindowMs(), c);
-    } catch (const kj::Exception&) {
-      // Not a summary we can read: stored as given, not counted in the city.
-    }
-  });
-  check(b.batch_.Iterate(&summaries), "store batch");
   // Taken back if the write fails, so a second commit of the batch does not
   // add the city seconds twice.
   b.batch_.SetSavePoint();
@@ -421,7 +454,7 @@ void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t un
   if (it->Valid() && it->key().ToStringView() >= upper) it->Prev();
   for (; it->Valid() && newest.size() < limit; it->Prev()) {
     if (it->key().ToStringView() < lower) break;
-    newest.emplace_front(it->key().ToString(), it->value().ToString());
+    newest.emplace_front(it->key().ToString(), flatSummary(it->value().ToStringView()));
   }
   check(it->status(), "store scan");
   for (const auto& [k, v] : newest) fn(k, v);

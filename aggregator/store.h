@@ -12,6 +12,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "schemas/garda.capnp.h"
+
 namespace garda::aggregator {
 
 // Counters of the store.
@@ -74,6 +76,8 @@ struct RetentionResult {
 //   incidents: incident id ("inc-<UTC open time>-<counter>")
 //   baselines: the detector's own keys (sensor, victim, vector, port)
 //   city:      second start (big-endian): CityTotals, kept by merges
+// Summary values are packed Cap'n Proto messages (summaryValue) kept in blob
+// files; the other families hold JSON.
 // A summary write goes through the write-ahead log before the caller acks,
 // so an ack survives the aggregator being killed. Single-threaded use.
 class Store {
@@ -86,6 +90,13 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   static std::string summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId);
+  // The stored form of a summary: a packed Cap'n Proto message with the
+  // summary as its root.
+  static std::string summaryValue(wire::Summary::Reader summary);
+  // A stored summary as a flat message (what capnp::FlatArrayMessageReader
+  // reads); values stored flat, before summaries were packed, pass as they are.
+  // Throws kj::Exception on a malformed value.
+  static std::string flatSummary(std::string_view stored);
 
   // A batch of writes applied atomically with commit(). Commit also adds
   // each new summary's totals to the `city` family in the same write, so the
@@ -99,6 +110,10 @@ class Store {
     void putSensor(const std::string& sensorId, const std::string& json);
     size_t size() const noexcept { return count_; }
 
+    // The same from the decoded summary: stores it in the packed form
+    // (summaryValue) and, when new, adds it to the city's seconds.
+    bool putSummary(const std::string& key, wire::Summary::Reader summary);
+
    private:
     friend class Store;
     explicit Batch(Store& s) : store_(s) {}
@@ -109,14 +124,15 @@ class Store {
     rocksdb::WriteBatch batch_;
     std::unordered_set<std::string> keys_;
     size_t count_ = 0;
-    std::map<int64_t, CityTotals> city_;  // by second start, filled at commit
+    std::map<int64_t, CityTotals> city_;  // by second start, from each new summary
   };
   Batch batch() { return Batch(*this); }
   // Writes the batch (WAL first). Throws std::runtime_error on failure.
   void commit(Batch& b);
 
   // Summaries of one sensor with window start in [sinceNs, untilNs), the
-  // `limit` most recent, in time order; `fn(key, value)`.
+  // `limit` most recent, in time order; `fn(key, value)` with the value as a
+  // flat message (see flatSummary).
   void scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
                      const std::function<void(std::string_view, std::string_view)>& fn);
 

@@ -81,7 +81,13 @@ class StoreTest : public ::testing::Test {
   size_t put(const std::vector<std::pair<std::string, std::string>>& summaries) {
     auto batch = store_->batch();
     size_t fresh = 0;
-    for (const auto& [key, value] : summaries) fresh += batch.putSummary(key, value);
+    for (const auto& [key, value] : summaries) {
+      // As ingest does: from the decoded summary (packed, and counted in the city).
+      kj::Array<capnp::word> words = kj::heapArray<capnp::word>(value.size() / sizeof(capnp::word));
+      std::memcpy(words.begin(), value.data(), value.size());
+      capnp::FlatArrayMessageReader reader(words);
+      fresh += batch.putSummary(key, reader.getRoot<wire::Summary>());
+    }
     store_->commit(batch);
     return fresh;
   }
@@ -142,6 +148,33 @@ TEST(CityTotals, ShortOrOddRecordsReadAsZerosInsteadOfFailing) {
 }
 
 // ---- City totals in the summaries' batch -------------------------------------
+
+TEST_F(StoreTest, SummariesAreStoredPackedAndReadBackFlatAsAreOldFlatOnes) {
+  // One through ingest's path (packed), one as an older aggregator stored it (flat).
+  put({summary("alpha", kT0, 1000, {100, 6400, 100, 0, 0, 0}, 3)});
+  auto old = summary("alpha", kT0 + 1'000'000'000, 1000, {50, 3200, 0, 50, 0, 0}, 1);
+  {
+    auto batch = store_->batch();
+    ASSERT_TRUE(batch.putSummary(old.first, old.second));
+    store_->commit(batch);
+  }
+  std::vector<std::pair<uint64_t, unsigned>> seen;  // packets, victims
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view, std::string_view v) {
+    ASSERT_EQ(v.size() % sizeof(capnp::word), 0u) << "scan hands out flat messages";
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(v.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), v.data(), v.size());
+    capnp::FlatArrayMessageReader reader(words);
+    auto s = reader.getRoot<wire::Summary>();
+    seen.emplace_back(s.getTotals().getPackets(), s.getVictims().size());
+  });
+  EXPECT_EQ(seen, (std::vector<std::pair<uint64_t, unsigned>>{{100, 3}, {50, 1}}));
+  // The packed form really is smaller than the flat one.
+  auto fresh = summary("alpha", kT0 + 2'000'000'000, 1000, {1, 64, 1, 0, 0, 0}, 20);
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(fresh.second.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), fresh.second.data(), fresh.second.size());
+  capnp::FlatArrayMessageReader reader(words);
+  EXPECT_LT(Store::summaryValue(reader.getRoot<wire::Summary>()).size(), fresh.second.size());
+}
 
 TEST_F(StoreTest, CitySecondSumsEverySensorsSummaryWithThatStart) {
   EXPECT_EQ(put({summary("alpha", kT0, 1000, {100, 10000, 60, 30, 10, 0}, 2, 4),

@@ -1,0 +1,65 @@
+#pragma once
+// The realistic summary content shared by ingest_load and bench_store.
+
+#include <fmt/core.h>
+
+#include <random>
+
+#include "common/ip.h"
+#include "sensor/window.h"
+
+namespace garda::bench {
+
+// A plausible busy window: V victims in 198.51.100.0/24 with decreasing
+// traffic, a mix of vectors, reflection ports on some, 20 top sources and 10
+// top ports each way, a few outbound sources and decode errors.
+inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs) {
+  sensor::WindowStats w;
+  w.windowMs = windowMs;
+  std::mt19937_64 rng(42);
+  for (unsigned v = 0; v < victims; ++v) {
+    sensor::VictimCounters c;
+    c.address = *common::IpAddress::parse(fmt::format("198.51.100.{}", 1 + v % 250));
+    c.packets = 2'000'000 / (v + 1);
+    c.bytes = c.packets * 600;
+    // Two vectors: 60% and 30% of the victim's packets (the sum may not
+    // exceed them: the decoder checks).
+    const size_t main = v % sensor::kVectorCount, second = (v + 3) % sensor::kVectorCount;
+    c.vectorPackets[main] = c.packets * 6 / 10;
+    c.vectorPackets[second] = c.packets * 3 / 10;
+    for (size_t k : {main, second}) c.vectorBytes[k] = c.vectorPackets[k] * 600;
+    for (size_t k = 0; k < sensor::kReflectionPortCount; k += 4 + v % 3) {
+      c.reflectionPackets[k] = c.packets / 10 + k;
+      c.reflectionBytes[k] = c.reflectionPackets[k] * 1200;
+    }
+    for (unsigned s = 0; s < 20; ++s) {
+      uint32_t a = static_cast<uint32_t>(rng());
+      c.topSources.push_back(
+          {*common::IpAddress::parse(fmt::format("{}.{}.{}.{}", 1 + (a >> 24) % 223,
+                                                 (a >> 16) & 255, (a >> 8) & 255, a & 255)),
+           c.packets / (s + 2), s * 7});
+    }
+    for (unsigned p = 0; p < 10; ++p) {
+      c.topSrcPorts.push_back({static_cast<uint16_t>(1024 + rng() % 60000), c.packets / (p + 3)});
+      c.topDstPorts.push_back(
+          {static_cast<uint16_t>(p == 0 ? 80 : 1 + rng() % 65535), c.packets / (p + 3)});
+    }
+    c.distinctSources = 50'000 / (v + 1);
+    w.totals.packets += c.packets;
+    w.totals.bytes += c.bytes;
+    w.victims.push_back(std::move(c));
+  }
+  w.totals.packets += 1000;
+  w.totals.bytes += 600'000;
+  w.totals.udp = w.totals.packets / 2;
+  w.totals.tcp = w.totals.packets / 3;
+  w.totals.icmp = w.totals.packets / 20;
+  w.totals.other = 10;
+  for (unsigned s = 0; s < 5; ++s)
+    w.outbound.push_back(
+        {*common::IpAddress::parse(fmt::format("198.51.100.{}", 200 + s)), 10'000u / (s + 1), 0});
+  w.decodeStatus[static_cast<size_t>(sensor::DecodeStatus::kCount) - 1] = 3;
+  return w;
+}
+
+}  // namespace garda::bench
