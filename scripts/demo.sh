@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Garda's main job, for now: the walking skeleton end to end on loopback.
-# (The city drill in network namespaces replaces this once it exists.)
+# Garda on loopback, the quick way (the main job is the city drill:
+# scripts/drill.sh): one aggregator, two OPD sensors replaying captures.
 #
 #   sudo scripts/demo.sh
 #
 # It installs the dependencies (as root), builds Garda, makes keys and configs
 # for one aggregator and two OPD sensors, generates two captures (a SYN flood
 # on dukcapil, a DNS reflection on bapenda), lets both sensors replay them to
-# the aggregator over CURVE, and prints `garda status` and `garda history`.
+# the aggregator over CURVE, and prints `garda status`, `garda history` and
+# the incidents the aggregator found.
 # Everything it starts is stopped (by PID) and its temp folder removed on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -107,3 +108,11 @@ echo "== garda history --sensor dukcapil"
 echo
 echo "== garda history --sensor bapenda"
 "$bin/garda" history --sensor bapenda
+echo
+echo "== garda incidents"
+"$bin/garda" incidents
+for id in $("$bin/garda" incidents --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(i["id"] for i in json.load(sys.stdin)["incidents"]))'); do
+  echo
+  echo "== garda incident show $id"
+  "$bin/garda" incident show "$id"
+done

@@ -324,7 +324,38 @@ class Drill:
             self.watch(seen_incidents, seen_orders, last)
             time.sleep(0.5)
         self.say("scenario over")
-        return self.report()
+        report = self.report()
+        report["rules_left"] = {o["id"]: self.rules_left(o) for o in self.opds}
+        report["never_block_violations"] = self.never_block_violations()
+        return report
+
+    def rules_left(self, o) -> int:
+        """Elements still in the sensor's nftables table (0 once every order has expired)."""
+        res = self.nsx(o["gw_ns"], "nft", "-j", "list", "table", "inet", "garda", check=False)
+        if res.returncode != 0:
+            return 0
+        n = 0
+        for item in json.loads(res.stdout).get("nftables", []):
+            for kind in ("map", "set"):
+                n += len(item.get(kind, {}).get("elem", []) or [])
+        return n
+
+    def never_block_violations(self) -> list[str]:
+        """Orders that touch a never-block address (the city's or an OPD's)."""
+        never = [ipaddress.ip_network("198.18.100.0/24")]
+        for o in self.opds:
+            i = o["i"]
+            never += [ipaddress.ip_network(f"198.18.{i}.1/32"),
+                      ipaddress.ip_network(f"198.19.{i}.0/24")]
+        bad = []
+        for order in self.garda("block", "list")["orders"]:
+            for field in ("source", "destination"):
+                if order[field] == "any":
+                    continue
+                net = ipaddress.ip_network(order[field])
+                if any(net.overlaps(n) for n in never):
+                    bad.append(f"{order['id']} {field} {order[field]}")
+        return bad
 
     def watch(self, seen_incidents, seen_orders, last) -> None:
         now = time.time()
