@@ -8,9 +8,10 @@
 # length (GARDA_FIG_WINDOWS, default "1000 250") it runs GARDA_FIG_RUNS (5)
 # drills of one OPD under a 20 kpps SYN flood from a 100-host botnet, and
 # prints p50 and p90 of time_to_detect_s (attack launch -> the incident seen
-# by the console, polled every 0.5 s) and time_to_mitigate_s (attack launch
-# -> the first second in which 90 % of the attack's packets were dropped at
-# the victim's gateway; 1 s resolution). Then it runs
+# by the console, polled every 0.25 s) and time_to_mitigate_s (attack launch
+# -> the first moment from which, over the following second, 90 % of the
+# attack's packets were dropped at the victim's gateway; about 0.3 s
+# resolution). Then it runs
 # ../shared/peers/fastnetmon/run_fnm_bench.sh with the same flood rate and a
 # threshold matched to Garda's SYN floor (2000 pps) and prints its
 # time-to-detect (notify script) p50 and the ratio to Garda's at 1000 ms.

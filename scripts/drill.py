@@ -322,7 +322,7 @@ class Drill:
                 self.launch_attack(pending.pop(0))
             self.check_alive()
             self.watch(seen_incidents, seen_orders, last)
-            time.sleep(0.5)
+            time.sleep(0.25)
         self.say("scenario over")
         report = self.report()
         report["rules_left"] = {o["id"]: self.rules_left(o) for o in self.opds}
@@ -397,24 +397,52 @@ class Drill:
                     if "applied_at" not in a and "applied" in states.values():
                         a["applied_at"] = now
         for a in self.attacks:
-            if "started_at" not in a or "mitigated_at" in a:
+            if "started_at" not in a or now > a["started_at"] + float(a.get("duration_s", 20)) + 1:
                 continue
+            # The attack packets that reached the victims so far (exact at `now`).
             got = sum(self.received(self.by_id[t], a["k"]) for t in a["targets"])
-            sent = sum(sum(r["sent"] for r in self.read_jsonl(self.out / f"attack{a['k']}-{t}.jsonl"))
-                       for t in a["targets"])
-            prev = a.setdefault("_prev", (sent, got, now))
-            ds, dg = sent - prev[0], got - prev[1]
-            running = now < a["started_at"] + float(a.get("duration_s", 20)) - 1
-            expected = 0.3 * int(a.get("pps", 10000)) * len(a["targets"]) * (now - prev[2])
-            if now - prev[2] >= 1.0:
-                a["_prev"] = (sent, got, now)
-                # Mitigated: 90% of what the attack sent in the last second
-                # never reached the victim (while it was still sending).
-                if running and ds >= expected and dg <= 0.1 * ds:
-                    a["mitigated_at"] = now
-                    a["_at_mitigation"] = (sent, got)
-                    self.say(f"MITIGATED {a.get('name', a['k'])}: {100 * (1 - dg / ds):.0f}% of "
-                             f"its packets dropped at {', '.join(a['targets'])}'s gateway")
+            a.setdefault("_samples", []).append((now, got))
+            if "mitigated_at" not in a:
+                at = self.mitigation(a, live=True)
+                if at is not None:
+                    a["mitigated_at"] = at
+                    self.say(f"MITIGATED {a.get('name', a['k'])}: 90% or more of its packets "
+                             f"dropped at {', '.join(a['targets'])}'s gateway")
+
+    def sent_at(self, a, t: float, live: bool) -> float:
+        """Attack packets sent by wall time t, all targets: the generators' per-second
+        counts, linear within a second (live: the second not yet written at the rate)."""
+        total = 0.0
+        for target in a["targets"]:
+            for r in self.read_jsonl(self.out / f"attack{a['k']}-{target}.jsonl"):
+                if r["t"] + 1 <= t:
+                    total += r["sent"]
+                elif r["t"] <= t:
+                    total += r["sent"] * (t - r["t"])
+            if live:
+                written = max((r["t"] + 1 for r in
+                               self.read_jsonl(self.out / f"attack{a['k']}-{target}.jsonl")),
+                              default=a["started_at"])
+                if t > written:
+                    total += int(a.get("pps", 10000)) * (t - written)
+        return total
+
+    def mitigation(self, a, live: bool = False):
+        """The first sample time from which, over at least one second of the
+        attack, 90% of what it sent did not reach the victims; None if never."""
+        samples = a.get("_samples", [])
+        end = a["started_at"] + float(a.get("duration_s", 20))
+        rate = int(a.get("pps", 10000)) * len(a["targets"])
+        for i, (ti, gi) in enumerate(samples):
+            j = next((j for j in range(i + 1, len(samples)) if samples[j][0] >= ti + 1.0), None)
+            if j is None or samples[j][0] > end:
+                break
+            tj, gj = samples[j]
+            ds = self.sent_at(a, tj, live) - self.sent_at(a, ti, live)
+            if ds >= 0.5 * rate * (tj - ti) and gj - gi <= 0.1 * ds:
+                a["_at_mitigation"] = (self.sent_at(a, ti, live), gi)
+                return ti
+        return None
 
     def report(self) -> dict:
         clients = self.read_jsonl(self.out / "clients.jsonl")
@@ -425,6 +453,13 @@ class Drill:
             sent = sum(r["sent"] for t in a["targets"]
                        for r in self.read_jsonl(self.out / f"attack{a['k']}-{t}.jsonl"))
             got = sum(self.received(self.by_id[t], a["k"]) for t in a["targets"])
+            # Now that every second is written: when mitigation really began.
+            a.pop("mitigated_at", None)
+            a.pop("_at_mitigation", None)
+            if "started_at" in a:
+                at = self.mitigation(a)
+                if at is not None:
+                    a["mitigated_at"] = at
             # Dropped at the victims' gateways from mitigation to the end.
             after = None
             if "_at_mitigation" in a:
