@@ -4,7 +4,8 @@
 #
 #   sudo bench/mitigate_figures.sh [BUILD_DIR]       (default <repo>/build)
 #
-# For each enforcer (GARDA_FIG_BACKENDS, default "nftables xdp") and window
+# For each enforcer (GARDA_FIG_BACKENDS, default "nftables xdp exec"; exec runs
+# bench/exec_nft_gateway.py, a stand-in for a vendor gateway) and window
 # length (GARDA_FIG_WINDOWS, default "1000 250") it runs GARDA_FIG_RUNS (5)
 # drills of one OPD under a 20 kpps SYN flood from a 100-host botnet, and
 # prints p50 and p90 of time_to_detect_s (attack launch -> the incident seen
@@ -20,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 runs=${GARDA_FIG_RUNS:-5}
-backends=${GARDA_FIG_BACKENDS:-"nftables xdp"}
+backends=${GARDA_FIG_BACKENDS:-"nftables xdp exec"}
 windows=${GARDA_FIG_WINDOWS:-"1000 250"}
 out=$(mktemp -d /tmp/garda-mitigate-figures.XXXXXX)
 [[ $(id -u) -eq 0 ]] || { echo "mitigate_figures.sh: needs root" >&2; exit 2; }
@@ -31,6 +32,7 @@ scenario() {  # backend window_ms
 opds = 1
 window_ms = $2
 backend = "$1"
+$([[ $1 == exec ]] && echo "exec_command = \"$root/bench/exec_nft_gateway.py\"")
 mode = "enforce"
 order_ttl_s = 60
 duration_s = 22

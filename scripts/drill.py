@@ -186,7 +186,8 @@ class Drill:
                 f'aggregator_public_key = "{self.keys}/aggregator.pub"',
                 f'secret_key = "{self.keys}/{o["id"]}.key"', "drain_timeout_ms = 2000",
                 "", "[enforce]", f'backend = "{self.city.get("backend", "nftables")}"',
-            ]) + "\n")
+            ] + ([f'exec_command = "{self.city["exec_command"]}"']
+                 if "exec_command" in self.city else [])) + "\n")
 
     def start_city(self) -> None:
         self.start("aggregator", self.ns("soc"),
