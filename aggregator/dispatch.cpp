@@ -308,55 +308,56 @@ bool Dispatcher::renew(const std::string& id, int64_t expiresAtNs, int64_t nowNs
   return true;
 }
 
-bool Dispatcher::approve(const std::string& id, const std::string& who, int64_t nowNs,
-                         std::string& error) {
+OrderRecord* Dispatcher::decide(const std::string& id, const char* state, int64_t nowNs,
+                                std::string& error) {
   auto it = orders_.find(id);
   size_t n = 0;
   if (it != orders_.end() && it->second.state == "active")
     for (auto& [sensor, d] : it->second.deliveries)
       if (d.state == "proposed") {
-        d.state = "pending";
+        d.state = state;
         d.atNs = nowNs;
         ++n;
       }
   if (n == 0) {
     error = "no proposal '" + id + "' waiting for approval";
-    return false;
+    return nullptr;
   }
-  auto& o = it->second;
-  counters_.approved++;
-  note(o, nowNs, "approved", "", "by " + who);
-  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs}, {"who", who}, {"action", "order_approve"},
-                                            {"order_id", id}, {"what", describe(o.spec)},
+  return &it->second;
+}
+
+void Dispatcher::auditDecision(const OrderRecord& o, const std::string& who, const char* action,
+                               int64_t nowNs) {
+  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs},
+                                            {"who", who},
+                                            {"action", action},
+                                            {"order_id", o.id},
+                                            {"what", describe(o.spec)},
                                             {"incident_id", o.spec.incidentId}})
                                 .dump());
-  for (auto& [sensor, d] : o.deliveries)
-    if (d.state == "pending" && city_.isUp(sensor, nowNs)) sendOrder(o, sensor, false, nowNs);
-  persist(o);
+}
+
+bool Dispatcher::approve(const std::string& id, const std::string& who, int64_t nowNs,
+                         std::string& error) {
+  OrderRecord* o = decide(id, "pending", nowNs, error);
+  if (!o) return false;
+  counters_.approved++;
+  note(*o, nowNs, "approved", "", "by " + who);
+  auditDecision(*o, who, "order_approve", nowNs);
+  for (auto& [sensor, d] : o->deliveries)
+    if (d.state == "pending" && city_.isUp(sensor, nowNs)) sendOrder(*o, sensor, false, nowNs);
+  persist(*o);
   return true;
 }
 
 bool Dispatcher::decline(const std::string& id, const std::string& who, int64_t nowNs,
                          std::string& error) {
-  auto it = orders_.find(id);
-  size_t n = 0;
-  if (it != orders_.end() && it->second.state == "active")
-    for (auto& [sensor, d] : it->second.deliveries)
-      if (d.state == "proposed") {
-        d.state = "declined";
-        d.atNs = nowNs;
-        ++n;
-      }
-  if (n == 0) {
-    error = "no proposal '" + id + "' waiting for approval";
-    return false;
-  }
+  OrderRecord* o = decide(id, "declined", nowNs, error);
+  if (!o) return false;
   counters_.declined++;
-  note(it->second, nowNs, "declined", "", "by " + who);
-  store_.appendAudit(nowNs, nlohmann::json({{"at_ns", nowNs}, {"who", who}, {"action", "order_decline"},
-                                            {"order_id", id}, {"what", describe(it->second.spec)}})
-                                .dump());
-  persist(it->second);
+  note(*o, nowNs, "declined", "", "by " + who);
+  auditDecision(*o, who, "order_decline", nowNs);
+  persist(*o);
   return true;
 }
 

@@ -121,6 +121,11 @@ class Dispatcher {
   bool targets(const OrderRecord& o, const std::string& sensorId) const;
   std::vector<std::string> targetIds(const OrderRecord& o) const;
   void sendOrder(OrderRecord& o, const std::string& sensorId, bool remove, int64_t nowNs);
+  // Moves an active order's proposed deliveries to `state`; nullptr (with
+  // `error`) when it has none.
+  OrderRecord* decide(const std::string& id, const char* state, int64_t nowNs, std::string& error);
+  void auditDecision(const OrderRecord& o, const std::string& who, const char* action,
+                     int64_t nowNs);
   void persist(const OrderRecord& o);
   void note(OrderRecord& o, int64_t nowNs, const std::string& event, const std::string& sensor,
             const std::string& detail);

@@ -25,21 +25,9 @@ import sys
 import threading
 import time
 
+from gen_capture import checksum, ipv4  # the same packet builders (this folder)
+
 LAB = ipaddress.ip_network("198.18.0.0/15")
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-
-def ipv4(src: bytes, dst: bytes, proto: int, payload: bytes, ident: int) -> bytes:
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, 64, proto, 0, src, dst)
-    return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:] + payload
 
 
 def tcp_syn(src: bytes, dst: bytes, sport: int, dport: int, seq: int) -> bytes:

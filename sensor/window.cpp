@@ -191,19 +191,23 @@ void WindowCounter::drainSketchUpdates() noexcept {
     applySketchUpdate(pending_[pendingTail_ & (kPipelineDepth - 1)]);
 }
 
-const VictimCounters* WindowCounter::alertView(const VictimSlot& slot) noexcept {
+void WindowCounter::copyCounters(const VictimSlot& slot, VictimCounters& v) const noexcept {
   const VictimTraffic& t = traffic_[slot.sketchPlus1 - 1];
-  alert_.address = slot.address;
-  alert_.packets = slot.packets;
-  alert_.bytes = slot.bytes;
+  v.address = slot.address;
+  v.packets = slot.packets;
+  v.bytes = slot.bytes;
   for (size_t k = 0; k < kVectorCount; ++k) {
-    alert_.vectorPackets[k] = t.vectors[k].packets;
-    alert_.vectorBytes[k] = t.vectors[k].bytes;
+    v.vectorPackets[k] = t.vectors[k].packets;
+    v.vectorBytes[k] = t.vectors[k].bytes;
   }
   for (size_t r = 0; r < kReflectionPortCount; ++r) {
-    alert_.reflectionPackets[r] = t.reflection[r].packets;
-    alert_.reflectionBytes[r] = t.reflection[r].bytes;
+    v.reflectionPackets[r] = t.reflection[r].packets;
+    v.reflectionBytes[r] = t.reflection[r].bytes;
   }
+}
+
+const VictimCounters* WindowCounter::alertView(const VictimSlot& slot) noexcept {
+  copyCounters(slot, alert_);
   return &alert_;
 }
 
@@ -304,18 +308,7 @@ void WindowCounter::closeInto(WindowStats& out) {
     VictimSlot& slot = table_[i];
     const uint32_t sketch = slot.sketchPlus1 - 1;
     VictimCounters& v = out.victims.emplace_back();
-    v.address = slot.address;
-    v.packets = slot.packets;
-    v.bytes = slot.bytes;
-    VictimTraffic& t = traffic_[sketch];
-    for (size_t k = 0; k < kVectorCount; ++k) {
-      v.vectorPackets[k] = t.vectors[k].packets;
-      v.vectorBytes[k] = t.vectors[k].bytes;
-    }
-    for (size_t r = 0; r < kReflectionPortCount; ++r) {
-      v.reflectionPackets[r] = t.reflection[r].packets;
-      v.reflectionBytes[r] = t.reflection[r].bytes;
-    }
+    copyCounters(slot, v);
     VictimSketch& s = pool_[sketch];
     topInto(s.sources, limits_.topSources, v.topSources, [](const auto& e) {
       return SourceCount{e.key, e.count, e.error};
@@ -329,7 +322,7 @@ void WindowCounter::closeInto(WindowStats& out) {
     s.distinct.reset();
     s.srcPorts.reset();
     s.dstPorts.reset();
-    t = VictimTraffic{};
+    traffic_[sketch] = VictimTraffic{};
     slot = VictimSlot{};
   }
   topInto(outbound_, limits_.topSources, out.outbound, [](const auto& e) {

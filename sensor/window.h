@@ -187,6 +187,8 @@ class WindowCounter {
   void applySketchUpdate(const SketchUpdate& u) noexcept;
   // Applies every queued sketch update.
   void drainSketchUpdates() noexcept;
+  // A slot's packet and byte counters (no sketches) into `v`.
+  void copyCounters(const VictimSlot& slot, VictimCounters& v) const noexcept;
   const VictimCounters* alertView(const VictimSlot& slot) noexcept;
 
   const common::PrefixSet& protected_;

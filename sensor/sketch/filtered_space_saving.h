@@ -116,14 +116,7 @@ class FilteredSpaceSaving {
       e.count += a;
       e.error += a;
     }
-    n = std::min(n, out.size());
-    auto heavier = [](const Entry& a, const Entry& b) {
-      return a.count != b.count ? a.count > b.count : a.error < b.error;
-    };
-    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
-                      heavier);
-    out.resize(n);
-    return out;
+    return SpaceSaving<Key, Hash>::heaviest(std::move(out), n);
   }
 
   // Folds in `other` (another worker's sketch of the same window): the

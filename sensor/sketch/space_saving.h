@@ -129,16 +129,18 @@ class SpaceSaving {
   void prefetch(uint32_t hash) const noexcept { __builtin_prefetch(&index_[hash & indexMask_]); }
 
   // The n heaviest counters, highest count first (ties: smaller error first).
-  std::vector<Entry> top(size_t n) const {
-    std::vector<Entry> out = entries();
-    n = std::min(n, out.size());
+  std::vector<Entry> top(size_t n) const { return heaviest(entries(), n); }
+
+  // The n heaviest of `entries`, highest count first (ties: smaller error first).
+  static std::vector<Entry> heaviest(std::vector<Entry> entries, size_t n) {
+    n = std::min(n, entries.size());
     auto heavier = [](const Entry& a, const Entry& b) {
       return a.count != b.count ? a.count > b.count : a.error < b.error;
     };
-    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
-                      heavier);
-    out.resize(n);
-    return out;
+    std::partial_sort(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(n),
+                      entries.end(), heavier);
+    entries.resize(n);
+    return entries;
   }
 
   // Folds `other` (another worker's sketch of the same window) into this one,
