@@ -10,7 +10,7 @@ fi
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config clang llvm
+  build-essential cmake ninja-build pkg-config clang llvm ccache
   # libraries (see docs/decisions.md for why each is here)
   capnproto libcapnp-dev
   libzmq3-dev cppzmq-dev libsodium-dev
