@@ -9,6 +9,7 @@
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
+#include "aggregator/notify.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
 #include "aggregator/zap_authenticator.h"
@@ -46,6 +47,7 @@ class AggregatorServer {
   SensorIngest ingest_;
   QueryService queries_;
   ConsoleServer console_;
+  Notifier notifier_;
 };
 
 }  // namespace garda::aggregator
