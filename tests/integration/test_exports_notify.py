@@ -98,9 +98,10 @@ def check_fields(tc, obj, table, what):
 # ---------------------------------------------------------------------------
 
 class WebhookReceiver:
-    """HTTP server on loopback: answers 500 to the very first POST, 200 after."""
+    """HTTP server on loopback: answers 500 to the very first POST (with
+    fail_first), 200 otherwise."""
 
-    def __init__(self):
+    def __init__(self, fail_first=True):
         self.requests = []   # (status answered, headers dict, raw body)
         self.lock = threading.Lock()
         receiver = self
@@ -109,7 +110,7 @@ class WebhookReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
-                    status = 500 if not receiver.requests else 200
+                    status = 500 if fail_first and not receiver.requests else 200
                     headers = {k.lower(): v for k, v in self.headers.items()}
                     receiver.requests.append((status, headers, body))
                 self.send_response(status)
@@ -453,6 +454,36 @@ class ExportsAndNotificationsTest(GardaTestCase):
     def test_tcp_syslog_uses_octet_counting(self):
         _, syslog, inc_id = self.notified_run(tcp=True)
         self.check_syslog(syslog, inc_id)
+
+    def test_a_second_opd_on_the_same_victim_escalates_the_incident(self):
+        hook = WebhookReceiver(fail_first=False)
+        self.addCleanup(hook.close)
+        keys = {sid: self.keys.make(f"{sid}-escalate") for sid in ("opd-a", "opd-b")}
+        agg = Aggregator(self, keys, name="agg-escalate")
+        with open(agg.config, "a") as f:
+            # Long enough for the second OPD's replay to join the open incident.
+            f.write("\n[correlate]\nresolve_after_ms = 1000\nidle_resolve_ms = 30000\n"
+                    f"\n[[notify.webhook]]\nurl = {toml_str(hook.url)}\n")
+        agg.start()
+        for sid in ("opd-a", "opd-b"):
+            before = len(hook.events())
+            config = self.sensor_config(sid, keys[sid], agg, name=f"isakmp-{sid}",
+                                        pcap=self.env.pcaps / "amp.UDP.isakmp.pcap",
+                                        protected=PROTECTED)
+            self.assertEqual(self.wait_exit(self.start_sensor(f"sensor-{sid}", config), 120), 0)
+            self.wait_until(f"an event after {sid}'s replay",
+                            lambda: len(hook.events()) > before, agg)
+        self.wait_until("escalate and resolve", lambda: hook.events()[-1:] == ["incident.resolved"],
+                        agg)
+        self.assertEqual(hook.events(), ["incident.opened", "incident.escalated",
+                                         "incident.resolved"])
+        with hook.lock:
+            bodies = [json.loads(b) for _, _, b in hook.requests]
+        self.assertNotIn("x-garda-signature", hook.requests[0][1])  # no secret_file
+        escalated = bodies[1]
+        self.assertIn("OPD joined: opd-b", escalated["reason"])
+        self.assertEqual(escalated["incident"]["sensors"], ["opd-a", "opd-b"])
+        self.assertEqual(len({b["incident_id"] for b in bodies}), 1)
 
     def test_bad_notify_config_stops_the_aggregator_naming_the_key(self):
         agg = Aggregator(self, {}, name="agg-bad")
