@@ -400,7 +400,11 @@ class MispBuilder {
     json attrs = json::array();
     auto add = [&](const char* relation, const char* type, const char* category,
                    const std::string& value, bool toIds = false) {
-      attrs.push_back(attribute(key + relation, relation, type, category, value, toIds));
+      json a = attribute(key + relation, relation, type, category, value, toIds);
+      // As the template says: times and free text would correlate every event.
+      if (std::string_view(type) == "datetime" || std::string_view(relation) == "text")
+        a["disable_correlation"] = true;
+      attrs.push_back(std::move(a));
     };
     add("ip-dst", "ip-dst", "Network activity", v);
     // One protocol and one source port per object (the template marks

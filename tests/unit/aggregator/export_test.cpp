@@ -277,6 +277,9 @@ TEST(MispExport, EventAndDdosObjectFollowTheTemplate) {
     }
     EXPECT_TRUE(a["value"].is_string()) << rel;
     EXPECT_TRUE(values.emplace(rel, a["value"]).second) << rel << " twice (not `multiple`)";
+    EXPECT_EQ(a.value("disable_correlation", false),
+              rel == "first-seen" || rel == "last-seen" || rel == "text")
+        << rel;
   }
   EXPECT_EQ(values["ip-dst"], "10.10.10.5");
   EXPECT_EQ(values["protocol"], "UDP");
