@@ -94,6 +94,18 @@ QueryResult QueryService::incidentShow(const std::string& id) {
   return {true, 200, "", *j};
 }
 
+QueryResult QueryService::incidentExport(const std::string& id, const std::string& format) {
+  if (format != "stix" && format != "misp")
+    return QueryResult::fail(400, "unknown export format '" + format + "' (expected stix or misp)");
+  auto j = incidents_.showJson(id);
+  if (!j) return QueryResult::fail(404, "no incident '" + id + "'");
+  try {
+    return {true, 200, "", *exportIncident(*j, format, exportSettings_)};
+  } catch (const std::invalid_argument& e) {
+    return QueryResult::fail(500, "incident '" + id + "' cannot be exported: " + e.what());
+  }
+}
+
 QueryResult QueryService::top(bool sources, int64_t sinceNs, const std::string& sensorId,
                               uint32_t limit) {
   if (!sensorId.empty() && !city_.find(sensorId))
@@ -258,6 +270,10 @@ QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, co
     case wire::Query::Command::INCIDENTS:
       return queries_.incidents(cmd.getIncidents().getOpenOnly());
     case wire::Query::Command::INCIDENT_SHOW: return queries_.incidentShow(cmd.getIncidentShow());
+    case wire::Query::Command::INCIDENT_EXPORT: {
+      auto e = cmd.getIncidentExport();
+      return queries_.incidentExport(e.getIncidentId(), e.getFormat());
+    }
     case wire::Query::Command::TOP: {
       auto t = cmd.getTop();
       return queries_.top(t.getSources(), t.getSinceNs(), t.getSensorId(), t.getLimit());

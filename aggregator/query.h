@@ -7,6 +7,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/export.h"
 #include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/config.h"
@@ -42,6 +43,9 @@ class QueryService {
   QueryResult blockList();
   QueryResult incidents(bool openOnly);
   QueryResult incidentShow(const std::string& id);
+  // `format` "stix" (STIX 2.1 bundle) or "misp" (MISP event): aggregator/export.h.
+  QueryResult incidentExport(const std::string& id, const std::string& format);
+  void setExportSettings(ExportSettings settings) { exportSettings_ = std::move(settings); }
   // Top victims (by packets) or sources (by packets in the victims' top-K)
   // over the stored windows since `sinceNs`, city-wide or at one sensor.
   QueryResult top(bool sources, int64_t sinceNs, const std::string& sensorId, uint32_t limit);
@@ -58,6 +62,7 @@ class QueryService {
   CityView& city_;
   Dispatcher& dispatcher_;
   IncidentTracker& incidents_;
+  ExportSettings exportSettings_;
 };
 
 struct ConsoleCounters {

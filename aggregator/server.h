@@ -12,6 +12,7 @@
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
+#include "aggregator/notify.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
 #include "aggregator/zap_authenticator.h"
@@ -71,6 +72,7 @@ class AggregatorServer {
   ConsoleServer console_;
   common::ServiceNotifier notifier_;
   std::vector<ReloadListener> reloadListeners_;
+  Notifier incidentNotifier_;  // webhooks and syslog on incident changes
 };
 
 }  // namespace garda::aggregator

@@ -4,8 +4,11 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "common/clock.h"
 #include "common/config.h"
@@ -70,6 +73,14 @@ int main(int argc, char** argv) {
   auto* incidentShow = incident->add_subcommand("show", "what, where, from where, and its timeline");
   std::string incidentId;
   incidentShow->add_option("ID", incidentId, "as shown by incidents")->required();
+  auto* incidentExport = incident->add_subcommand(
+      "export", "the incident as a STIX 2.1 bundle or a MISP event, for the national CSIRT");
+  std::string exportFormat, exportOut;
+  incidentExport->add_option("ID", incidentId, "as shown by incidents")->required();
+  incidentExport->add_option("--format", exportFormat, "stix | misp")
+      ->required()
+      ->check(CLI::IsMember({"stix", "misp"}));
+  incidentExport->add_option("--out", exportOut, "write to this file instead of stdout");
 
   auto* top = app.add_subcommand("top", "top victims or sources over the stored windows");
   std::string topKind, topSince, topSensor;
@@ -181,6 +192,22 @@ int main(int argc, char** argv) {
         q.getCommand().setIncidentShow(incidentId);
       });
       fmt::print("{}\n", json ? reply.dump(2) : console::renderIncident(reply));
+    } else if (incidentExport->parsed()) {
+      auto reply = client.call([&](wire::Query::Builder q) {
+        auto e = q.getCommand().initIncidentExport();
+        e.setIncidentId(incidentId);
+        e.setFormat(exportFormat);
+      });
+      // The export is a JSON document either way; --json changes nothing.
+      if (exportOut.empty()) {
+        fmt::print("{}\n", reply.dump(2));
+      } else {
+        std::ofstream out(exportOut, std::ios::trunc);
+        out << reply.dump(2) << "\n";
+        if (!out.flush())
+          throw std::runtime_error("cannot write " + exportOut + ": " + std::strerror(errno));
+        fmt::print(stderr, "wrote {} ({} export of {})\n", exportOut, exportFormat, incidentId);
+      }
     } else if (top->parsed()) {
       int64_t sinceNs = 0;
       if (!topSince.empty()) {
