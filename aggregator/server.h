@@ -6,6 +6,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
@@ -46,6 +47,7 @@ class AggregatorServer {
   SensorIngest ingest_;
   QueryService queries_;
   ConsoleServer console_;
+  EvidenceCollector evidence_;
 };
 
 }  // namespace garda::aggregator

@@ -539,14 +539,14 @@ size_t bodyTagOffset(const std::string& flat) {
 }
 
 TEST(EnvelopeDecoder, UnknownBodyMemberIsReportedAsUnknown) {
-  static_assert(static_cast<unsigned>(wire::Envelope::Body::REPLY) == 9);
+  static_assert(static_cast<unsigned>(wire::Envelope::Body::EVIDENCE) == 11);
   const std::string good = summaryMessage();
   const size_t at = bodyTagOffset(good);
   uint16_t tag;
   std::memcpy(&tag, good.data() + at, 2);
   ASSERT_EQ(tag, static_cast<uint16_t>(wire::Envelope::Body::SUMMARY)) << "offset " << at;
 
-  for (uint16_t unknown : {10, 11, 0x7fff, 0xffff}) {
+  for (uint16_t unknown : {12, 13, 0x7fff, 0xffff}) {
     std::string patched = good;
     std::memcpy(patched.data() + at, &unknown, 2);
     EXPECT_EQ(decode(patched).reject, EnvelopeReject::kUnknownBody) << unknown;
