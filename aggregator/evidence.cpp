@@ -234,12 +234,7 @@ void EvidenceCollector::tick(int64_t nowNs) {
 }
 
 std::optional<EvidencePcap> EvidenceCollector::pcap(const std::string& incidentId) {
-  struct Packet {
-    int64_t tsNs;
-    uint32_t origLen;
-    std::string data;
-  };
-  std::vector<Packet> all;
+  std::vector<Frame> all;
   EvidencePcap out;
   int linkType = -1;
   bool any = false;
@@ -275,7 +270,7 @@ std::optional<EvidencePcap> EvidenceCollector::pcap(const std::string& incidentI
   });
   if (!any) return std::nullopt;
   std::stable_sort(all.begin(), all.end(),
-                   [](const Packet& a, const Packet& b) { return a.tsNs < b.tsNs; });
+                   [](const Frame& a, const Frame& b) { return a.tsNs < b.tsNs; });
   out.packets = all.size();
   // libpcap writes the file: a dead handle for the link type, dumped into
   // a memory stream.
