@@ -18,7 +18,8 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import GardaTestCase  # noqa: E402
+from harness import GardaTestCase, HarnessError  # noqa: E402
+import test_live_capture as live  # noqa: E402
 
 SENSOR = "opd"
 VICTIM = "10.10.10.10"
@@ -116,6 +117,81 @@ class EvidencePcapTest(GardaTestCase):
         self.assertNotEqual(res.returncode, 0)
         self.assertIn("no incident", res.stderr.decode())
         self.assertEqual(out.read_bytes(), b"", "nothing written on an error")
+
+
+
+class LiveEvidenceTest(GardaTestCase):
+    """The same through live AF_PACKET capture: aggregator, sensor and console
+    inside the victim namespace (loopback there), a SYN flood from the
+    attacker namespace over the veth."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if os.geteuid() != 0:
+            raise HarnessError("LiveEvidenceTest needs root (network namespaces, veth, "
+                               "nftables, AF_PACKET, hping3): run it as root, as CI does")
+        missing = [t for t in live.TOOLS + ("tshark",) if shutil.which(t) is None]
+        if missing:
+            raise HarnessError(f"missing tools: {', '.join(missing)}")
+        super().setUpClass()
+
+    def test_live_capture_answers_with_the_floods_first_syns(self):
+        net = live.TestNet()
+        self.addCleanup(net.close)
+        net.build()
+        inside = ["ip", "netns", "exec", net.victim_ns]
+        # The victim stays deaf on the veth, but its loopback carries Garda's own links.
+        for chain, match in (("in", "iif"), ("out", "oif")):
+            live.run(inside + ["nft", "insert", "rule", "inet", net.nft_table, chain, match, "lo",
+                               "accept"])
+        key = self.keys.make(SENSOR)
+        agg = __import__("harness").Aggregator(self, {SENSOR: key})
+        agg.proc = self.start_proc("aggregator", inside + [str(self.env.bin("garda-aggregator")),
+                                                           "--config", str(agg.config)])
+        config = self.sensor_config(SENSOR, key, agg, pcap=None, protected=(live.PROTECTED,))
+        config.write_text(config.read_text().replace(
+            'source = "pcap"', f'source = "afpacket"\ninterface = "{net.victim_if}"'))
+        sensor = self.start_proc("sensor", inside + [str(self.env.bin("garda-sensor")),
+                                                     "--config", str(config)])
+
+        def console(*command, out=subprocess.PIPE):
+            return subprocess.run(inside + agg.console.argv(*command)[:-1],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
+                                  timeout=30)
+        deadline = time.monotonic() + 15
+        while console("status").returncode != 0:
+            self.assertLess(time.monotonic(), deadline, agg.proc.describe())
+            time.sleep(0.3)
+        time.sleep(1)  # the sensor's first window: it is capturing
+        self.assertTrue(sensor.running, sensor.describe())
+        hping = self.start_proc("hping3", ["ip", "netns", "exec", net.attacker_ns, "timeout",
+                                           "-s", "INT", "-k", "3", "12", "hping3", "-S", "-p",
+                                           "80", "--flood", "--rand-source", live.VICTIM_IP])
+        incident = None
+        deadline = time.monotonic() + 15
+        while incident is None and time.monotonic() < deadline:
+            res = console("incidents")
+            if res.returncode == 0 and "inc-" in res.stdout.decode():
+                incident = res.stdout.decode().split("inc-", 1)[1].split()[0]
+            time.sleep(0.5)
+        self.assertIsNotNone(incident, f"{sensor.describe()}\n{agg.proc.describe()}")
+        out = self.tmp / "live.pcap"
+        deadline = time.monotonic() + 20
+        while True:
+            with open(out, "wb") as f:
+                res = console("incident", "pcap", "inc-" + incident, out=f)
+            if res.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        self.assertEqual(res.returncode, 0, f"{res.stderr.decode()}\n{sensor.describe()}")
+        hping.wait(20)
+        rows = tshark_fields(out, "ip.dst", "tcp.flags.syn", "tcp.flags.ack")
+        self.assertGreater(len(rows), 0)
+        self.assertLessEqual(len(rows), SAMPLE)
+        for dst, syn, ack in rows:
+            self.assertEqual(dst, live.VICTIM_IP)
+            self.assertIn(syn, ("1", "True"))
+            self.assertIn(ack, ("0", "False"))
 
 
 if __name__ == "__main__":
