@@ -18,7 +18,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import GardaTestCase, HarnessError  # noqa: E402
+from harness import Aggregator, GardaTestCase, HarnessError  # noqa: E402
 import test_live_capture as live  # noqa: E402
 
 SENSOR = "opd"
@@ -145,7 +145,7 @@ class LiveEvidenceTest(GardaTestCase):
             live.run(inside + ["nft", "insert", "rule", "inet", net.nft_table, chain, match, "lo",
                                "accept"])
         key = self.keys.make(SENSOR)
-        agg = __import__("harness").Aggregator(self, {SENSOR: key})
+        agg = Aggregator(self, {SENSOR: key})
         agg.proc = self.start_proc("aggregator", inside + [str(self.env.bin("garda-aggregator")),
                                                            "--config", str(agg.config)])
         config = self.sensor_config(SENSOR, key, agg, pcap=None, protected=(live.PROTECTED,))
