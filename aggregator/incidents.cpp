@@ -46,6 +46,8 @@ DetectConfig detectConfigFrom(const common::DetectSettings& s) {
   c.baselineHalfLifeMs = s.baselineHalfLifeMs;
   c.floorPps = s.floorPps;
   c.reflectionTotalFloorPps = s.reflectionTotalFloorPps;
+  c.reflectionFloorBps = s.reflectionFloorBps;
+  c.reflectionMinAvgBytes = s.reflectionMinAvgBytes;
   return c;
 }
 

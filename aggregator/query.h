@@ -8,6 +8,7 @@
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
 #include "aggregator/export.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/config.h"
@@ -52,6 +53,10 @@ class QueryService {
   QueryResult blockRemove(const std::string& orderId, const std::string& who);
   // Confirm mode: approve or decline the planner's proposal.
   QueryResult orderDecide(const std::string& orderId, bool approve, const std::string& who);
+  // The incident's evidence as a pcap file (into `capture`); without
+  // stored evidence, asks its sensors and answers 404 "requested".
+  QueryResult incidentPcap(const std::string& id, std::string& capture);
+  void setEvidence(EvidenceCollector* evidence) noexcept { evidence_ = evidence; }
 
  private:
   // Each stored summary of a sensor in [sinceNs, untilNs), the `limit` newest.
@@ -63,6 +68,7 @@ class QueryService {
   Dispatcher& dispatcher_;
   IncidentTracker& incidents_;
   ExportSettings exportSettings_;
+  EvidenceCollector* evidence_ = nullptr;
 };
 
 struct ConsoleCounters {
@@ -85,6 +91,8 @@ class ConsoleServer {
  private:
   QueryResult run(wire::Query::Reader q, const std::string& who, common::Role role);
   void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
+
+  std::string replyData_;  // the binary payload run() leaves for reply()
 
   zmq::socket_t& router_;
   QueryService& queries_;

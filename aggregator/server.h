@@ -9,6 +9,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
@@ -73,6 +74,7 @@ class AggregatorServer {
   common::ServiceNotifier notifier_;
   std::vector<ReloadListener> reloadListeners_;
   Notifier incidentNotifier_;  // webhooks and syslog on incident changes
+  EvidenceCollector evidence_;
 };
 
 }  // namespace garda::aggregator

@@ -545,6 +545,10 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   }
   d.reflectionTotalFloorPps =
       detect.number("reflection_total_floor_pps", d.reflectionTotalFloorPps, 1, kMaxPps);
+  d.reflectionFloorBps =
+      detect.number("reflection_floor_bps", d.reflectionFloorBps, 1000, kMaxPps * 12000);
+  d.reflectionMinAvgBytes =
+      detect.number("reflection_min_avg_bytes", d.reflectionMinAvgBytes, 0, 65535);
   detect.finish();
 
   Section correlate(file, "correlate", subTable(root, file, "correlate"));

@@ -143,6 +143,8 @@ struct DetectSettings {
   // Indexed as kDetectVectorNames.
   std::array<double, 8> floorPps = {2000, 2000, 5000, 5000, 1000, 1000, 1000, 5000};
   double reflectionTotalFloorPps = 5000;
+  double reflectionFloorBps = 1'000'000;
+  double reflectionMinAvgBytes = 512;
 };
 
 // [correlate]: the correlator's timing (aggregator/correlate.h

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +27,17 @@ constexpr const char* kDefaultConsoleConfig = "/etc/garda/console.toml";
 std::string envOr(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
+}
+
+// One line for stderr about the capture written to stdout.
+std::string pcapNote(const nlohmann::json& r) {
+  std::string line = fmt::format("{} packets of incident {} from sensor(s) ",
+                                 r.value("packets", 0), r.value("incident", std::string("?")));
+  for (const auto& s : r.value("sensors", nlohmann::json::array()))
+    line += s.get<std::string>() + " ";
+  for (const auto& s : r.value("skipped", nlohmann::json::array()))
+    line += "(left out, another link type: " + s.get<std::string>() + ") ";
+  return line;
 }
 
 }  // namespace
@@ -81,6 +93,9 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"stix", "misp"}));
   incidentExport->add_option("--out", exportOut, "write to this file instead of stdout");
+  auto* incidentPcap = incident->add_subcommand(
+      "pcap", "write the incident's sample of attack packets as a pcap file to stdout");
+  incidentPcap->add_option("ID", incidentId, "as shown by incidents")->required();
 
   auto* top = app.add_subcommand("top", "top victims or sources over the stored windows");
   std::string topKind, topSince, topSensor;
@@ -153,6 +168,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // A capture is binary: never onto a terminal. Checked before connecting.
+  if (incidentPcap->parsed() && ::isatty(STDOUT_FILENO)) {
+    fmt::print(stderr, "garda incident pcap: refusing to write a binary capture to a terminal; "
+                       "redirect it: garda incident pcap {} > {}.pcap\n",
+               incidentId, incidentId);
+    return 2;
+  }
+
   try {
     console::ConsoleClient client(conn);
     if (status->parsed()) {
@@ -208,6 +231,16 @@ int main(int argc, char** argv) {
           throw std::runtime_error("cannot write " + exportOut + ": " + std::strerror(errno));
         fmt::print(stderr, "wrote {} ({} export of {})\n", exportOut, exportFormat, incidentId);
       }
+    } else if (incidentPcap->parsed()) {
+      std::string capture;
+      auto reply = client.call(
+          [&](wire::Query::Builder q) { q.getCommand().setIncidentPcap(incidentId); }, &capture);
+      if (std::fwrite(capture.data(), 1, capture.size(), stdout) != capture.size() ||
+          std::fflush(stdout) != 0) {
+        fmt::print(stderr, "garda incident pcap: cannot write the capture to stdout\n");
+        return 1;
+      }
+      fmt::print(stderr, "{}\n", json ? reply.dump() : pcapNote(reply));
     } else if (top->parsed()) {
       int64_t sinceNs = 0;
       if (!topSince.empty()) {

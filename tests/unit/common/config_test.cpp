@@ -580,6 +580,8 @@ warmup_ms = 0
 baseline_half_life_ms = 600000
 floor_pps = { tcp_syn = 500, udp_reflection = 250.5, fragment = 10 }
 reflection_total_floor_pps = 1200
+reflection_floor_bps = 2e6
+reflection_min_avg_bytes = 700
 
 [correlate]
 resolve_after_ms = 20000
@@ -597,6 +599,8 @@ join_window_ms = 0
   EXPECT_EQ(c.detect.floorPps[4], 250.5);  // udp_reflection
   EXPECT_EQ(c.detect.floorPps[6], 10);     // fragment
   EXPECT_EQ(c.detect.reflectionTotalFloorPps, 1200);
+  EXPECT_EQ(c.detect.reflectionFloorBps, 2e6);
+  EXPECT_EQ(c.detect.reflectionMinAvgBytes, 700);
   EXPECT_EQ(c.correlate.resolveAfterMs, 20000u);
   EXPECT_EQ(c.correlate.idleResolveMs, 120000u);
   EXPECT_EQ(c.correlate.joinWindowMs, 0u);
