@@ -519,23 +519,18 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
 bool Correlator::quietEverywhere(const Incident& inc) const {
   const int64_t after = static_cast<int64_t>(config_.resolveAfterMs) * kNsPerMs;
   // The latest anomaly of this incident at each of its sensors (few).
+  // Windows where its orders still dropped the attack count the same.
   std::vector<std::pair<std::string_view, int64_t>> lastAt;
-  for (const auto& m : inc.members) {
+  auto seenAt = [&](std::string_view sensor, int64_t ns) {
     auto it = std::find_if(lastAt.begin(), lastAt.end(),
-                           [&](const auto& p) { return p.first == m.sensorId; });
+                           [&](const auto& p) { return p.first == sensor; });
     if (it == lastAt.end())
-      lastAt.emplace_back(m.sensorId, m.lastNs);
+      lastAt.emplace_back(sensor, ns);
     else
-      it->second = std::max(it->second, m.lastNs);
-  }
-  for (const auto& d : inc.droppingAt) {
-    auto it = std::find_if(lastAt.begin(), lastAt.end(),
-                           [&](const auto& p) { return p.first == d.sensorId; });
-    if (it == lastAt.end())
-      lastAt.emplace_back(d.sensorId, d.lastWindowNs);
-    else
-      it->second = std::max(it->second, d.lastWindowNs);
-  }
+      it->second = std::max(it->second, ns);
+  };
+  for (const auto& m : inc.members) seenAt(m.sensorId, m.lastNs);
+  for (const auto& d : inc.droppingAt) seenAt(d.sensorId, d.lastWindowNs);
   for (const auto& [sensor, last] : lastAt) {
     auto it = sensorLatestNs_.find(std::string(sensor));
     if (it == sensorLatestNs_.end() || it->second - last < after) return false;

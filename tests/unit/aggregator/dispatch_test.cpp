@@ -523,14 +523,16 @@ class DroppingIncidentTest : public PlannerTest {
   }
   // One second of data from alpha: a spoofed SYN flood the sensor sees, or
   // nothing it sees (its enforcer drops it first), with its order counters.
-  void window(int64_t second, uint64_t synPackets, const std::vector<Counter>& counters) {
+  void window(int64_t second, uint64_t synPackets, const std::vector<Counter>& counters,
+              const std::vector<testing::SourceSpec>& sources = {}) {
     const int64_t start = kNow + second * kSecond, now = start + kSecond;
     std::vector<testing::VictimSpec> victims;
     if (synPackets > 0) {
       testing::VictimSpec v;
       v.address = kVictim;
       v.vectors = {{wire::Vector::TCP_SYN, synPackets}};
-      v.distinctSources = 50000;  // spoofed: no source evidence
+      v.sources = sources;
+      v.distinctSources = sources.empty() ? 50000 : 0;  // none: spoofed, no source evidence
       victims.push_back(v);
     }
     testing::BuiltSummary s("alpha", start, 1000, victims);
@@ -594,6 +596,25 @@ TEST_F(DroppingIncidentTest, OrdersStillDroppingKeepTheIncidentOpenAndRenewedThe
   EXPECT_EQ(tracker_->correlator().counters().opened, 1u);
   EXPECT_EQ(dispatcher_->find(id)->state, "expired");
   EXPECT_LE(dispatcher_->find(id)->expiresAtNs, lastWindowEnd + 10 * kSecond);
+}
+
+TEST_F(DroppingIncidentTest, TheAttacksTailUnderTheThresholdIsNotLearntAsLegitimateClients) {
+  // A botnet in one /24: blocked by its prefix.
+  int64_t t = 0;
+  for (; t < 4; ++t) window(t, 20000, {}, testing::sources("203.0.113", 1, 10, 2000));
+  ASSERT_NE(order(), nullptr);
+  EXPECT_EQ(order()->spec.match.describe(), "drop any 203.0.113.0/24:any -> any:any");
+  const std::string id = order()->id;
+  // The windows as the rule cuts it off: under the threshold, the same
+  // sources certain among the victim's top ones, while the rule drops the rest.
+  uint64_t dropped = 0;
+  for (int64_t end = t + 12; t < end; ++t) {
+    dropped += 18000;
+    window(t, 300, {{id, dropped, dropped * 60}}, testing::sources("203.0.113", 1, 10, 30));
+  }
+  EXPECT_EQ(planner_->counters().skippedLegit, 0u)
+      << "the attack's own sources were taken for the victim's clients";
+  EXPECT_EQ(order()->state, "active");
 }
 
 TEST_F(DroppingIncidentTest, DropsUnderTheFloorDoNotHoldTheIncident) {

@@ -219,6 +219,23 @@ class BackendTest : public NamespacePair {
     out.resize(rules.size());
     return out;
   }
+  // A source block, a reflection rule and an idle rule: each one's packets
+  // and bytes (`bytesPerPacket` as this backend counts them) in one read.
+  void expectCountsOfEachRule(uint64_t bytesPerPacket) {
+    Rule src = dropRule("ord-src", std::string(kAttacker) + "/32", 60 * kSecond);
+    Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
+    Rule idle = dropRule("ord-idle", "192.0.2.0/24", 60 * kSecond);
+    for (const Rule* r : {&src, &dns, &idle}) ASSERT_EQ(apply(*r), "");
+    EXPECT_EQ(send(kAttacker, 4000, 40), 0);
+    EXPECT_EQ(send(kBystander, 53, 25), 0);
+    auto c = counts({&src, &dns, &idle});
+    EXPECT_EQ(c[0].packets, 40u);
+    EXPECT_EQ(c[0].bytes, 40 * bytesPerPacket);
+    EXPECT_EQ(c[1].packets, 25u);
+    EXPECT_EQ(c[1].bytes, 25 * bytesPerPacket);
+    EXPECT_EQ(c[2].packets, 0u);
+    ASSERT_EQ(remove(src), "");
+  }
   std::unique_ptr<Backend> backend_;
 };
 
@@ -307,24 +324,12 @@ TEST_F(NftablesEnforceTest, RateLimitLetsThroughAboutTheRateAndDropsTheRest) {
 constexpr uint64_t kIpBytes = 20 + 8 + 64, kFrameBytes = 14 + kIpBytes;
 
 TEST_F(NftablesEnforceTest, ReportsEachRulesDroppedPacketsAndBytesInOneRead) {
-  Rule drop = dropRule("ord-d", std::string(kAttacker) + "/32", 60 * kSecond);
-  Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
+  expectCountsOfEachRule(kIpBytes);
   Rule rate = dropRule("ord-rl", "198.18.0.0/24", 60 * kSecond, std::string(kVictim) + "/32");
   rate.match.action = common::OrderMatch::Action::kRateLimit;
   rate.match.protocol = IPPROTO_UDP;
   rate.match.ratePps = 10;
-  Rule idle = dropRule("ord-idle", "192.0.2.0/24", 60 * kSecond);
-  for (const Rule* r : {&drop, &dns, &idle}) ASSERT_EQ(apply(*r), "");
-  EXPECT_EQ(send(kAttacker, 4000, 50), 0);
-  EXPECT_EQ(send(kBystander, 53, 30), 0);
-  auto c = counts({&drop, &dns, &idle});
-  EXPECT_EQ(c[0].packets, 50u);
-  EXPECT_EQ(c[0].bytes, 50 * kIpBytes);
-  EXPECT_EQ(c[1].packets, 30u);
-  EXPECT_EQ(c[1].bytes, 30 * kIpBytes);
-  EXPECT_EQ(c[2].packets, 0u);
   // A rate limit reports what it dropped, not what it let through.
-  ASSERT_EQ(remove(drop), "");
   ASSERT_EQ(apply(rate), "");
   int got = send(kBystander, 4000, 300);
   auto r = counts({&rate});
@@ -467,20 +472,8 @@ TEST_F(XdpEnforceTest, DropsSourcesTowardOneVictimAndReflection) {
 }
 
 TEST_F(XdpEnforceTest, ReportsEachRulesDroppedPacketsAndBytesInOneRead) {
-  Rule src = dropRule("ord-src", std::string(kAttacker) + "/32", 60 * kSecond);
-  Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
-  Rule idle = dropRule("ord-idle", "192.0.2.0/24", 60 * kSecond);
-  for (const Rule* r : {&src, &dns, &idle}) ASSERT_EQ(apply(*r), "");
-  EXPECT_EQ(send(kAttacker, 4000, 40), 0);
-  EXPECT_EQ(send(kBystander, 53, 25), 0);
-  auto c = counts({&src, &dns, &idle});
-  EXPECT_EQ(c[0].packets, 40u);
-  EXPECT_EQ(c[0].bytes, 40 * kFrameBytes);
-  EXPECT_EQ(c[1].packets, 25u);
-  EXPECT_EQ(c[1].bytes, 25 * kFrameBytes);
-  EXPECT_EQ(c[2].packets, 0u);
-  // A slot used again starts from zero.
-  ASSERT_EQ(remove(src), "");
+  expectCountsOfEachRule(kFrameBytes);
+  // A slot used again (ord-src's) starts from zero.
   Rule again = dropRule("ord-again", "192.0.2.7/32", 60 * kSecond);
   ASSERT_EQ(apply(again), "");
   EXPECT_EQ(counts({&again})[0].packets, 0u);
