@@ -639,9 +639,9 @@ std::vector<IncidentChange> Correlator::holdOpen(std::string_view id, const std:
                                 [](const IncidentMember& m) { return m.active; });
   if (!seen && !inc.droppingNoted) {
     inc.droppingNoted = true;
-    addEvent(inc, windowStartNs, "dropping",
-             fmt::format("attack goes on: its orders at {} still drop {}", sensorId,
-                         rateText(dropPps)));
+    addEvent(
+        inc, windowStartNs, "dropping",
+        fmt::format("attack goes on: its orders at {} still drop {}", sensorId, rateText(dropPps)));
   }
   return finishCall();
 }

@@ -69,11 +69,15 @@ void Dispatcher::reload(const common::AggregatorConfig& config) {
 nlohmann::json Dispatcher::toJson(const OrderRecord& o) {
   nlohmann::json deliveries = nlohmann::json::object();
   for (const auto& [sensor, d] : o.deliveries)
-    deliveries[sensor] = {{"state", d.state},           {"reason", d.reason},
-                          {"at_ns", d.atNs},            {"sent_at_ns", d.sentAtNs},
+    deliveries[sensor] = {{"state", d.state},
+                          {"reason", d.reason},
+                          {"at_ns", d.atNs},
+                          {"sent_at_ns", d.sentAtNs},
                           {"boot_id", common::formatHex64(d.bootId)},
-                          {"packets_dropped", d.packetsDropped}, {"sends", d.sends},
-                          {"bytes_dropped", d.bytesDropped}, {"drop_pps", d.dropPps},
+                          {"packets_dropped", d.packetsDropped},
+                          {"sends", d.sends},
+                          {"bytes_dropped", d.bytesDropped},
+                          {"drop_pps", d.dropPps},
                           {"counters_window_ns", d.countersWindowNs}};
   const auto& s = o.spec;
   const auto& m = s.match;
@@ -458,8 +462,7 @@ void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader s
     const uint64_t packets = c->second.getPackets();
     // A counter that went down is a new rule (sensor restart, re-applied):
     // all of it is new.
-    const uint64_t delta =
-        packets >= del.countersPackets ? packets - del.countersPackets : packets;
+    const uint64_t delta = packets >= del.countersPackets ? packets - del.countersPackets : packets;
     const int64_t spanNs = del.countersWindowNs > 0 && windowNs > del.countersWindowNs
                                ? windowNs - del.countersWindowNs
                                : windowLenNs;

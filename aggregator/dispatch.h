@@ -44,7 +44,7 @@ struct Delivery {
   uint64_t bytesDropped = 0;
   double dropPps = 0;
   int64_t countersWindowNs = 0;
-  uint64_t countersPackets = 0;   // the rate's base: packets in that summary
+  uint64_t countersPackets = 0;  // the rate's base: packets in that summary
 };
 
 struct OrderRecord {

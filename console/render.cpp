@@ -125,9 +125,9 @@ std::string renderOrders(const nlohmann::json& orders) {
       std::vector<std::string> row = first ? head : std::vector<std::string>(4, "");
       std::string state = d.value("state", "");
       if (!d.value("reason", "").empty()) state += " (" + d.value("reason", "") + ")";
-      row.insert(row.end(), {sensor, state, std::to_string(d.value("packets_dropped", uint64_t{0})),
-                             humanCount(d.value("drop_pps", 0.0)),
-                             first ? o.value("reason", "") : ""});
+      row.insert(row.end(),
+                 {sensor, state, std::to_string(d.value("packets_dropped", uint64_t{0})),
+                  humanCount(d.value("drop_pps", 0.0)), first ? o.value("reason", "") : ""});
       rows.push_back(row);
       first = false;
     }

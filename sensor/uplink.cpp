@@ -172,8 +172,7 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   }
   uint64_t seq = nextSeq_++;
   Pending& p = pending_[seq];
-  p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops,
-                          counters_.summariesDropped,
+  p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops, counters_.summariesDropped,
                           orders_ ? orders_->dropCounts() : std::vector<OrderDropCount>{});
   p.lastSentMonoNs = common::monoNowNs();
   if (trySend(p.bytes)) counters_.summariesSent++;

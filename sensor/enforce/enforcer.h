@@ -36,8 +36,7 @@ class Enforcer {
   // once per window on the uplink thread, never on the packet path. Rules
   // sharing one kernel entry report the same counters. False when the
   // backend cannot count (exec, dry-run): summaries then carry none.
-  virtual bool readDropCounts(const std::vector<const Rule*>& rules,
-                              std::vector<DropCount>& out) {
+  virtual bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) {
     (void)rules;
     (void)out;
     return false;

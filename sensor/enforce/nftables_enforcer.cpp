@@ -378,7 +378,8 @@ bool NftablesEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
     for (const auto& pair : item["map"]["elem"]) {
       if (!pair.is_array() || pair.size() != 2 || !pair[0].contains("elem")) continue;
       const auto& el = pair[0]["elem"];
-      if (el.contains("counter")) byElement[name + " " + keyText(el["val"])] = countOf(el["counter"]);
+      if (el.contains("counter"))
+        byElement[name + " " + keyText(el["val"])] = countOf(el["counter"]);
     }
   }
   for (size_t i = 0; i < rules.size(); ++i) {

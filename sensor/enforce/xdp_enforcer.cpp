@@ -267,7 +267,9 @@ DropCount XdpEnforcer::count(const Rule& rule) {
   return total;
 }
 
-uint64_t XdpEnforcer::packetsDropped(const Rule& rule) { return count(rule).packets; }
+uint64_t XdpEnforcer::packetsDropped(const Rule& rule) {
+  return count(rule).packets;
+}
 
 bool XdpEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
                                  std::vector<DropCount>& out) {

@@ -436,8 +436,8 @@ TEST_F(DispatcherTest, SummaryCountersGiveEachDeliveryItsCountAndDropRate) {
                           countersOnly("alpha", kNow + kSecond, {{*id, 9999, 999900}}).reader());
   EXPECT_EQ(d->packetsDropped, 7000u);
   dispatcher_->onCounters(
-      "alpha", countersOnly("alpha", kNow + 3 * kSecond, {{*id, 7000, 700000}, {"nope", 1, 1}})
-                   .reader());
+      "alpha",
+      countersOnly("alpha", kNow + 3 * kSecond, {{*id, 7000, 700000}, {"nope", 1, 1}}).reader());
   EXPECT_DOUBLE_EQ(d->dropPps, 0) << "no increase";
   EXPECT_EQ(dispatcher_->counters().countersUnknown, 1u);
   // A counter that went down is a new rule (the sensor restarted).
@@ -472,8 +472,7 @@ TEST_F(PlannerTest, APerSensorSourceBlockIsStillRenewedAfterItsIncidentGoesCityW
   planner_->plan(inc, later);
   const nlohmann::json list = dispatcher_->listJson(later)["orders"];
   for (const auto& j : list)
-    EXPECT_EQ(dispatcher_->find(j["id"].get<std::string>())->expiresAtNs,
-              later + 600 * kSecond)
+    EXPECT_EQ(dispatcher_->find(j["id"].get<std::string>())->expiresAtNs, later + 600 * kSecond)
         << j["id"] << (j["city_wide"].get<bool>() ? " (city-wide)" : " (alpha only)");
   EXPECT_EQ(planner_->counters().renewed, 2u);
 }
