@@ -81,6 +81,11 @@ std::string_view severityName(Severity s) noexcept {
   return "unknown";
 }
 
+bool Incident::underAttack() const {
+  return std::any_of(members.begin(), members.end(), [](const auto& m) { return m.active; }) ||
+         std::any_of(droppingAt.begin(), droppingAt.end(), [](const auto& d) { return d.now; });
+}
+
 std::vector<std::string> Incident::sensors() const {
   std::vector<std::string> out;
   for (const auto& m : members) out.push_back(m.sensorId);
@@ -365,8 +370,9 @@ bool Correlator::sharesEvidence(const Incident& inc, const Anomaly& a,
 Incident* Correlator::match(const Anomaly& a, const SourceEvidence& ev, bool& byVictim) {
   const int64_t window = static_cast<int64_t>(config_.joinWindowMs) * kNsPerMs;
   auto near = [&](const Incident& inc) {
-    return a.windowStartNs >= inc.lastAnomalyNs - window &&
-           a.windowStartNs <= inc.lastAnomalyNs + window;
+    int64_t last = inc.lastAnomalyNs;
+    for (const auto& d : inc.droppingAt) last = std::max(last, d.lastWindowNs);
+    return a.windowStartNs >= last - window && a.windowStartNs <= last + window;
   };
   for (auto& [id, inc] : open_) {
     if (!near(inc)) continue;
@@ -433,6 +439,7 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
   const bool newClass = std::none_of(inc.members.begin(), inc.members.end(), [&](const auto& m) {
     return m.classification == a.classification;
   });
+  inc.droppingNoted = false;
   auto it = std::find_if(inc.members.begin(), inc.members.end(), [&](const IncidentMember& m) {
     return m.sensorId == a.sensorId && m.victim == a.victim && m.vector == a.vector &&
            m.reflectionPort == a.reflectionPort;
@@ -512,15 +519,18 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
 bool Correlator::quietEverywhere(const Incident& inc) const {
   const int64_t after = static_cast<int64_t>(config_.resolveAfterMs) * kNsPerMs;
   // The latest anomaly of this incident at each of its sensors (few).
+  // Windows where its orders still dropped the attack count the same.
   std::vector<std::pair<std::string_view, int64_t>> lastAt;
-  for (const auto& m : inc.members) {
+  auto seenAt = [&](std::string_view sensor, int64_t ns) {
     auto it = std::find_if(lastAt.begin(), lastAt.end(),
-                           [&](const auto& p) { return p.first == m.sensorId; });
+                           [&](const auto& p) { return p.first == sensor; });
     if (it == lastAt.end())
-      lastAt.emplace_back(m.sensorId, m.lastNs);
+      lastAt.emplace_back(sensor, ns);
     else
-      it->second = std::max(it->second, m.lastNs);
-  }
+      it->second = std::max(it->second, ns);
+  };
+  for (const auto& m : inc.members) seenAt(m.sensorId, m.lastNs);
+  for (const auto& d : inc.droppingAt) seenAt(d.sensorId, d.lastWindowNs);
   for (const auto& [sensor, last] : lastAt) {
     auto it = sensorLatestNs_.find(std::string(sensor));
     if (it == sensorLatestNs_.end() || it->second - last < after) return false;
@@ -608,6 +618,39 @@ std::vector<IncidentChange> Correlator::tick(int64_t nowNs) {
                         config_.idleResolveMs / 1000.0));
   }
   return finishCall();
+}
+
+std::vector<IncidentChange> Correlator::holdOpen(std::string_view id, const std::string& sensorId,
+                                                 int64_t windowStartNs, double dropPps,
+                                                 int64_t nowNs) {
+  auto it = open_.find(id);
+  if (it == open_.end()) return {};
+  Incident& inc = it->second;
+  inc.lastArrivalNs = nowNs;
+  auto at = std::find_if(inc.droppingAt.begin(), inc.droppingAt.end(),
+                         [&](const auto& d) { return d.sensorId == sensorId; });
+  if (at == inc.droppingAt.end()) {
+    inc.droppingAt.push_back({sensorId, windowStartNs, true});
+    at = std::prev(inc.droppingAt.end());
+  }
+  at->lastWindowNs = std::max(at->lastWindowNs, windowStartNs);
+  at->now = true;
+  const bool seen = std::any_of(inc.members.begin(), inc.members.end(),
+                                [](const IncidentMember& m) { return m.active; });
+  if (!seen && !inc.droppingNoted) {
+    inc.droppingNoted = true;
+    addEvent(
+        inc, windowStartNs, "dropping",
+        fmt::format("attack goes on: its orders at {} still drop {}", sensorId, rateText(dropPps)));
+  }
+  return finishCall();
+}
+
+void Correlator::endHold(std::string_view id, const std::string& sensorId) {
+  auto it = open_.find(id);
+  if (it == open_.end()) return;
+  for (auto& d : it->second.droppingAt)
+    if (d.sensorId == sensorId) d.now = false;
 }
 
 std::optional<IncidentChange> Correlator::setMitigating(std::string_view id, int64_t atNs,

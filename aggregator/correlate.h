@@ -83,7 +83,7 @@ struct SourcePrefix {
 struct TimelineEvent {
   int64_t atNs = 0;
   std::string kind;  // opened, escalated, sensor_joined, victim_added, vector_added, quiet,
-                     // mitigating, resolved
+                     // mitigating, dropping, resolved
   std::string text;
 };
 
@@ -107,6 +107,17 @@ struct Incident {
   std::vector<IncidentSource> sources;  // certain sources, most packets first
   std::vector<TimelineEvent> timeline;
   uint64_t timelineDropped = 0;
+  // Sensors where its orders dropped the attack (above the detection floor):
+  // the attack goes on there though the sensor may no longer see it (XDP
+  // drops before capture). Not serialized: the next window's counters set
+  // it again.
+  struct Dropping {
+    std::string sensorId;
+    int64_t lastWindowNs = 0;  // the latest window they did
+    bool now = false;          // ... and they still did in that sensor's latest window
+  };
+  std::vector<Dropping> droppingAt;
+  bool droppingNoted = false;  // the timeline says so since the last anomaly
 
   std::vector<std::string> sensors() const;          // sorted, unique
   std::vector<common::IpAddress> victims() const;    // sorted, unique
@@ -114,6 +125,8 @@ struct Incident {
   // The one classification, or "mixed" when there are several.
   std::string classification() const;
   bool cityWide() const { return sensors().size() >= 2; }
+  // Still under attack: a member the detector sees, or orders still dropping.
+  bool underAttack() const;
   // /24s (IPv6 /48s) holding at least `minSources` of the certain sources.
   std::vector<SourcePrefix> sourcePrefixes(unsigned minSources) const;
 };
@@ -183,6 +196,15 @@ class Correlator {
   std::vector<IncidentChange> observe(const DetectBatch& batch, int64_t nowNs);
   // Resolves incidents idle by the caller's clock. Call every second or so.
   std::vector<IncidentChange> tick(int64_t nowNs);
+  // The incident's orders at `sensorId` dropped `dropPps` (above the
+  // detection floor) in the window starting `windowStartNs`: for resolution
+  // (resolveAfterMs, idleResolveMs) and joining, that window counts as one
+  // with an anomaly there. Nothing when the id is not open.
+  std::vector<IncidentChange> holdOpen(std::string_view id, const std::string& sensorId,
+                                       int64_t windowStartNs, double dropPps, int64_t nowNs);
+  // Its orders at `sensorId` no longer drop above the floor (the quiet
+  // period starts from its last held window).
+  void endHold(std::string_view id, const std::string& sensorId);
   // The planner took action. Nothing when the id is not open or already
   // mitigating.
   std::optional<IncidentChange> setMitigating(std::string_view id, int64_t atNs,

@@ -69,10 +69,16 @@ void Dispatcher::reload(const common::AggregatorConfig& config) {
 nlohmann::json Dispatcher::toJson(const OrderRecord& o) {
   nlohmann::json deliveries = nlohmann::json::object();
   for (const auto& [sensor, d] : o.deliveries)
-    deliveries[sensor] = {{"state", d.state},           {"reason", d.reason},
-                          {"at_ns", d.atNs},            {"sent_at_ns", d.sentAtNs},
+    deliveries[sensor] = {{"state", d.state},
+                          {"reason", d.reason},
+                          {"at_ns", d.atNs},
+                          {"sent_at_ns", d.sentAtNs},
                           {"boot_id", common::formatHex64(d.bootId)},
-                          {"packets_dropped", d.packetsDropped}, {"sends", d.sends}};
+                          {"packets_dropped", d.packetsDropped},
+                          {"sends", d.sends},
+                          {"bytes_dropped", d.bytesDropped},
+                          {"drop_pps", d.dropPps},
+                          {"counters_window_ns", d.countersWindowNs}};
   const auto& s = o.spec;
   const auto& m = s.match;
   return {{"id", o.id},
@@ -136,6 +142,7 @@ std::optional<OrderRecord> Dispatcher::fromJson(const nlohmann::json& j) {
       del.sentAtNs = d.value("sent_at_ns", int64_t{0});
       del.bootId = std::stoull(d.value("boot_id", std::string("0")), nullptr, 16);
       del.packetsDropped = d.value("packets_dropped", uint64_t{0});
+      del.bytesDropped = d.value("bytes_dropped", uint64_t{0});
       del.sends = d.value("sends", 0u);
       o.deliveries[sensor] = del;
     }
@@ -431,6 +438,71 @@ void Dispatcher::onReport(const std::string& sensorId, wire::OrderReport::Reader
   if (r.getState() == wire::OrderState::REJECTED)
     spdlog::warn("orders: sensor {} rejected {}: {}", sensorId, o.id, d.reason);
   persist(o);
+}
+
+void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader summary) {
+  const int64_t windowNs = summary.getWindowStartNs();
+  const int64_t windowLenNs = int64_t{summary.getWindowMs()} * 1'000'000;
+  std::map<std::string_view, const wire::OrderCounter::Reader> listed;
+  for (auto c : summary.getOrderCounters())
+    listed.emplace(std::string_view(c.getOrderId().cStr(), c.getOrderId().size()), c);
+  size_t matched = 0;
+  for (auto& [id, o] : orders_) {
+    auto d = o.deliveries.find(sensorId);
+    if (d == o.deliveries.end()) continue;
+    Delivery& del = d->second;
+    auto c = listed.find(id);
+    matched += c != listed.end();
+    if (windowNs < del.countersWindowNs) continue;  // an older window, arriving late
+    if (c == listed.end()) {
+      del.dropPps = 0;
+      continue;
+    }
+    counters_.counterUpdates++;
+    const uint64_t packets = c->second.getPackets();
+    // A counter that went down is a new rule (sensor restart, re-applied):
+    // all of it is new.
+    const uint64_t delta = packets >= del.countersPackets ? packets - del.countersPackets : packets;
+    const int64_t spanNs = del.countersWindowNs > 0 && windowNs > del.countersWindowNs
+                               ? windowNs - del.countersWindowNs
+                               : windowLenNs;
+    del.dropPps = spanNs > 0 ? static_cast<double>(delta) * 1e9 / static_cast<double>(spanNs) : 0;
+    del.packetsDropped = packets;
+    del.countersPackets = packets;
+    del.bytesDropped = c->second.getBytes();
+    del.countersWindowNs = windowNs;
+  }
+  counters_.countersUnknown += listed.size() - matched;
+}
+
+double Dispatcher::incidentDropPps(const std::string& incidentId,
+                                   const std::string& sensorId) const {
+  double pps = 0;
+  for (const auto& [id, o] : orders_) {
+    if (o.state != "active" || o.spec.incidentId != incidentId) continue;
+    if (auto d = o.deliveries.find(sensorId); d != o.deliveries.end()) pps += d->second.dropPps;
+  }
+  return pps;
+}
+
+nlohmann::json Dispatcher::incidentOrdersJson(const std::string& incidentId) const {
+  nlohmann::json list = nlohmann::json::array();
+  if (incidentId.empty()) return list;
+  for (const auto& [id, o] : orders_) {
+    if (o.spec.incidentId != incidentId) continue;
+    nlohmann::json at = nlohmann::json::object();
+    for (const auto& [sensor, d] : o.deliveries)
+      at[sensor] = {{"state", d.state},
+                    {"packets_dropped", d.packetsDropped},
+                    {"bytes_dropped", d.bytesDropped},
+                    {"drop_pps", d.dropPps}};
+    list.push_back({{"id", id},
+                    {"state", o.state},
+                    {"what", describe(o.spec)},
+                    {"expires_at_ns", o.expiresAtNs},
+                    {"sensors", at}});
+  }
+  return list;
 }
 
 void Dispatcher::tick(int64_t nowNs) {

@@ -39,6 +39,12 @@ struct Delivery {
   uint64_t bootId = 0;            // the sensor boot that reported
   uint64_t packetsDropped = 0;
   unsigned sends = 0;
+  // From the sensor's summaries (orderCounters): cumulative bytes dropped,
+  // the drop rate over the latest window, and that window's start.
+  uint64_t bytesDropped = 0;
+  double dropPps = 0;
+  int64_t countersWindowNs = 0;
+  uint64_t countersPackets = 0;  // the rate's base: packets in that summary
 };
 
 struct OrderRecord {
@@ -70,6 +76,8 @@ struct DispatchCounters {
   uint64_t approved = 0;
   uint64_t declined = 0;
   uint64_t dryRun = 0;
+  uint64_t counterUpdates = 0;   // (order, sensor) counters taken from summaries
+  uint64_t countersUnknown = 0;  // for an order id we do not have, or not sent there
 };
 
 // The order channel's aggregator end: every order is written to the store
@@ -105,6 +113,16 @@ class Dispatcher {
 
   void onHello(const std::string& sensorId, int64_t nowNs);
   void onReport(const std::string& sensorId, wire::OrderReport::Reader report, int64_t nowNs);
+  // A fresh summary's order counters: the latest cumulative counts per
+  // (order, sensor) and the drop rate since the sensor's previous window
+  // (an order the summary leaves out drops nothing there now). In memory
+  // only: shown by `block list`, persisted with the order's next change.
+  void onCounters(const std::string& sensorId, wire::Summary::Reader summary);
+  // What the incident's active orders dropped per second at `sensorId` in
+  // its latest window.
+  double incidentDropPps(const std::string& incidentId, const std::string& sensorId) const;
+  // The incident's orders and their counters per sensor, for `incident show`.
+  nlohmann::json incidentOrdersJson(const std::string& incidentId) const;
   // Expiry and retries; call often (every loop turn is fine).
   void tick(int64_t nowNs);
 

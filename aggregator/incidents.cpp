@@ -61,7 +61,7 @@ CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& s) {
 
 IncidentTracker::IncidentTracker(Store& store, int64_t nowNs, DetectConfig detect,
                                  CorrelateConfig correlate)
-    : store_(store), detector_(detect), correlator_(correlate) {
+    : store_(store), floorsPps_(detect.floorPps), detector_(detect), correlator_(correlate) {
   size_t baselines = 0, unreadable = 0;
   store_.forEachBaseline([&](std::string_view k, std::string_view v) {
     (detector_.load(k, v) ? baselines : unreadable)++;
@@ -144,12 +144,21 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
 
 void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch) {
   std::string sensor = summary.getSensorId();
+  // A victim of an open incident is not learnt from either: the window in
+  // which an order cuts the attack off is under the threshold yet full of
+  // attack sources, which must never pass for clients.
+  std::vector<common::IpAddress> underIncident;
+  for (const Incident* inc : correlator_.openIncidents())
+    for (const auto& m : inc->members)
+      if (m.sensorId == sensor) underIncident.push_back(m.victim);
   std::vector<common::IpAddress> sources;
   for (auto v : summary.getVictims()) {
     auto victim = common::readAddress(v.getAddress());
     if (!victim) continue;
-    bool attacked = std::any_of(batch.anomalies.begin(), batch.anomalies.end(),
-                                [&](const Anomaly& a) { return a.victim == *victim; });
+    bool attacked =
+        std::any_of(batch.anomalies.begin(), batch.anomalies.end(),
+                    [&](const Anomaly& a) { return a.victim == *victim; }) ||
+        std::find(underIncident.begin(), underIncident.end(), *victim) != underIncident.end();
     if (attacked) {
       planner_->noteAttacked(sensor, *victim);
       continue;
@@ -162,7 +171,28 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
   }
 }
 
+void IncidentTracker::holdDropping(wire::Summary::Reader summary, int64_t nowNs) {
+  const std::string sensor = summary.getSensorId();
+  for (const Incident* inc : correlator_.openIncidents()) {
+    double floor = 0;
+    for (const auto& m : inc->members) {
+      double f = floorsPps_[static_cast<size_t>(m.vector) % floorsPps_.size()];
+      floor = floor == 0 ? f : std::min(floor, f);
+    }
+    const double pps = summary.getOrderCounters().size() == 0
+                           ? 0
+                           : planner_->dispatcher().incidentDropPps(inc->id, sensor);
+    if (pps <= 0 || pps < floor) {
+      correlator_.endHold(inc->id, sensor);
+      continue;
+    }
+    persist(correlator_.holdOpen(inc->id, sensor, summary.getWindowStartNs(), pps, nowNs), nowNs);
+  }
+}
+
 void IncidentTracker::onSummary(wire::Summary::Reader summary, int64_t nowNs) {
+  // Before the detector's batch: its resolution check must see the hold.
+  if (planner_) holdDropping(summary, nowNs);
   const DetectBatch& batch = detector_.observe(summary);
   if (planner_) noteLegitimate(summary, batch);
   persist(correlator_.observe(batch, nowNs), nowNs);
@@ -180,7 +210,7 @@ void IncidentTracker::tick(int64_t nowNs) {
   // Renewals: orders of open incidents are kept alive while they last.
   if (planner_ && nowNs >= nextPlanNs_) {
     for (const Incident* inc : correlator_.openIncidents()) (void)planner_->plan(*inc, nowNs);
-    nextPlanNs_ = nowNs + 5 * kTickNs;
+    nextPlanNs_ = nowNs + planner_->renewIntervalNs();
   }
   if (nowNs >= nextFlushNs_) {
     flush();
@@ -210,11 +240,22 @@ nlohmann::json IncidentTracker::listJson(bool openOnly, size_t limit) {
 }
 
 std::optional<nlohmann::json> IncidentTracker::showJson(const std::string& id) {
-  if (const Incident* inc = correlator_.find(id)) return incidentToJson(*inc);
-  auto stored = store_.getIncident(id);
-  if (!stored) return std::nullopt;
-  auto j = nlohmann::json::parse(*stored, nullptr, false);
-  if (j.is_discarded()) return std::nullopt;
+  nlohmann::json j;
+  if (const Incident* inc = correlator_.find(id)) {
+    j = incidentToJson(*inc);
+    nlohmann::json dropping = nlohmann::json::array();
+    for (const auto& d : inc->droppingAt)
+      dropping.push_back(
+          {{"sensor", d.sensorId}, {"last_window_ns", d.lastWindowNs}, {"now", d.now}});
+    j["dropping"] = dropping;
+  } else {
+    auto stored = store_.getIncident(id);
+    if (!stored) return std::nullopt;
+    j = nlohmann::json::parse(*stored, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+  }
+  // The orders and what each drops where (while the dispatcher has them).
+  if (planner_) j["orders"] = planner_->dispatcher().incidentOrdersJson(id);
   return j;
 }
 

@@ -26,6 +26,11 @@ CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& settings);
 // Baselines are written every few seconds and at shutdown; at start the
 // baselines and the open incidents of the previous run are taken back, so a
 // restart in the middle of an attack continues the same incident.
+// An incident whose orders still drop, at some sensor, at least the lowest
+// detection floor of its vectors (the summary's orderCounters, through the
+// Dispatcher) is held open as if that window were anomalous: an enforcer
+// that drops before capture (XDP) hides the attack from the detector, and
+// the incident must not resolve, nor its orders lapse, while it goes on.
 // Single-threaded (the aggregator loop).
 class IncidentTracker {
  public:
@@ -60,8 +65,12 @@ class IncidentTracker {
   void persist(const std::vector<IncidentChange>& changes, int64_t nowNs);
   void store(const Incident& inc);
   void noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch);
+  // Holds open the incidents whose orders at the summary's sensor still drop
+  // at or above their floor.
+  void holdDropping(wire::Summary::Reader summary, int64_t nowNs);
 
   Store& store_;
+  std::array<double, kWireVectorCount> floorsPps_;
   Detector detector_;
   Correlator correlator_;
   int64_t nextTickNs_ = 0;

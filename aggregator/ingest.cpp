@@ -216,6 +216,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         // Detection sees each window once, in arrival order. (If the batch
         // then fails to commit, the resend is seen again: a window counted
         // twice in a baseline, never a lost one.)
+        // Order counters first: detection holds incidents whose orders drop.
+        dispatcher_.onCounters(keyId, sum);
         if (incidents_) incidents_->onSummary(sum, now);
       } else {
         counters_.summariesDuplicate++;

@@ -84,17 +84,7 @@ std::pair<size_t, size_t> Planner::legitimateIn(const Incident& incident,
 void Planner::order(const Incident& incident, OrderSpec spec, const std::string& key,
                     int64_t nowNs, size_t& created) {
   auto& mine = planned_[incident.id];
-  auto it = mine.find(key);
-  if (it != mine.end()) {
-    // Renew while the attack lasts: when half the TTL has run.
-    if (it->second.expiresAtNs - nowNs < ttlNs_ / 2) {
-      if (dispatcher_.renew(it->second.orderId, nowNs + ttlNs_, nowNs)) {
-        it->second.expiresAtNs = nowNs + ttlNs_;
-        counters_.renewed++;
-      }
-    }
-    return;
-  }
+  if (mine.count(key)) return;  // renewed by renewAll()
   for (const auto& t : spec.targets)
     if (dispatcher_.plannedActiveAt(t) >= maxOrdersPerSensor_) {
       counters_.skippedCap++;
@@ -118,11 +108,33 @@ void Planner::order(const Incident& incident, OrderSpec spec, const std::string&
   mine[key] = {*id, nowNs + ttlNs_};
 }
 
+void Planner::renewAll(const std::string& incidentId, int64_t nowNs) {
+  auto mine = planned_.find(incidentId);
+  if (mine == planned_.end()) return;
+  for (auto& [key, p] : mine->second) {
+    // Every order of the open incident, whatever made it: a member the
+    // detector calls quiet (its traffic is dropped before capture), or a
+    // per-sensor source block whose incident has since gone city-wide.
+    if (p.orderId.empty() || p.expiresAtNs - nowNs >= ttlNs_ / 2) continue;
+    if (dispatcher_.renew(p.orderId, nowNs + ttlNs_, nowNs)) {
+      p.expiresAtNs = nowNs + ttlNs_;
+      counters_.renewed++;
+    }
+  }
+}
+
+int64_t Planner::renewIntervalNs() const noexcept {
+  return std::clamp<int64_t>(ttlNs_ / 4, 250'000'000, 5'000'000'000);
+}
+
 std::optional<std::string> Planner::plan(const Incident& incident, int64_t nowNs) {
   if (incident.state == IncidentState::kResolved) {
     forget(incident.id);
     return std::nullopt;
   }
+  // Renewed while the attack is seen or its orders still drop it; once
+  // both stop, the orders lapse within a TTL even before it resolves.
+  if (incident.underAttack()) renewAll(incident.id, nowNs);
   size_t created = 0;
   const bool cityWide = incident.cityWide();
   const bool realSources = !incident.spoofedSources && !incident.sources.empty();

@@ -30,8 +30,11 @@ struct PlanCounters {
 //   OPDs (immunization: every sensor gets them, attacked yet or not);
 // - spoofed random sources: rate-limit that protocol toward the victim at the
 //   vector's detection floor / 10.
-// Every order has a TTL (order_ttl_s), renewed while the incident is open,
-// left to expire after it resolves. Safety: the dispatcher refuses what
+// Every order has a TTL (order_ttl_s), renewed at half-life while the
+// incident is under attack (a member the detector sees, or its orders still
+// dropping above the floor: Incident::underAttack), all its orders, also
+// those of members gone quiet and per-sensor twins of city-wide blocks; left
+// to expire once the attack is over. Safety: the dispatcher refuses what
 // touches never_block; the planner also leaves out a source block that would
 // cut off more than max_legit_share of a victim's recent legitimate sources
 // (its top sources in normal windows), and stops at max_orders_per_sensor and
@@ -54,10 +57,15 @@ class Planner {
                       const std::vector<common::IpAddress>& sources);
   // The victim is anomalous in this window: what was pending is not trusted.
   void noteAttacked(const std::string& sensorId, const common::IpAddress& victim);
+  // Renews, at half-life, every order planned for the open incident.
+  void renewAll(const std::string& incidentId, int64_t nowNs);
+  // How often renewals must be checked so none is missed: a quarter TTL.
+  int64_t renewIntervalNs() const noexcept;
   // Forgets a resolved incident (its orders run to their TTL).
   void forget(const std::string& incidentId) { planned_.erase(incidentId); }
 
   const PlanCounters& counters() const noexcept { return counters_; }
+  const Dispatcher& dispatcher() const noexcept { return dispatcher_; }
 
  private:
   struct Planned {

@@ -58,6 +58,12 @@ std::string checkSummary(wire::Summary::Reader s) {
   }
   for (auto o : s.getOutbound())
     if (!addressOk(o.getAddress())) return "outbound source address of bad size";
+  // One counter per active rule: enforce.max_rules is at most 1000000.
+  if (s.getOrderCounters().size() > 1000000) return "too many order counters";
+  for (auto c : s.getOrderCounters()) {
+    if (c.getOrderId().size() == 0 || c.getOrderId().size() > 64) return "order counter id length";
+    if (c.getBytes() < c.getPackets()) return "order counter has fewer bytes than packets";
+  }
   return {};
 }
 

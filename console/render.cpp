@@ -107,7 +107,7 @@ std::string until(int64_t ns) {
 
 std::string renderOrders(const nlohmann::json& orders) {
   std::vector<std::vector<std::string>> rows = {
-      {"ORDER", "MATCH", "LEFT", "BY", "SENSOR", "STATE", "DROPPED", "REASON"}};
+      {"ORDER", "MATCH", "LEFT", "BY", "SENSOR", "STATE", "DROPPED", "DROP/S", "REASON"}};
   for (const auto& o : orders.value("orders", nlohmann::json::array())) {
     std::string left = o.value("state", "") == "active"
                            ? until(o.value("expires_at_ns", int64_t{0}))
@@ -116,7 +116,7 @@ std::string renderOrders(const nlohmann::json& orders) {
                                      o.value("created_by", "")};
     auto deliveries = o.value("deliveries", nlohmann::json::object());
     if (deliveries.empty()) {
-      head.insert(head.end(), {"-", "no sensor", "-", o.value("reason", "")});
+      head.insert(head.end(), {"-", "no sensor", "-", "-", o.value("reason", "")});
       rows.push_back(head);
       continue;
     }
@@ -125,8 +125,9 @@ std::string renderOrders(const nlohmann::json& orders) {
       std::vector<std::string> row = first ? head : std::vector<std::string>(4, "");
       std::string state = d.value("state", "");
       if (!d.value("reason", "").empty()) state += " (" + d.value("reason", "") + ")";
-      row.insert(row.end(), {sensor, state, std::to_string(d.value("packets_dropped", uint64_t{0})),
-                             first ? o.value("reason", "") : ""});
+      row.insert(row.end(),
+                 {sensor, state, std::to_string(d.value("packets_dropped", uint64_t{0})),
+                  humanCount(d.value("drop_pps", 0.0)), first ? o.value("reason", "") : ""});
       rows.push_back(row);
       first = false;
     }
@@ -193,6 +194,18 @@ std::string renderIncident(const nlohmann::json& i) {
     for (const auto& p : prefixes)
       out += fmt::format(" {} ({} sources)", p.value("prefix", ""), p.value("sources", 0u));
     out += "\n";
+  }
+  auto orders = i.value("orders", nlohmann::json::array());
+  if (!orders.empty()) {
+    out += "  orders:\n";
+    for (const auto& o : orders) {
+      const auto at = o.value("sensors", nlohmann::json::object());
+      for (const auto& [sensor, d] : at.items())
+        out += fmt::format("    {:<28} {:<8} {:<16} {:<10} {:>12} pkts  {:>8} pps  {}\n",
+                           o.value("id", ""), o.value("state", ""), sensor, d.value("state", ""),
+                           d.value("packets_dropped", uint64_t{0}),
+                           humanCount(d.value("drop_pps", 0.0)), o.value("what", ""));
+    }
   }
   out += "  timeline:\n";
   for (const auto& e : i.value("timeline", nlohmann::json::array()))

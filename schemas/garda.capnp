@@ -127,6 +127,15 @@ struct Summary {
   outbound @10 :List(SourceCount); # protected sources sending the most out
   droppedSummaries @11 :UInt64;    # summaries this boot lost to a full replay buffer
   victimPacketsCut @12 :UInt64;    # packets to victims the sensor could not track (table full)
+  orderCounters @13 :List(OrderCounter); # the sensor's active rules' drop counters (none: cannot count)
+}
+
+# What one order's rule has dropped (or rate-limited away) at the sensor,
+# cumulative since it was applied in this boot; read once per window.
+struct OrderCounter {
+  orderId @0 :Text;
+  packets @1 :UInt64;
+  bytes @2 :UInt64;
 }
 
 # Sensor -> aggregator, at once, when a victim crosses a hard threshold

@@ -378,6 +378,8 @@ class Drill:
                     if ("started_at" in a and "detected_at" not in a
                             and victims & set(inc["victims"])):
                         a["detected_at"], a["incident_id"] = now, inc["id"]
+                    if "started_at" in a and victims & set(inc["victims"]):
+                        a.setdefault("incidents", set()).add(inc["id"])
             elif inc["state"] != last.get(inc["id"]):
                 self.say(f"INCIDENT {inc['id']} is now {inc['state']}"
                          f"{' (CITY-WIDE, ' + ', '.join(inc['sensors']) + ')' if inc.get('city_wide') else ''}")
@@ -491,6 +493,10 @@ class Drill:
                 "legit_requests": ok + fail,
                 "incident_id": a.get("incident_id"),
                 "orders": sorted(a.get("orders", [])),
+                # Every incident opened against its victims (1: never re-opened).
+                "incidents": self.incident_states(a.get("incidents", set())),
+                "attack_drop_ratio_last_3s": self.drop_ratio_before_end(a, 3.0),
+                "order_details": self.order_details(a.get("orders", set())),
             })
         ok = sum(c["ok"] for c in clients)
         fail = sum(c["fail"] for c in clients)
@@ -498,6 +504,44 @@ class Drill:
                 "attacks": records,
                 "legit_success_ratio": round(ok / (ok + fail), 4) if ok + fail else None,
                 "legit_requests": ok + fail}
+
+    def incident_states(self, ids) -> dict:
+        """Incident id -> its state now."""
+        out = {}
+        for i in sorted(ids):
+            try:
+                out[i] = self.garda("incident", "show", i).get("state")
+            except DrillError as e:
+                out[i] = f"unknown ({e})"
+        return out
+
+    def drop_ratio_before_end(self, a, seconds: float):
+        """Share of the attack's packets dropped over its last `seconds` (None
+        without samples there): is it still mitigated as it ends?"""
+        if "started_at" not in a:
+            return None
+        end = a["started_at"] + float(a.get("duration_s", 20))
+        inside = [(t, g) for t, g in a.get("_samples", []) if end - seconds - 1 <= t <= end]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0:
+            return None
+        (t0, g0), (t1, g1) = inside[0], inside[-1]
+        sent = self.sent_at(a, t1, False) - self.sent_at(a, t0, False)
+        return round(1 - (g1 - g0) / sent, 4) if sent > 0 else None
+
+    def order_details(self, ids) -> list[dict]:
+        """Each order's final state, renewals, and per-sensor state and counters."""
+        out = []
+        for o in self.garda("block", "list")["orders"]:
+            if o["id"] not in ids:
+                continue
+            out.append({
+                "id": o["id"], "state": o["state"],
+                "renewals": sum(1 for h in o.get("history", []) if h.get("event") == "renewed"),
+                "deliveries": {s: {k: d.get(k) for k in ("state", "packets_dropped",
+                                                           "bytes_dropped", "drop_pps")}
+                               for s, d in o["deliveries"].items()},
+            })
+        return out
 
     # ---- teardown --------------------------------------------------------
     def teardown(self) -> None:

@@ -134,6 +134,19 @@ std::vector<OrderReportOut> OrderManager::tick(int64_t nowNs) {
   return out;
 }
 
+std::vector<OrderDropCount> OrderManager::dropCounts() {
+  std::vector<const Rule*> rules;
+  rules.reserve(rules_.size());
+  for (const auto& [id, rule] : rules_) rules.push_back(&rule);
+  std::vector<DropCount> counts;
+  if (rules.empty() || !enforcer_.readDropCounts(rules, counts) || counts.size() != rules.size())
+    return {};
+  std::vector<OrderDropCount> out;
+  out.reserve(rules.size());
+  for (size_t i = 0; i < rules.size(); ++i) out.push_back({rules[i]->id, counts[i]});
+  return out;
+}
+
 void OrderManager::clear() {
   for (const auto& [id, rule] : rules_) (void)enforcer_.remove(rule);
   rules_.clear();

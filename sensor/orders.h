@@ -21,6 +21,12 @@ struct OrderReportOut {
   int64_t atNs = 0;
 };
 
+// One active rule's counters as a summary carries them.
+struct OrderDropCount {
+  std::string orderId;
+  DropCount count;
+};
+
 struct OrderCounters {
   uint64_t applied = 0;
   uint64_t rejected = 0;
@@ -46,6 +52,10 @@ class OrderManager {
   std::vector<OrderReportOut> onSync(capnp::List<wire::Order>::Reader orders, int64_t nowNs);
   // Expires rules whose time has come.
   std::vector<OrderReportOut> tick(int64_t nowNs);
+  // The drop counters of every active rule, read from the enforcer in one
+  // go (once per window, on the uplink thread). Empty when the backend
+  // cannot count.
+  std::vector<OrderDropCount> dropCounts();
   // Removes every rule (shutdown of a backend that does not expire rules
   // itself). Reports nothing: the aggregator resyncs on the next hello.
   void clear();

@@ -49,7 +49,8 @@ void fillPorts(capnp::List<wire::PortCount>::Builder out, const std::vector<Port
 }  // namespace
 
 std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uint64_t bootId,
-                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries) {
+                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries,
+                          const std::vector<OrderDropCount>& orderCounters) {
   capnp::MallocMessageBuilder message;
   auto s = common::initEnvelope(message).getBody().initSummary();
   s.setSensorId(sensorId);
@@ -104,6 +105,14 @@ std::string encodeSummary(const WindowStats& w, const std::string& sensorId, uin
     fillPorts(out.initTopDstPorts(static_cast<unsigned>(v.topDstPorts.size())), v.topDstPorts);
   }
   fillSources(s.initOutbound(static_cast<unsigned>(w.outbound.size())), w.outbound);
+  if (!orderCounters.empty()) {
+    auto counters = s.initOrderCounters(static_cast<unsigned>(orderCounters.size()));
+    for (unsigned i = 0; i < counters.size(); ++i) {
+      counters[i].setOrderId(orderCounters[i].orderId);
+      counters[i].setPackets(orderCounters[i].count.packets);
+      counters[i].setBytes(orderCounters[i].count.bytes);
+    }
+  }
 
   unsigned errorKinds = 0;
   for (size_t k = 0; k < w.decodeStatus.size(); ++k)
@@ -166,8 +175,8 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   }
   uint64_t seq = nextSeq_++;
   Pending& p = pending_[seq];
-  p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops,
-                          counters_.summariesDropped);
+  p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops, counters_.summariesDropped,
+                          orders_ ? orders_->dropCounts() : std::vector<OrderDropCount>{});
   p.lastSentMonoNs = common::monoNowNs();
   if (trySend(p.bytes)) counters_.summariesSent++;
 }

@@ -36,9 +36,11 @@ struct UplinkCounters {
   uint64_t evidenceUnsent = 0;     // ... that could not be sent (no link): lost
 };
 
-// One window as a wire Envelope (summary), ready to send.
+// One window as a wire Envelope (summary), ready to send, with the active
+// rules' drop counters read as the window closed.
 std::string encodeSummary(const WindowStats& window, const std::string& sensorId, uint64_t bootId,
-                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries);
+                          uint64_t seq, uint64_t kernelDrops, uint64_t droppedSummaries,
+                          const std::vector<OrderDropCount>& orderCounters = {});
 
 // The sensor's link to the aggregator: a DEALER socket that connects out
 // (sensors behind NAT work), CURVE with the aggregator's public key pinned.

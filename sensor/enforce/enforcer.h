@@ -4,11 +4,18 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "sensor/enforce/rule.h"
 
 namespace garda::sensor {
+
+// What one rule has dropped (or rate-limited away) since it was installed.
+struct DropCount {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
 
 // A backend that turns rules into something that drops packets: nftables,
 // XDP, an operator's script, or nothing at all (dry-run). The OrderManager
@@ -25,6 +32,15 @@ class Enforcer {
   virtual std::string remove(const Rule& rule) = 0;
   // Packets the rule has dropped so far (0 when the backend cannot count).
   virtual uint64_t packetsDropped(const Rule& rule) = 0;
+  // The counters of each of `rules` (same order), read in one go: called
+  // once per window on the uplink thread, never on the packet path. Rules
+  // sharing one kernel entry report the same counters. False when the
+  // backend cannot count (exec, dry-run): summaries then carry none.
+  virtual bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) {
+    (void)rules;
+    (void)out;
+    return false;
+  }
   // After the aggregator's full list (orderSync) has been applied: removes
   // whatever the backend still holds from an earlier run of the sensor (a
   // crash, a restart) that is not among `keep`, the rules now in force.

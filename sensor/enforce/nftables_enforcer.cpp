@@ -160,17 +160,25 @@ std::string NftablesEnforcer::run(const std::string& commands, std::string* out)
   return first.empty() ? "libnftables failed" : first;
 }
 
-void NftablesEnforcer::adoptLeftovers() {
+std::optional<nlohmann::json> NftablesEnforcer::listTable() {
   nft_ctx_output_set_flags(ctx_, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_NUMERIC_ALL);
   std::string out;
   std::string err = run("list table inet " + table_, &out);
   nft_ctx_output_set_flags(ctx_, 0);
   if (!err.empty()) {
     spdlog::warn("nftables: cannot list table inet {}: {}", table_, err);
-    return;
+    return std::nullopt;
   }
   auto doc = nlohmann::json::parse(out, nullptr, false);
-  if (doc.is_discarded() || !doc.contains("nftables")) return;
+  if (doc.is_discarded() || !doc.contains("nftables") || !doc["nftables"].is_array())
+    return std::nullopt;
+  return doc;
+}
+
+void NftablesEnforcer::adoptLeftovers() {
+  auto listed = listTable();
+  if (!listed) return;
+  const nlohmann::json& doc = *listed;
   const int64_t now = common::wallNowNs();
   for (const auto& item : doc["nftables"]) {
     if (item.contains("chain")) {
@@ -344,6 +352,46 @@ uint64_t NftablesEnforcer::packetsDropped(const Rule& rule) {
   std::string out;
   if (!run("list chain inet " + table_ + " " + e.chain, &out).empty()) return 0;
   return firstCounter(out).first;
+}
+
+bool NftablesEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
+                                      std::vector<DropCount>& out) {
+  out.assign(rules.size(), DropCount{});
+  if (rules.empty()) return true;
+  auto listed = listTable();
+  if (!listed) return true;  // zeros this window; logged by listTable
+  auto countOf = [](const nlohmann::json& c) {
+    return DropCount{c.value("packets", uint64_t{0}), c.value("bytes", uint64_t{0})};
+  };
+  std::map<std::string, DropCount> byElement, byChain;  // "map key", rl chain
+  for (const auto& item : (*listed)["nftables"]) {
+    if (item.contains("rule")) {
+      const auto& r = item["rule"];
+      std::string chain = r.value("chain", "");
+      if (chain.rfind("rl_", 0) != 0 || !r.contains("expr")) continue;
+      for (const auto& x : r["expr"])
+        if (x.is_object() && x.contains("counter")) byChain[chain] = countOf(x["counter"]);
+      continue;
+    }
+    if (!item.contains("map") || !item["map"].contains("elem")) continue;
+    const std::string name = item["map"].value("name", "");
+    for (const auto& pair : item["map"]["elem"]) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].contains("elem")) continue;
+      const auto& el = pair[0]["elem"];
+      if (el.contains("counter"))
+        byElement[name + " " + keyText(el["val"])] = countOf(el["counter"]);
+    }
+  }
+  for (size_t i = 0; i < rules.size(); ++i) {
+    auto mine = byRule_.find(rules[i]->id);
+    if (mine == byRule_.end()) continue;
+    auto e = elements_.find(mine->second);
+    if (e == elements_.end()) continue;
+    const auto& found = e->second.chain.empty() ? byElement : byChain;
+    auto c = found.find(e->second.chain.empty() ? mine->second : e->second.chain);
+    if (c != found.end()) out[i] = c->second;
+  }
+  return true;
 }
 
 void NftablesEnforcer::reconcile(const std::set<std::string>& keep) {

@@ -2,9 +2,12 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "sensor/enforce/enforcer.h"
 
@@ -56,6 +59,10 @@ class NftablesEnforcer final : public Enforcer {
   std::string apply(const Rule& rule) override;
   std::string remove(const Rule& rule) override;
   uint64_t packetsDropped(const Rule& rule) override;
+  // One `list table` in JSON for all of them: an element's own counter for a
+  // drop, its rl_N chain's `counter drop` for a rate limit (what it dropped,
+  // not what it let through).
+  bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) override;
   void reconcile(const std::set<std::string>& keep) override;
 
   const NftablesCounters& counters() const noexcept { return counters_; }
@@ -85,6 +92,8 @@ class NftablesEnforcer final : public Enforcer {
   // Reads the element's counter (packets, bytes); zeros when it is gone.
   std::pair<uint64_t, uint64_t> elementCounter(const Element& e);
   void adoptLeftovers();
+  // The table as libnftables JSON (`list table`); nullopt, logged, on error.
+  std::optional<nlohmann::json> listTable();
 
   std::string table_;
   nft_ctx* ctx_ = nullptr;

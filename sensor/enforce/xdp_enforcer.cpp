@@ -215,7 +215,7 @@ std::string XdpEnforcer::apply(const Rule& rule) {
   }
   if (freeSlots_.empty()) return "all counter slots are in use (enforce.max_rules)";
   e.slot = freeSlots_.back();
-  std::vector<uint64_t> zeros(cpus_, 0);
+  std::vector<garda_count> zeros(cpus_, garda_count{});
   if (bpf_map_update_elem(drops_, &e.slot, zeros.data(), BPF_ANY) != 0) {
     counters_.mapErrors++;
     return std::string("cannot reset the drop counter: ") + std::strerror(errno);
@@ -252,16 +252,31 @@ std::string XdpEnforcer::remove(const Rule& rule) {
   return dropOwner(rule.id);
 }
 
-uint64_t XdpEnforcer::packetsDropped(const Rule& rule) {
+DropCount XdpEnforcer::count(const Rule& rule) {
   auto mine = byRule_.find(rule.id);
-  if (mine == byRule_.end()) return 0;
+  if (mine == byRule_.end()) return {};
   auto it = entries_.find(mine->second);
-  if (it == entries_.end()) return 0;
-  std::vector<uint64_t> perCpu(cpus_, 0);
-  if (bpf_map_lookup_elem(drops_, &it->second.slot, perCpu.data()) != 0) return 0;
-  uint64_t total = 0;
-  for (uint64_t c : perCpu) total += c;
+  if (it == entries_.end()) return {};
+  std::vector<garda_count> perCpu(cpus_, garda_count{});
+  if (bpf_map_lookup_elem(drops_, &it->second.slot, perCpu.data()) != 0) return {};
+  DropCount total;
+  for (const auto& c : perCpu) {
+    total.packets += c.packets;
+    total.bytes += c.bytes;
+  }
   return total;
+}
+
+uint64_t XdpEnforcer::packetsDropped(const Rule& rule) {
+  return count(rule).packets;
+}
+
+bool XdpEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
+                                 std::vector<DropCount>& out) {
+  out.clear();
+  out.reserve(rules.size());
+  for (const Rule* r : rules) out.push_back(count(*r));
+  return true;
 }
 
 }  // namespace garda::sensor

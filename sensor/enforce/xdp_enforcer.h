@@ -50,6 +50,7 @@ class XdpEnforcer final : public Enforcer {
   std::string apply(const Rule& rule) override;
   std::string remove(const Rule& rule) override;
   uint64_t packetsDropped(const Rule& rule) override;
+  bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) override;
 
   // "native" or "generic": how the program ended up attached.
   const std::string& attachMode() const noexcept { return attachMode_; }
@@ -65,6 +66,8 @@ class XdpEnforcer final : public Enforcer {
   };
 
   std::string write(Entry& e);
+  // The rule's entry's counters summed over CPUs; zeros when it has none.
+  DropCount count(const Rule& rule);
   std::string dropOwner(const std::string& id);
 
   std::string interface_;

@@ -13,7 +13,7 @@
 // both families. Each entry carries its absolute expiry on CLOCK_BOOTTIME:
 // an expired entry neither drops nor counts, so no rule outlives its TTL even
 // when the sensor that would have removed it is dead. Each entry names a slot
-// in the per-CPU `drops` array, its drop counter.
+// in the per-CPU `drops` array, its drop counters (packets and bytes).
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -52,7 +52,7 @@ struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
   __type(key, __u32);
-  __type(value, __u64);
+  __type(value, struct garda_count);
 } drops SEC(".maps");
 
 struct vlan_header {
@@ -61,25 +61,28 @@ struct vlan_header {
 };
 
 // True when the entry is live; counts the packet against it.
-static __always_inline int live(struct garda_entry *e) {
+static __always_inline int live(struct garda_entry *e, __u64 len) {
   if (!e) return 0;
   if (bpf_ktime_get_boot_ns() >= e->deadline_boot_ns) return 0;
   __u32 slot = e->slot;
-  __u64 *count = bpf_map_lookup_elem(&drops, &slot);
-  if (count) *count += 1;  // per-CPU: no atomics needed
+  struct garda_count *count = bpf_map_lookup_elem(&drops, &slot);
+  if (count) {  // per-CPU: no atomics needed
+    count->packets += 1;
+    count->bytes += len;
+  }
   return 1;
 }
 
 static __always_inline int verdict(const __u8 *src, const __u8 *dst, __u8 family, __u8 protocol,
-                                   void *l4, void *end) {
+                                   void *l4, void *end, __u64 len) {
   struct garda_src_key sk = {.prefixlen = 128};
   __builtin_memcpy(sk.addr, src, 16);
-  if (live(bpf_map_lookup_elem(&by_src, &sk))) return XDP_DROP;
+  if (live(bpf_map_lookup_elem(&by_src, &sk), len)) return XDP_DROP;
 
   struct garda_dst_src_key dk = {.prefixlen = 256};
   __builtin_memcpy(dk.dst, dst, 16);
   __builtin_memcpy(dk.src, src, 16);
-  if (live(bpf_map_lookup_elem(&by_dst_src, &dk))) return XDP_DROP;
+  if (live(bpf_map_lookup_elem(&by_dst_src, &dk), len)) return XDP_DROP;
 
   if (l4 && (protocol == IPPROTO_UDP || protocol == IPPROTO_TCP)) {
     if (l4 + 4 > end) return XDP_PASS;
@@ -89,7 +92,7 @@ static __always_inline int verdict(const __u8 *src, const __u8 *dst, __u8 family
     fk.protocol = protocol;
     fk.source_port = *(__be16 *)l4;
     __builtin_memcpy(fk.dst, dst, 16);
-    if (live(bpf_map_lookup_elem(&by_flow, &fk))) return XDP_DROP;
+    if (live(bpf_map_lookup_elem(&by_flow, &fk), len)) return XDP_DROP;
   }
   return XDP_PASS;
 }
@@ -118,7 +121,7 @@ int garda_xdp(struct xdp_md *ctx) {
     void *l4 = 0;
     // Only the first fragment carries ports.
     if (!(ip->frag_off & bpf_htons(0x1fff)) && ip->ihl >= 5) l4 = l3 + ip->ihl * 4;
-    return verdict(src, dst, 4, ip->protocol, l4, end);
+    return verdict(src, dst, 4, ip->protocol, l4, end, (__u64)(end - data));
   }
   if (proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr *ip6 = l3;
@@ -127,7 +130,7 @@ int garda_xdp(struct xdp_md *ctx) {
     __builtin_memcpy(dst, &ip6->daddr, 16);
     // Ports only when the transport header follows directly (no extension
     // headers): a reflection rule does not see past them.
-    return verdict(src, dst, 6, ip6->nexthdr, ip6 + 1, end);
+    return verdict(src, dst, 6, ip6->nexthdr, ip6 + 1, end, (__u64)(end - data));
   }
   return XDP_PASS;
 }

@@ -32,3 +32,9 @@ struct garda_entry {
   __u32 slot;              // index into `drops`
   __u32 reserved;
 };
+
+// One slot of the per-CPU `drops` array: what a rule has dropped.
+struct garda_count {
+  __u64 packets;
+  __u64 bytes;  // frame lengths as XDP sees them (from the Ethernet header)
+};

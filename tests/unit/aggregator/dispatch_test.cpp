@@ -397,3 +397,234 @@ TEST_F(PlannerTest, UnapprovedProposalsLapse) {
 
 }  // namespace
 }  // namespace garda::aggregator
+
+// ---- order counters from summaries, and what they do to renewal ------------
+
+#include "aggregator/incidents.h"
+#include "tests/unit/aggregator/summary_builder.h"
+
+namespace garda::aggregator {
+namespace {
+
+using Counter = testing::BuiltSummary::Counter;
+
+// A summary of `sensor` at `windowNs` carrying only the given order counters.
+testing::BuiltSummary countersOnly(const std::string& sensor, int64_t windowNs,
+                                   const std::vector<Counter>& counters) {
+  testing::BuiltSummary s(sensor, windowNs, 1000, {});
+  s.withOrderCounters(counters);
+  return s;
+}
+
+TEST_F(DispatcherTest, SummaryCountersGiveEachDeliveryItsCountAndDropRate) {
+  connect("alpha", kNow);
+  std::string error;
+  auto id = dispatcher_->add(block("203.0.113.0/24"), "console:a", kNow, error);
+  ASSERT_TRUE(id) << error;
+  report("alpha", *id, wire::OrderState::APPLIED, 1, kNow);
+  dispatcher_->onCounters("alpha", countersOnly("alpha", kNow, {{*id, 3000, 300000}}).reader());
+  const Delivery* d = &dispatcher_->find(*id)->deliveries.at("alpha");
+  EXPECT_EQ(d->packetsDropped, 3000u);
+  EXPECT_EQ(d->bytesDropped, 300000u);
+  EXPECT_DOUBLE_EQ(d->dropPps, 3000) << "first reading: all of it in one window";
+  // Two windows later (one summary lost): the increase over two seconds.
+  dispatcher_->onCounters(
+      "alpha", countersOnly("alpha", kNow + 2 * kSecond, {{*id, 7000, 700000}}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 2000);
+  // A late older window changes nothing; an unknown id is counted.
+  dispatcher_->onCounters("alpha",
+                          countersOnly("alpha", kNow + kSecond, {{*id, 9999, 999900}}).reader());
+  EXPECT_EQ(d->packetsDropped, 7000u);
+  dispatcher_->onCounters(
+      "alpha",
+      countersOnly("alpha", kNow + 3 * kSecond, {{*id, 7000, 700000}, {"nope", 1, 1}}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 0) << "no increase";
+  EXPECT_EQ(dispatcher_->counters().countersUnknown, 1u);
+  // A counter that went down is a new rule (the sensor restarted).
+  dispatcher_->onCounters("alpha",
+                          countersOnly("alpha", kNow + 4 * kSecond, {{*id, 500, 50000}}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 500);
+  // Left out of the summary: the rule drops nothing there any more.
+  dispatcher_->onCounters("alpha", countersOnly("alpha", kNow + 5 * kSecond, {}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 0);
+  // `block list` shows them.
+  const auto listed = dispatcher_->listJson(kNow + 5 * kSecond)["orders"][0]["deliveries"]["alpha"];
+  EXPECT_EQ(listed["packets_dropped"], 500);
+  EXPECT_EQ(listed["bytes_dropped"], 50000);
+  EXPECT_EQ(listed["drop_pps"], 0.0);
+}
+
+TEST_F(PlannerTest, APerSensorSourceBlockIsStillRenewedAfterItsIncidentGoesCityWide) {
+  Incident inc;
+  inc.id = "inc-8";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::UDP)};
+  inc.sources = {source("192.0.2.77")};
+  ASSERT_TRUE(planner_->plan(inc, kNow));
+  const auto* local = orders().at("drop any 192.0.2.77/32:any -> any:any");
+  EXPECT_EQ(local->spec.targets, std::vector<std::string>{"alpha"});
+  // bravo joins: the city-wide twin is planned beside it.
+  inc.members.push_back(member("bravo", "198.18.3.10", wire::Vector::UDP));
+  ASSERT_TRUE(planner_->plan(inc, kNow + kSecond));
+  ASSERT_EQ(dispatcher_->listJson(kNow)["orders"].size(), 2u) << "the same match, twice";
+  // Past half the TTL both are renewed: the per-sensor one does not lapse.
+  const int64_t later = kNow + 400 * kSecond;
+  for (const char* s : {"alpha", "bravo", "charlie"}) city_->touch(s, later);
+  planner_->plan(inc, later);
+  const nlohmann::json list = dispatcher_->listJson(later)["orders"];
+  for (const auto& j : list)
+    EXPECT_EQ(dispatcher_->find(j["id"].get<std::string>())->expiresAtNs, later + 600 * kSecond)
+        << j["id"] << (j["city_wide"].get<bool>() ? " (city-wide)" : " (alpha only)");
+  EXPECT_EQ(planner_->counters().renewed, 2u);
+}
+
+TEST_F(PlannerTest, OrdersOfAQuietMemberAreRenewedOnlyWhileTheyStillDropTheAttack) {
+  Incident inc;
+  inc.id = "inc-9";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::UDP_REFLECTION, 53)};
+  inc.spoofedSources = true;
+  ASSERT_TRUE(planner_->plan(inc, kNow));
+  const std::string id = orders().begin()->second->id;
+  // Its traffic is dropped before the sensor sees it: the detector calls it
+  // quiet, the order's counters say it goes on.
+  inc.members[0].active = false;
+  inc.droppingAt = {{"alpha", kNow + 399 * kSecond, true}};
+  int64_t later = kNow + 400 * kSecond;
+  city_->touch("alpha", later);
+  planner_->plan(inc, later);
+  EXPECT_EQ(dispatcher_->find(id)->expiresAtNs, later + 600 * kSecond);
+  // The drops stopped: the open incident no longer renews it.
+  inc.droppingAt[0].now = false;
+  const int64_t renewedUntil = later + 600 * kSecond;
+  later += 400 * kSecond;
+  city_->touch("alpha", later);
+  planner_->plan(inc, later);
+  EXPECT_EQ(dispatcher_->find(id)->expiresAtNs, renewedUntil);
+  EXPECT_EQ(planner_->counters().renewed, 1u);
+}
+
+// The whole loop on the aggregator's side: detection, the planner, the
+// dispatcher and the summaries' order counters, one window per second.
+class DroppingIncidentTest : public PlannerTest {
+ protected:
+  static constexpr const char* kVictim = "198.18.2.10";
+  void SetUp() override {
+    PlannerTest::SetUp();
+    config_.orderTtlS = 10;
+    reopen();
+    CorrelateConfig correlate;
+    correlate.idleResolveMs = 20000;  // shorter than the attack below
+    tracker_ = std::make_unique<IncidentTracker>(*store_, kNow, DetectConfig{}, correlate);
+    tracker_->setPlanner(planner_.get());
+  }
+  void TearDown() override {
+    tracker_.reset();
+    PlannerTest::TearDown();
+  }
+  // One second of data from alpha: a spoofed SYN flood the sensor sees, or
+  // nothing it sees (its enforcer drops it first), with its order counters.
+  void window(int64_t second, uint64_t synPackets, const std::vector<Counter>& counters,
+              const std::vector<testing::SourceSpec>& sources = {}) {
+    const int64_t start = kNow + second * kSecond, now = start + kSecond;
+    std::vector<testing::VictimSpec> victims;
+    if (synPackets > 0) {
+      testing::VictimSpec v;
+      v.address = kVictim;
+      v.vectors = {{wire::Vector::TCP_SYN, synPackets}};
+      v.sources = sources;
+      v.distinctSources = sources.empty() ? 50000 : 0;  // none: spoofed, no source evidence
+      victims.push_back(v);
+    }
+    testing::BuiltSummary s("alpha", start, 1000, victims);
+    s.withOrderCounters(counters);
+    city_->touch("alpha", now);
+    dispatcher_->onCounters("alpha", s.reader());
+    tracker_->onSummary(s.reader(), now);
+    tracker_->tick(now);
+    dispatcher_->tick(now);
+  }
+  nlohmann::json incidents() { return tracker_->listJson(false, 10)["incidents"]; }
+  // The one order, once planned.
+  const OrderRecord* order() {
+    auto list = dispatcher_->listJson(kNow)["orders"];
+    return list.empty() ? nullptr : dispatcher_->find(list[0]["id"].get<std::string>());
+  }
+  // Attack for 4 s (detected, rate-limit order planned), then the enforcer
+  // drops it before capture for `droppedS` seconds at `dropPps`.
+  int64_t attackThenDrops(int64_t droppedS, uint64_t dropPps) {
+    int64_t t = 0;
+    for (; t < 4; ++t) window(t, 20000, {});
+    EXPECT_NE(order(), nullptr) << "the flood was not mitigated";
+    if (!order()) return t;
+    report("alpha", order()->id, wire::OrderState::APPLIED, 1, kNow + t * kSecond);
+    uint64_t dropped = 0;
+    for (int64_t end = t + droppedS; t < end; ++t) {
+      dropped += dropPps;
+      window(t, 0, {{order()->id, dropped, dropped * 60}});
+    }
+    return t;
+  }
+  std::unique_ptr<IncidentTracker> tracker_;
+};
+
+TEST_F(DroppingIncidentTest, OrdersStillDroppingKeepTheIncidentOpenAndRenewedThenItResolves) {
+  // 36 s of drops above the SYN floor (2000 pps): longer than 3 TTLs and
+  // than idle resolution, far longer than the 10 s quiet resolution.
+  int64_t t = attackThenDrops(36, 18000);
+  ASSERT_NE(order(), nullptr);
+  const std::string id = order()->id;
+  ASSERT_EQ(incidents().size(), 1u);
+  EXPECT_NE(incidents()[0]["state"], "resolved") << "resolved while its orders still drop";
+  EXPECT_EQ(tracker_->correlator().counters().opened, 1u);
+  const int64_t lastWindowEnd = kNow + t * kSecond;
+  EXPECT_GT(order()->expiresAtNs, lastWindowEnd) << "not renewed: it would have lapsed";
+  EXPECT_EQ(order()->state, "active");
+  EXPECT_GE(planner_->counters().renewed, 6u);  // every ~5 s (half of 10 s)
+  auto shown = tracker_->showJson(incidents()[0]["id"].get<std::string>());
+  ASSERT_TRUE(shown);
+  EXPECT_EQ((*shown)["orders"][0]["sensors"]["alpha"]["drop_pps"], 18000.0);
+  bool noted = false;
+  for (const auto& e : (*shown)["timeline"]) noted |= e["kind"] == "dropping";
+  EXPECT_TRUE(noted) << shown->dump();
+
+  // The attack stops: the counter stands still. The incident resolves after
+  // the usual quiet period and the order lapses at its TTL, not renewed.
+  const uint64_t total = order()->deliveries.at("alpha").packetsDropped;
+  for (int64_t end = t + 25; t < end; ++t) window(t, 0, {{id, total, total * 60}});
+  ASSERT_EQ(incidents().size(), 1u);
+  EXPECT_EQ(incidents()[0]["state"], "resolved");
+  EXPECT_EQ(tracker_->correlator().counters().opened, 1u);
+  EXPECT_EQ(dispatcher_->find(id)->state, "expired");
+  EXPECT_LE(dispatcher_->find(id)->expiresAtNs, lastWindowEnd + 10 * kSecond);
+}
+
+TEST_F(DroppingIncidentTest, TheAttacksTailUnderTheThresholdIsNotLearntAsLegitimateClients) {
+  // A botnet in one /24: blocked by its prefix.
+  int64_t t = 0;
+  for (; t < 4; ++t) window(t, 20000, {}, testing::sources("203.0.113", 1, 10, 2000));
+  ASSERT_NE(order(), nullptr);
+  EXPECT_EQ(order()->spec.match.describe(), "drop any 203.0.113.0/24:any -> any:any");
+  const std::string id = order()->id;
+  // The windows as the rule cuts it off: under the threshold, the same
+  // sources certain among the victim's top ones, while the rule drops the rest.
+  uint64_t dropped = 0;
+  for (int64_t end = t + 12; t < end; ++t) {
+    dropped += 18000;
+    window(t, 300, {{id, dropped, dropped * 60}}, testing::sources("203.0.113", 1, 10, 30));
+  }
+  EXPECT_EQ(planner_->counters().skippedLegit, 0u)
+      << "the attack's own sources were taken for the victim's clients";
+  EXPECT_EQ(order()->state, "active");
+}
+
+TEST_F(DroppingIncidentTest, DropsUnderTheFloorDoNotHoldTheIncident) {
+  // 500 pps dropped is under the SYN floor: the attack is over.
+  int64_t t = attackThenDrops(30, 500);
+  ASSERT_NE(order(), nullptr);
+  ASSERT_EQ(incidents().size(), 1u);
+  EXPECT_EQ(incidents()[0]["state"], "resolved");
+  EXPECT_EQ(order()->state, "expired");
+  EXPECT_LT(order()->expiresAtNs, kNow + t * kSecond);
+}
+
+}  // namespace
+}  // namespace garda::aggregator

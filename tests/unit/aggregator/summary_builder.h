@@ -83,6 +83,23 @@ class BuiltSummary {
   }
   wire::Summary::Reader reader() const { return message_->getRoot<wire::Summary>().asReader(); }
 
+  struct Counter {
+    std::string orderId;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+  };
+  // The sensor's rules' drop counters (orderCounters).
+  BuiltSummary& withOrderCounters(const std::vector<Counter>& counters) {
+    auto out = message_->getRoot<wire::Summary>().initOrderCounters(
+        static_cast<unsigned>(counters.size()));
+    for (unsigned i = 0; i < counters.size(); ++i) {
+      out[i].setOrderId(counters[i].orderId);
+      out[i].setPackets(counters[i].packets);
+      out[i].setBytes(counters[i].bytes);
+    }
+    return *this;
+  }
+
  private:
   std::unique_ptr<capnp::MallocMessageBuilder> message_;
 };

@@ -204,13 +204,18 @@ constexpr unsigned kByteElements = 2;
 constexpr unsigned kCompositeElements = 7;
 
 struct RawSummaryShape {
-  // A chain of this many one-pointer structs hung off a sixth Summary pointer
-  // slot (as a newer schema might add): unknown to this reader, but still walked.
+  // A chain of this many one-pointer structs hung off a Summary pointer slot
+  // far past the known ones (kUnknownSummarySlot, as a newer schema might
+  // add): unknown to this reader, but still walked.
   int chainDepth = 0;
   // decodeErrors entries whose `reason` pointers all alias one Text blob.
   uint32_t aliasedReasons = 0;
   uint32_t blobBytes = 0;
 };
+
+// Summary's pointer fields use slots 0..5 (orderCounters is 5); later
+// fields will take the next ones.
+constexpr uint16_t kUnknownSummarySlot = 15;
 
 // Envelope{version 1, body = summary} with a Summary that passes the sanity
 // checks (id "edge-1", seq 1, 1000 ms window starting at 0, zero totals).
@@ -222,7 +227,7 @@ std::string rawSummary(const RawSummaryShape& shape) {
   m.setWord(envelope, wire::PROTOCOL_VERSION | uint64_t{1} << 16);  // union tag 1 = summary
   m.setWord(envelope + 1, 1);                                       // sentAtNs
 
-  const uint16_t pointers = shape.chainDepth > 0 ? 6 : 5;
+  const uint16_t pointers = shape.chainDepth > 0 ? kUnknownSummarySlot + 1 : 5;
   const size_t summary = m.alloc(6 + pointers);  // Summary: 6 data words, 5 pointers
   m.structPointer(envelope + 2, summary, 6, pointers);
   m.setWord(summary + 0, 7);     // bootId
@@ -246,7 +251,7 @@ std::string rawSummary(const RawSummaryShape& shape) {
     }
   }
 
-  size_t slot = ptrs + 5;
+  size_t slot = ptrs + kUnknownSummarySlot;
   for (int i = 0; i < shape.chainDepth; ++i) {
     const size_t node = m.alloc(1);  // 0 data words, 1 pointer
     m.structPointer(slot, node, 0, 1);

@@ -211,6 +211,31 @@ class BackendTest : public NamespacePair {
     inVictim([&] { out = backend_->packetsDropped(r); });
     return out;
   }
+  // Every rule's counters in one read, as the sensor does once per window.
+  std::vector<DropCount> counts(const std::vector<const Rule*>& rules) {
+    std::vector<DropCount> out;
+    inVictim([&] { EXPECT_TRUE(backend_->readDropCounts(rules, out)); });
+    EXPECT_EQ(out.size(), rules.size());
+    out.resize(rules.size());
+    return out;
+  }
+  // A source block, a reflection rule and an idle rule: each one's packets
+  // and bytes (`bytesPerPacket` as this backend counts them) in one read.
+  void expectCountsOfEachRule(uint64_t bytesPerPacket) {
+    Rule src = dropRule("ord-src", std::string(kAttacker) + "/32", 60 * kSecond);
+    Rule dns = reflectionRule("ord-dns", 53, 60 * kSecond);
+    Rule idle = dropRule("ord-idle", "192.0.2.0/24", 60 * kSecond);
+    for (const Rule* r : {&src, &dns, &idle}) ASSERT_EQ(apply(*r), "");
+    EXPECT_EQ(send(kAttacker, 4000, 40), 0);
+    EXPECT_EQ(send(kBystander, 53, 25), 0);
+    auto c = counts({&src, &dns, &idle});
+    EXPECT_EQ(c[0].packets, 40u);
+    EXPECT_EQ(c[0].bytes, 40 * bytesPerPacket);
+    EXPECT_EQ(c[1].packets, 25u);
+    EXPECT_EQ(c[1].bytes, 25 * bytesPerPacket);
+    EXPECT_EQ(c[2].packets, 0u);
+    ASSERT_EQ(remove(src), "");
+  }
   std::unique_ptr<Backend> backend_;
 };
 
@@ -292,6 +317,25 @@ TEST_F(NftablesEnforceTest, RateLimitLetsThroughAboutTheRateAndDropsTheRest) {
   EXPECT_GT(got, 0);
   EXPECT_LT(got, 40);  // 10/s plus the default burst of 5, over ~0.2 s
   EXPECT_EQ(dropped(r), static_cast<uint64_t>(300 - got));
+}
+
+// A datagram of 64 bytes: 92 bytes of IPv4 (what nftables counts at
+// prerouting), 106 with the Ethernet header (what XDP sees).
+constexpr uint64_t kIpBytes = 20 + 8 + 64, kFrameBytes = 14 + kIpBytes;
+
+TEST_F(NftablesEnforceTest, ReportsEachRulesDroppedPacketsAndBytesInOneRead) {
+  expectCountsOfEachRule(kIpBytes);
+  Rule rate = dropRule("ord-rl", "198.18.0.0/24", 60 * kSecond, std::string(kVictim) + "/32");
+  rate.match.action = common::OrderMatch::Action::kRateLimit;
+  rate.match.protocol = IPPROTO_UDP;
+  rate.match.ratePps = 10;
+  // A rate limit reports what it dropped, not what it let through.
+  ASSERT_EQ(apply(rate), "");
+  int got = send(kBystander, 4000, 300);
+  auto r = counts({&rate});
+  EXPECT_GT(r[0].packets, 0u);
+  EXPECT_EQ(r[0].packets, static_cast<uint64_t>(300 - got));
+  EXPECT_EQ(r[0].bytes, r[0].packets * kIpBytes);
 }
 
 TEST_F(NftablesEnforceTest, TheKernelExpiresTheRuleOnTimeWithoutTheSensor) {
@@ -425,6 +469,14 @@ TEST_F(XdpEnforceTest, DropsSourcesTowardOneVictimAndReflection) {
   EXPECT_EQ(send(kBystander, 5353, 30), 30);
   EXPECT_EQ(dropped(toVictim), 30u);
   EXPECT_EQ(dropped(dns), 30u);
+}
+
+TEST_F(XdpEnforceTest, ReportsEachRulesDroppedPacketsAndBytesInOneRead) {
+  expectCountsOfEachRule(kFrameBytes);
+  // A slot used again (ord-src's) starts from zero.
+  Rule again = dropRule("ord-again", "192.0.2.7/32", 60 * kSecond);
+  ASSERT_EQ(apply(again), "");
+  EXPECT_EQ(counts({&again})[0].packets, 0u);
 }
 
 TEST_F(XdpEnforceTest, RefusesWhatItCannotExpressWithTheReason) {

@@ -6,6 +6,7 @@
 
 #include "common/envelope.h"
 #include "sensor/orders.h"
+#include "sensor/uplink.h"
 
 namespace garda::sensor {
 namespace {
@@ -27,8 +28,17 @@ class RecordingEnforcer final : public Enforcer {
     return {};
   }
   uint64_t packetsDropped(const Rule&) override { return 42; }
+  bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) override {
+    if (!counting) return false;
+    reads++;
+    out.clear();
+    for (const Rule* r : rules) out.push_back({r->id.size() * 100, r->id.size() * 6000});
+    return true;
+  }
   std::vector<std::string> applied, removed;
   std::string failWith;
+  bool counting = false;
+  int reads = 0;
 };
 
 struct OrderSpecForTest {
@@ -196,6 +206,53 @@ TEST_F(OrderManagerTest, SameIdWithAnotherMatchReplacesTheOldRule) {
   EXPECT_EQ(enforcer_.removed, std::vector<std::string>{"o1"});
   EXPECT_EQ(enforcer_.applied.size(), 2u);
   EXPECT_EQ(orders_.active(), 1u);
+}
+
+// ---- drop counters in summaries ----------------------------------------------
+
+TEST_F(OrderManagerTest, DropCountsAreReadInOneGoForEveryActiveRule) {
+  EXPECT_TRUE(orders_.dropCounts().empty()) << "no rules: nothing to read";
+  order(OrderSpecForTest("o1"));
+  order(OrderSpecForTest("order-22").src("192.0.2.0/24"));
+  EXPECT_TRUE(orders_.dropCounts().empty()) << "a backend that cannot count reports none";
+  enforcer_.counting = true;
+  auto counts = orders_.dropCounts();
+  EXPECT_EQ(enforcer_.reads, 1);
+  ASSERT_EQ(counts.size(), 2u);
+  EXPECT_EQ(counts[0].orderId, "o1");
+  EXPECT_EQ(counts[0].count.packets, 200u);
+  EXPECT_EQ(counts[1].orderId, "order-22");
+  EXPECT_EQ(counts[1].count.bytes, 48000u);
+  order(OrderSpecForTest("o1").withdraw());
+  EXPECT_EQ(orders_.dropCounts().size(), 1u) << "a removed rule is no longer reported";
+}
+
+TEST_F(OrderManagerTest, ASummaryCarriesTheCountersAndTheAggregatorChecksThem) {
+  auto decode = [](const std::string& bytes, common::EnvelopeDecoder& d) {
+    return d.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  };
+  WindowStats w;
+  w.startNs = kNow;
+  w.windowMs = 1000;
+  const std::string bytes =
+      encodeSummary(w, "dukcapil", 7, 1, 0, 0, {{"o1", {5, 300}}, {"o2", {0, 0}}});
+  common::EnvelopeDecoder d;
+  ASSERT_EQ(decode(bytes, d), common::EnvelopeReject::kNone) << d.detail();
+  auto c = d.envelope().getBody().getSummary().getOrderCounters();
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(std::string(c[0].getOrderId().cStr()), "o1");
+  EXPECT_EQ(c[0].getPackets(), 5u);
+  EXPECT_EQ(c[0].getBytes(), 300u);
+  // Without counters the list is empty (exec, dry-run).
+  ASSERT_EQ(decode(encodeSummary(w, "dukcapil", 7, 2, 0, 0), d), common::EnvelopeReject::kNone);
+  EXPECT_EQ(d.envelope().getBody().getSummary().getOrderCounters().size(), 0u);
+  // Insane counters are refused with the reason.
+  ASSERT_EQ(decode(encodeSummary(w, "dukcapil", 7, 3, 0, 0, {{std::string(65, 'x'), {1, 60}}}), d),
+            common::EnvelopeReject::kInsane);
+  EXPECT_NE(d.detail().find("order counter id length"), std::string::npos) << d.detail();
+  ASSERT_EQ(decode(encodeSummary(w, "dukcapil", 7, 4, 0, 0, {{"o1", {10, 5}}}), d),
+            common::EnvelopeReject::kInsane);
+  EXPECT_NE(d.detail().find("fewer bytes than packets"), std::string::npos) << d.detail();
 }
 
 }  // namespace
