@@ -294,11 +294,12 @@ bool LoopBridge::post(std::function<void()> job) {
   return true;
 }
 
-size_t LoopBridge::runPending(size_t max) {
+size_t LoopBridge::runPending(size_t max, std::chrono::steady_clock::duration budget) {
   uint64_t n = 0;
   (void)!::read(fd_, &n, sizeof n);  // clears the wakeup; jobs left over re-arm below
+  const auto until = std::chrono::steady_clock::now() + budget;
   size_t ran = 0;
-  while (ran < max) {
+  while (ran < max && (ran == 0 || std::chrono::steady_clock::now() < until)) {
     std::function<void()> job;
     {
       std::lock_guard lk(mutex_);
@@ -422,6 +423,9 @@ HttpService::HttpService(const common::AggregatorConfig& config, QueryService& q
   const time_t usec = (config_.httpTimeoutMs % 1000) * 1000;
   server_->set_read_timeout(sec, usec);
   server_->set_write_timeout(sec, usec);
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle
+  // and the client's delayed ACK add 40 ms to every keep-alive answer.
+  server_->set_tcp_nodelay(true);
   server_->set_keep_alive_timeout(5);
   server_->set_keep_alive_max_count(100);
   server_->set_payload_max_length(config_.httpMaxBodyBytes);

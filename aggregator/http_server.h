@@ -56,8 +56,10 @@ class LoopBridge {
 
   int fd() const noexcept { return fd_; }
   bool post(std::function<void()> job);
-  // Loop thread: runs up to `max` jobs; returns how many ran.
-  size_t runPending(size_t max);
+  // Loop thread: runs up to `max` jobs, and no more once `budget` has
+  // passed (at least one); returns how many ran.
+  size_t runPending(size_t max,
+                    std::chrono::steady_clock::duration budget = std::chrono::milliseconds(5));
   size_t depth() const;
 
  private:
@@ -136,6 +138,9 @@ class HttpService {
   // Loop thread: an incident was stored (IncidentTracker's observer).
   void onIncident(const IncidentChange& change);
   int wakeFd() const noexcept { return bridge_.fd(); }
+  // Per loop turn: at most this many HTTP jobs, and none started after 5 ms
+  // (a heavy query, such as a long history, then costs ingest one job's time
+  // per turn, not 32).
   static constexpr size_t kLoopJobsPerTurn = 32;
 
  private:

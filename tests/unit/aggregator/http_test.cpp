@@ -88,6 +88,10 @@ TEST(LoopBridge, RefusesWhenFullAndRunsAtMostMaxPerTurn) {
   EXPECT_EQ(ran, 2);
   EXPECT_EQ(bridge.runPending(10), 1u);
   EXPECT_EQ(bridge.depth(), 0u);
+  // A spent time budget still runs one job per turn, and only one.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(bridge.post([&] { ++ran; }));
+  EXPECT_EQ(bridge.runPending(10, std::chrono::nanoseconds(0)), 1u);
+  EXPECT_EQ(bridge.depth(), 2u);
 }
 
 TEST(EventHub, DropsASlowClientAndCapsStreams) {
