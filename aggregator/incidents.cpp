@@ -121,7 +121,7 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
       planner_->forget(c.id);
     }
     store(*inc);
-    if (observer_) observer_(*inc, c.kind, nowNs);
+    for (const auto& observer : observers_) observer(*inc, c, nowNs);
     switch (c.kind) {
       case IncidentChangeKind::kOpened:
         opened = true;

@@ -53,10 +53,11 @@ class IncidentTracker {
 
   // Incidents that open or change are planned (optional).
   void setPlanner(Planner* planner) noexcept { planner_ = planner; }
-  // Told of every change once stored (optional; the notifier). Runs on the
-  // loop thread, so it must not block.
-  using ChangeObserver = std::function<void(const Incident&, IncidentChangeKind, int64_t nowNs)>;
-  void setChangeObserver(ChangeObserver observer) { observer_ = std::move(observer); }
+  // Told of every change once stored (the notifier, the HTTP event stream).
+  // Observers run on the loop thread, so they must not block.
+  using ChangeObserver =
+      std::function<void(const Incident&, const IncidentChange&, int64_t nowNs)>;
+  void addChangeObserver(ChangeObserver observer) { observers_.push_back(std::move(observer)); }
 
   Correlator& correlator() noexcept { return correlator_; }
   const Detector& detector() const noexcept { return detector_; }
@@ -77,7 +78,7 @@ class IncidentTracker {
   int64_t nextFlushNs_ = 0;
   int64_t nextPlanNs_ = 0;
   Planner* planner_ = nullptr;
-  ChangeObserver observer_;
+  std::vector<ChangeObserver> observers_;
 };
 
 }  // namespace garda::aggregator

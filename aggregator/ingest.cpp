@@ -219,6 +219,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         // Order counters first: detection holds incidents whose orders drop.
         dispatcher_.onCounters(keyId, sum);
         if (incidents_) incidents_->onSummary(sum, now);
+        if (observer_) observer_(sum);
       } else {
         counters_.summariesDuplicate++;
       }

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <set>
+#include <functional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -57,6 +58,8 @@ class SensorIngest {
   void setIncidentTracker(IncidentTracker* tracker) noexcept { incidents_ = tracker; }
   // Evidence messages go to `evidence` (optional; without, they are rejected).
   void setEvidenceCollector(EvidenceCollector* evidence) noexcept { evidence_ = evidence; }
+  // Every freshly stored summary is also shown to `fn` (metrics; optional).
+  void setSummaryObserver(std::function<void(wire::Summary::Reader)> fn) { observer_ = std::move(fn); }
 
   // Receives and handles up to `maxMessages` waiting messages.
   void drain(size_t maxMessages);
@@ -94,6 +97,7 @@ class SensorIngest {
   Dispatcher& dispatcher_;
   IncidentTracker* incidents_ = nullptr;
   EvidenceCollector* evidence_ = nullptr;
+  std::function<void(wire::Summary::Reader)> observer_;
   common::EnvelopeDecoder decoder_;
   double ratePerS_ = 5000;
   std::map<std::string, Bucket> buckets_;

@@ -102,8 +102,8 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
   ingest_.setIncidentTracker(&incidents_);
   ingest_.setEvidenceCollector(&evidence_);
   queries_.setEvidence(&evidence_);
-  incidents_.setChangeObserver([this](const Incident& inc, IncidentChangeKind kind, int64_t now) {
-    incidentNotifier_.onChange(inc, kind, now);
+  incidents_.addChangeObserver([this](const Incident& inc, const IncidentChange& c, int64_t now) {
+    incidentNotifier_.onChange(inc, c.kind, now);
   });
   queries_.setExportSettings({config_.csirtName, config_.exportTlp});
   incidents_.setPlanner(&planner_);
@@ -122,12 +122,24 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
   common::applyLinkOptions(consoleSocket_, 1 << 20);
   common::makeCurveServer(consoleSocket_, config_.secretKey, ZapAuthenticator::kConsoleDomain);
   bindOrThrow(consoleSocket_, config_.listenConsole, "consoles");
+  ingest_.setSummaryObserver([this](wire::Summary::Reader s) { sensorTotals_.add(s); });
+  if (!config_.http.empty())
+    http_ = std::make_unique<HttpService>(
+        config_, queries_,
+        MetricsSources{&store_, &city_, &dispatcher_, &incidents_, &ingest_, &console_,
+                       &sensorTotals_});
+  if (http_)
+    incidents_.addChangeObserver(
+        [this](const Incident&, const IncidentChange& c, int64_t) { http_->onIncident(c); });
   spdlog::info("aggregator: sensors on {}, console on {}, store in {}, {} sensors listed",
                config_.listenSensors, config_.listenConsole, config_.dataDir,
                config_.sensors.size());
 }
 
-AggregatorServer::~AggregatorServer() { city_.persist(); }
+AggregatorServer::~AggregatorServer() {
+  http_.reset();
+  city_.persist();
+}
 
 bool AggregatorServer::reload(std::string& error) {
   common::AggregatorConfig fresh;
@@ -212,9 +224,10 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
     }
     zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0}};
+                               {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, http_ ? http_->wakeFd() : -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(100));
+      zmq::poll(items, http_ ? 4 : 3, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
@@ -231,6 +244,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
       notifier_.status(statusLine(wall));
       nextStatus = now + kStatusEveryNs;
     }
+    if (http_) http_->onLoop(wall, now);
     if (now >= nextPersist) {
       evidence_.onOpen(incidents_.correlator().openIncidents(), wall);
       city_.persist();

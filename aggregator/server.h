@@ -10,6 +10,8 @@
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
 #include "aggregator/evidence.h"
+#include "aggregator/http_server.h"
+#include "aggregator/metrics.h"
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
@@ -75,6 +77,8 @@ class AggregatorServer {
   std::vector<ReloadListener> reloadListeners_;
   Notifier incidentNotifier_;  // webhooks and syslog on incident changes
   EvidenceCollector evidence_;
+  SensorTotals sensorTotals_;
+  std::unique_ptr<HttpService> http_;  // with [aggregator] http set
 };
 
 }  // namespace garda::aggregator

@@ -19,11 +19,14 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev
   libpcap-dev libbpf-dev libnftables-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  libcpp-httplib-dev libssl-dev openssl
   # tests, drill and benchmarks
   tshark wireshark-common hping3 python3 python3-scapy tcpreplay
   iproute2 nftables iputils-ping procps psmisc util-linux time
   # Debian packages (cpack -G DEB) and their check (tests/package)
   dpkg-dev lintian
+  # HTTP API tests and load figures
+  python3-jsonschema prometheus wrk
 )
 
 missing=()
