@@ -22,6 +22,8 @@ packages=(
   # tests, drill and benchmarks
   tshark wireshark-common hping3 python3 python3-scapy tcpreplay
   iproute2 nftables iputils-ping procps psmisc util-linux time
+  # Debian packages (cpack -G DEB) and their check (tests/package)
+  dpkg-dev lintian
   # rollout: Ansible and its linters, and the rollout test's Debian hosts
   ansible ansible-lint yamllint debootstrap systemd-container openssh-client
 )

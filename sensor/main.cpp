@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/service_notify.h"
 #include "sensor/capture/pcap_file_source.h"
 #include "sensor/enforce/enforcer.h"
 #include "sensor/orders.h"
@@ -33,17 +34,45 @@ void onSignal(int) {
 
 using namespace garda;
 
+constexpr int64_t kStatusEveryNs = 10'000'000'000;  // systemd STATUS= line
+
+std::string linkStatus(const sensor::Uplink* uplink) {
+  if (!uplink) return "offline";
+  return fmt::format("aggregator link {}, {} summaries unacked",
+                     uplink->connected() ? "up" : "down", uplink->backlog());
+}
+
+// The replay loop is the source's own: the pipeline's ticks (between packets
+// and while a real-time replay waits) are where it proves it is alive.
+class KeepAliveSink : public sensor::PacketSink {
+ public:
+  KeepAliveSink(sensor::PacketSink& inner, common::ServiceNotifier& notifier)
+      : inner_(inner), notifier_(notifier) {}
+  void onPacket(const sensor::CapturedPacket& packet) override { inner_.onPacket(packet); }
+  void tick(int64_t nowNs) override {
+    inner_.tick(nowNs);
+    notifier_.keepAlive(common::monoNowNs());
+  }
+
+ private:
+  sensor::PacketSink& inner_;
+  common::ServiceNotifier& notifier_;
+};
+
 // Replays a capture file.
 void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
-              sensor::WindowOutput& output) {
+              sensor::WindowOutput& output, common::ServiceNotifier& notifier) {
   sensor::PcapFileSource source(config.pcapFile, config.replay == common::ReplaySpeed::kRealtime
                                                      ? sensor::PcapFileSource::Speed::kRealtime
                                                      : sensor::PcapFileSource::Speed::kFast);
   sensor::SensorPipeline pipeline(config, output, uplink, &source);
+  KeepAliveSink sink(pipeline, notifier);
   gSource.store(&source);
   if (gStopping.load()) source.stop();
   spdlog::info("sensor {}: replaying {}", config.id, source.describe());
-  source.run(pipeline);
+  notifier.ready("replaying " + source.describe() + "; " + linkStatus(uplink));
+  source.run(sink);
+  notifier.stopping();
   pipeline.flush();
   gSource.store(nullptr);
   if (!source.readError().empty())
@@ -54,15 +83,25 @@ void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
 
 // Captures live until SIGTERM/SIGINT.
 void runLive(const common::SensorConfig& config, sensor::Uplink* uplink,
-             sensor::WindowOutput& output) {
+             sensor::WindowOutput& output, common::ServiceNotifier& notifier) {
   sensor::LiveCapture capture(config, output);
   capture.start();
   spdlog::info("sensor {}: capturing on {}", config.id, capture.describe());
+  notifier.ready("capturing on " + capture.describe() + "; " + linkStatus(uplink));
+  int64_t nextStatus = common::monoNowNs() + kStatusEveryNs;
   while (!gStopping.load()) {
     if (uplink) uplink->poll(20);
     else ::usleep(20000);
     capture.deliverReady();
+    const int64_t now = common::monoNowNs();
+    notifier.keepAlive(now);
+    if (now >= nextStatus) {
+      notifier.status(fmt::format("capturing on {}: {} windows; {}", capture.describe(),
+                                  output.windows(), linkStatus(uplink)));
+      nextStatus = now + kStatusEveryNs;
+    }
   }
+  notifier.stopping();
   capture.stop();
   capture.deliverReady(/*all=*/true);
   auto st = capture.stats();
@@ -120,6 +159,7 @@ int main(int argc, char** argv) {
 
   const bool replay = config.source == common::CaptureSource::kPcap;
   zmq::context_t ctx(1);
+  common::ServiceNotifier notifier;
   int rc = 0;
   try {
     std::unique_ptr<sensor::Uplink> uplink;
@@ -135,8 +175,8 @@ int main(int argc, char** argv) {
       gUplink.store(uplink.get());
     }
     sensor::WindowOutput output(config.id, uplink.get(), jsonOut);
-    if (replay) runReplay(config, uplink.get(), output);
-    else runLive(config, uplink.get(), output);
+    if (replay) runReplay(config, uplink.get(), output, notifier);
+    else runLive(config, uplink.get(), output, notifier);
     if (jsonOut) std::fflush(jsonOut);
 
     if (uplink) {
@@ -148,8 +188,10 @@ int main(int argc, char** argv) {
       const unsigned drainMs =
           signalled ? std::min(config.drainTimeoutMs, kStopDrainMs) : config.drainTimeoutMs;
       const int64_t deadline = common::monoNowNs() + int64_t{drainMs} * 1'000'000;
-      while (uplink->backlog() > 0 && !gStopping.load() && common::monoNowNs() < deadline)
+      while (uplink->backlog() > 0 && !gStopping.load() && common::monoNowNs() < deadline) {
         uplink->poll(50);
+        notifier.keepAlive(common::monoNowNs());
+      }
       const auto& c = uplink->counters();
       spdlog::info("sensor {}: summaries acked {}, refused {}, unacked {}, dropped {}", config.id,
                    c.summariesAcked, c.summariesRefused, uplink->backlog(), c.summariesDropped);
