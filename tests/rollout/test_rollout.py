@@ -67,9 +67,10 @@ from testbed import CONTROLLER_NS, TestBed, run  # noqa: E402
 ANSIBLE_DIR = REPO / "ansible"
 WINDOW_MS = 1000
 STREAM_PPS = 200
-# Capabilities (bit numbers from linux/capability.h) the sensor unit grants.
-CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF = 12, 13, 39
-SENSOR_CAPS = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_BPF)
+# Bit numbers (linux/capability.h) of the capabilities a sensor may be
+# granted: capture (net_raw), nftables and XDP attach (net_admin), the XDP
+# program and maps (bpf, perfmon for the verifier).
+CAPABILITY_BITS = {"cap_net_admin": 12, "cap_net_raw": 13, "cap_bpf": 39, "cap_perfmon": 38}
 HOSTS = {"agg": "198.18.100.1", "opd1": "198.18.100.11", "opd2": "198.18.100.12"}
 LOCK = Path("/run/garda-rollout.lock")
 
@@ -90,9 +91,14 @@ def check(cond: bool, what: str) -> None:
 # ------------------------------------------------------------------ packages
 
 def build_debs(out: Path) -> list[Path]:
+    """The packages just built (cpack from GARDA_BUILD_DIR into `out`), or
+    GARDA_DEB_DIR's copied into `out`."""
     given = os.environ.get("GARDA_DEB_DIR")
     if given:
-        debs = sorted(Path(given).glob("garda-*.deb"))
+        out.mkdir(parents=True)
+        for deb in Path(given).glob("garda-*.deb"):
+            shutil.copy2(deb, out / deb.name)
+        debs = sorted(out.glob("garda-*.deb"))
     else:
         build = Path(os.environ.get("GARDA_BUILD_DIR", REPO / "build"))
         config = build / "CPackConfig.cmake"
@@ -130,7 +136,7 @@ def repack(debs: list[Path], out: Path) -> tuple[list[Path], str]:
         control.write_text(re.sub(r"^Version: .*$", f"Version: {new_version}",
                                   control.read_text(), flags=re.M))
         target = out / deb.name.replace(f"_{old}_", f"_{new_version}_")
-        run(["dpkg-deb", "--root-owner-group", "-Zxz", "-b", tree, target])
+        run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", tree, target])
         shutil.rmtree(tree)
     return sorted(out.glob("*.deb")), new_version
 
@@ -329,15 +335,19 @@ class RolloutTest:
         for host in (self.opd1, self.opd2):
             unit_caps = self.bed.ssh(
                 host, "systemctl show -p AmbientCapabilities --value garda-sensor").stdout.split()
-            check(sorted(unit_caps) == ["cap_bpf", "cap_net_admin", "cap_net_raw"],
-                  f"{host.name}: garda-sensor.service AmbientCapabilities = {unit_caps}")
+            check({"cap_net_raw", "cap_net_admin"} <= set(unit_caps) <= set(CAPABILITY_BITS),
+                  f"{host.name}: garda-sensor.service AmbientCapabilities = {unit_caps}, expected "
+                  f"cap_net_raw and cap_net_admin and at most {sorted(CAPABILITY_BITS)}")
+            mask = sum(1 << CAPABILITY_BITS[c] for c in unit_caps)
             fields, user = self.proc_status(host, "garda-sensor")
             check(user == "garda-sensor", f"{host.name}: garda-sensor runs as {user}")
             for key in ("CapEff", "CapPrm", "CapAmb", "CapBnd"):
-                check(int(fields[key], 16) == SENSOR_CAPS,
-                      f"{host.name}: garda-sensor {key} = {fields[key]}, expected {SENSOR_CAPS:016x}")
+                check(int(fields[key], 16) == mask,
+                      f"{host.name}: garda-sensor {key} = {fields[key]}, the unit grants {mask:016x} "
+                      f"({' '.join(unit_caps)})")
             check(fields.get("NoNewPrivs") == "1", f"{host.name}: NoNewPrivs = {fields.get('NoNewPrivs')}")
-            log(f"{host.name}: garda-sensor as {user}, CapEff=CapPrm=CapAmb=CapBnd={SENSOR_CAPS:016x}")
+            log(f"{host.name}: garda-sensor as {user}, CapEff=CapPrm=CapAmb=CapBnd={mask:016x} "
+                f"({' '.join(unit_caps)}), NoNewPrivs=1")
         fields, user = self.proc_status(self.agg, "garda-aggregator")
         check(user == "garda-aggregator", f"aggregator runs as {user}")
         for key in ("CapEff", "CapPrm", "CapAmb"):
@@ -388,32 +398,31 @@ class RolloutTest:
             by_start.setdefault(w["start_ns"], []).append(w)
         expected = list(range(first_slot, last_slot + 1, window_ns))
         missing = [s for s in expected if s not in by_start]
-        boots = []
-        for s in expected:
-            for w in by_start.get(s, []):
-                if not boots or boots[-1] != w["boot_id"]:
-                    boots.append(w["boot_id"])
-        counted = sum(w["packets"] for s in expected for w in by_start.get(s, []))
+        boots = sorted({w["boot_id"] for s in expected for w in by_start.get(s, [])})
+        # The stream is the only UDP on opd1's eth0 (the uplink is TCP).
+        counted = sum(w["udp"] for s in expected for w in by_start.get(s, []))
         old_boot, new_boot = before["opd1"]["boot_id"], after["opd1"]["boot_id"]
         old_last = max((s for s in expected for w in by_start.get(s, []) if w["boot_id"] == old_boot),
                        default=None)
         new_first = min((s for s in expected for w in by_start.get(s, []) if w["boot_id"] == new_boot),
                         default=None)
         log(f"opd1 history over the stream: {len(expected)} window slots "
-            f"({len(expected) - len(missing)} present), boots in order {boots}; "
+            f"({len(expected) - len(missing)} present), boots {boots}; "
             f"old boot's last window {old_last}, new boot's first {new_first}; "
-            f"{counted} packets counted (all frames on eth0) of {sent['sent']} sent")
+            f"{counted} UDP packets counted of {sent['sent']} sent")
         self.figures["upgrade window slots"] = f"{len(expected)} slots, {len(missing)} missing"
         self.figures["upgrade packets counted/sent"] = f"{counted}/{sent['sent']}"
         check(not missing, f"opd1's history misses {len(missing)} window(s) of the stream: "
               f"{[(s - first_slot) // window_ns for s in missing]} (slot numbers)")
-        check(old_boot in boots and new_boot in boots and boots.index(old_boot) < boots.index(new_boot),
+        check(old_last is not None and new_first is not None and old_last <= new_first,
               f"opd1's history over the stream should span the old boot {old_boot} then the new "
               f"{new_boot}, has {boots}")
+        self.figures["upgrade restart"] = (f"old boot's last window and new boot's first "
+                                           f"{(new_first - old_last) // window_ns} slot(s) apart")
         check(new_first - old_last <= window_ns,
               f"restart left {(new_first - old_last) // window_ns - 1} empty slot(s)")
         quiet = [s for s in expected[1:-1] if s not in (old_last, new_first)
-                 and sum(w["packets"] for w in by_start[s]) < STREAM_PPS * WINDOW_MS / 1000 * 0.5]
+                 and sum(w["udp"] for w in by_start[s]) < STREAM_PPS * WINDOW_MS / 1000 * 0.5]
         check(not quiet, f"windows that saw under half the stream: {len(quiet)}")
 
     def remove(self) -> None:
@@ -485,11 +494,23 @@ class RolloutTest:
             self.step("remove-sensor.yml", self.remove)
         return 0
 
+    def collect_logs(self) -> None:
+        """Each host's journal and garda files, into the work folder."""
+        for host in self.bed.hosts.values():
+            if host.nspawn is None or host.nspawn.poll() is not None:
+                continue
+            proc = self.bed.ssh(host, "journalctl -b --no-pager -o short-precise -n 400; "
+                                      "ls -la /etc/garda /etc/garda/keys; cat /etc/garda/*.toml",
+                                check=False)
+            (self.work / f"journal-{host.name}.log").write_text(proc.stdout + proc.stderr)
+
     def close(self) -> None:
         for p in (self.stream, self.probe):
             if p and p.poll() is None:
                 p.kill()
                 p.wait()
+        if self.bed and any(not ok for _, ok, _ in self.results):
+            self.collect_logs()
         if self.bed:
             if (os.environ.get("GARDA_ROLLOUT_KEEP") == "1" and sys.stdin.isatty()
                     and not all(ok for _, ok, _ in self.results)):

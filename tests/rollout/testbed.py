@@ -14,9 +14,14 @@ own upper folder above, so hosts share nothing they write. Containers boot
 with `systemd-nspawn --register=no --keep-unit -b`: no machined, no scope
 unit, so the test owns each container by the nspawn PID and its init's PID.
 
+Each container gets its own cgroup (gR-NAME under the test's cgroup, in the
+named systemd hierarchy and the unified one): with --keep-unit nspawn takes
+the cgroup it is started in, and containers sharing one would tear down each
+other's units.
+
 Cleanup (TestBed.close) is by those PIDs and by the test's own names:
 the containers (SIGTERM to nspawn, which halts the container; SIGKILL to
-the container's init and nspawn after a timeout), the overlay mounts, the
+the container's init and nspawn after a timeout), their cgroups, the overlay mounts, the
 namespaces (their veth ends go with them) and the work folder. It runs
 whatever state the bed is in, and a new bed first removes what a killed
 earlier run of this test left under the same names.
@@ -41,7 +46,7 @@ CONTROLLER_ADDR = "198.18.100.254"
 WORK_ROOT = Path("/var/tmp/garda-rollout")
 # The capabilities a host's container needs beyond nspawn's default set, so
 # that the sensor unit's AmbientCapabilities can be granted inside it.
-EXTRA_CAPABILITIES = "CAP_BPF,CAP_NET_ADMIN"
+EXTRA_CAPABILITIES = "CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON"
 
 
 class BedError(RuntimeError):
@@ -61,6 +66,42 @@ def netns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
 
+def _cgroup_mounts() -> dict[str, Path]:
+    """Mount points of the named systemd hierarchy ("name=systemd") and the
+    unified one (""), as this process sees them."""
+    mounts = {}
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, target, fstype, opts = line.split()[:4]
+        if fstype == "cgroup2":
+            mounts.setdefault("", Path(target))
+        elif fstype == "cgroup" and "name=systemd" in opts.split(","):
+            mounts.setdefault("name=systemd", Path(target))
+    return mounts
+
+
+def own_cgroup_dirs() -> list[Path]:
+    """This process's cgroup folders in the hierarchies nspawn uses."""
+    mounts = _cgroup_mounts()
+    dirs = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers in mounts:
+            dirs.append(mounts[controllers] / path.lstrip("/"))
+    return dirs
+
+
+def remove_cgroup(path: Path) -> bool:
+    """Removes an empty cgroup tree, deepest first."""
+    if not path.exists():
+        return True
+    for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda e: -len(e[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+    return not path.exists()
+
+
 @dataclass
 class Host:
     name: str               # short: agg, opd1, ... (netns gR-NAME, veth gR-NAME-c)
@@ -69,6 +110,7 @@ class Host:
     nspawn: subprocess.Popen | None = None
     log: Path | None = None
     mounted: bool = False
+    cgroups: list[Path] = field(default_factory=list)
 
     @property
     def netns(self) -> str:
@@ -135,13 +177,22 @@ class TestBed:
 
     def boot(self, host: Host) -> None:
         host.log = host.dir / "console.log"
+        cgroups = [d / host.netns for d in own_cgroup_dirs()]
+        for d in cgroups:
+            d.mkdir(exist_ok=True)
+        host.cgroups = cgroups
+
+        def enter_cgroups() -> None:
+            for d in cgroups:
+                (d / "cgroup.procs").write_text(str(os.getpid()))
+
         with open(host.log, "wb") as out:
             host.nspawn = subprocess.Popen(
                 ["systemd-nspawn", "--register=no", "--keep-unit", "-b", "-D", str(host.root),
                  f"--network-namespace-path=/run/netns/{host.netns}", f"--machine={host.netns}",
                  "--console=pipe", f"--capability={EXTRA_CAPABILITIES}"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=enter_cgroups)
 
     def wait_ready(self, host: Host, timeout: float = 90.0) -> None:
         """Until the host's systemd has finished booting and sshd answers."""
@@ -186,6 +237,9 @@ class TestBed:
         for host in self.hosts.values():
             self._stop(host)
         for host in self.hosts.values():
+            for d in host.cgroups:
+                if not remove_cgroup(d):
+                    problems.append(f"cgroup {d} not removed")
             if host.mounted and not self._umount(host.root):
                 problems.append(f"overlay {host.root} still mounted")
             if netns_exists(host.netns):
@@ -260,8 +314,14 @@ class TestBed:
                 pids.append(int(entry.name))
         return pids
 
+    @staticmethod
+    def _our_cgroups() -> list[Path]:
+        return [d for parent in own_cgroup_dirs() if parent.is_dir()
+                for d in parent.iterdir() if d.is_dir() and d.name.startswith(PREFIX)]
+
     def leftovers(self) -> list[str]:
         found = [f"netns {n}" for n in self._our_netns()]
+        found += [f"cgroup {c}" for c in self._our_cgroups()]
         found += [f"mount {m}" for m in self._our_mounts()]
         found += [f"systemd-nspawn PID {p}" for p in self._our_containers()]
         return found
@@ -281,6 +341,9 @@ class TestBed:
             deadline = time.monotonic() + 10
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
+        for cgroup in self._our_cgroups():
+            self.log(f"leftover cgroup {cgroup}: removing")
+            remove_cgroup(cgroup)
         for target in sorted(self._our_mounts(), key=len, reverse=True):
             self.log(f"leftover mount {target}: unmounting")
             self._umount(Path(target))
