@@ -10,7 +10,9 @@ Steps, each a check that fails the test:
   idempotent a second site.yml run changes nothing; so does --check --diff.
   privileges each daemon runs as its own user; the sensor's CapEff, CapPrm,
              CapAmb and CapBnd are exactly the unit's AmbientCapabilities
-             (CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF), the aggregator has none.
+             (which must hold CAP_NET_RAW and CAP_NET_ADMIN and nothing beyond
+             those, CAP_BPF and CAP_PERFMON); NoNewPrivs; the aggregator has
+             no capabilities at all.
   upgrade    upgrade.yml to packages of a higher version while opd1 captures
              a UDP stream the test sends in real time: every host ends on the
              new version, opd1 restarted (a new boot id), and its history
