@@ -59,6 +59,7 @@ SensorIngest::SensorIngest(zmq::socket_t& router, Store& store, CityView& city,
 
 void SensorIngest::reload(const common::AggregatorConfig& config) {
   ratePerS_ = config.sensorRateLimit;
+  unlistedAudited_.clear();
 }
 
 bool SensorIngest::admit(const std::string& who, int64_t nowNs) {
@@ -79,15 +80,31 @@ void SensorIngest::reject(IngestReject why, const std::string& who, const std::s
                  ingestRejectName(why), detail, logLimiter_.suppressed());
 }
 
-void SensorIngest::auditRefusal(const std::string& keyId, const std::string& claimed,
-                                const char* what) {
+void SensorIngest::auditRefusal(const std::string& keyId, const char* what,
+                                const std::string& why) {
   nlohmann::json record = {{"at_ns", common::wallNowNs()},
                            {"who", std::string(kSensorPrefix) + keyId},
                            {"action", "refused"},
                            {"what", what},
-                           {"why", "key is bound to sensor '" + keyId + "' but the message claims '" +
-                                       claimed + "'"}};
+                           {"why", why}};
   store_.appendAudit(common::wallNowNs(), record.dump());
+}
+
+void SensorIngest::refuseUnlisted(const std::string& routingId, const std::string& keyId,
+                                  wire::Envelope::Body::Reader body) {
+  const std::string why = "sensor '" + keyId + "' is no longer listed in aggregator.toml";
+  reject(IngestReject::kUnlisted, keyId, why);
+  // One audit record per sensor and reload, not one per message it keeps sending.
+  const char* what = body.which() == wire::Envelope::Body::HELLO     ? "hello"
+                     : body.which() == wire::Envelope::Body::SUMMARY ? "summary"
+                                                                     : "message";
+  if (unlistedAudited_.insert(keyId).second) auditRefusal(keyId, what, why);
+  if (body.which() == wire::Envelope::Body::SUMMARY) {
+    auto sum = body.getSummary();
+    acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why});
+  } else if (body.which() == wire::Envelope::Body::HELLO) {
+    acks_.push_back({routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why});
+  }
 }
 
 void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch) {
@@ -129,6 +146,11 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
              "sensor not listed in aggregator.toml");
       return;
     }
+  } else if (!city_.isListed(keyId)) {
+    // Admitted by its key, then removed from aggregator.toml by a reload:
+    // its connection outlives the listing, its messages do not.
+    refuseUnlisted(routingId, keyId, body);
+    return;
   }
   if (!admitted) {
     reject(IngestReject::kRateLimited, keyId,
@@ -148,7 +170,9 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       std::string claimed = h.getSensorId();
       if (claimed != keyId) {
         reject(IngestReject::kWrongSensorId, keyId, "hello claims '" + claimed + "'");
-        auditRefusal(keyId, claimed, "hello");
+        auditRefusal(keyId, "hello",
+                     "key is bound to sensor '" + keyId + "' but the message claims '" + claimed +
+                         "'");
         acks_.push_back({routingId, h.getBootId(), 0, wire::AckStatus::REFUSED,
                          "this key is bound to sensor '" + keyId + "', not '" + claimed + "'"});
         return;

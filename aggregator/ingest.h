@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -23,7 +24,7 @@ enum class IngestReject : uint8_t {
   kUnexpectedBody,   // a console or aggregator message on the sensor socket
   kStoreError,
   kRateLimited,      // over sensor_rate_limit messages per second
-  kUnlisted,         // plaintext (insecure) message for a sensor not listed
+  kUnlisted,         // a sensor not listed (plaintext, or removed by a reload)
   kCount
 };
 const char* ingestRejectName(IngestReject r) noexcept;
@@ -68,7 +69,12 @@ class SensorIngest {
   void handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch);
   void reject(IngestReject why, const std::string& who, const std::string& detail);
   void sendAck(const Ack& ack);
-  void auditRefusal(const std::string& keyId, const std::string& claimed, const char* what);
+  void auditRefusal(const std::string& keyId, const char* what, const std::string& why);
+  // A message on a connection whose sensor a reload removed: counted,
+  // audited once per sensor and reload, and a hello or summary answered
+  // `refused`.
+  void refuseUnlisted(const std::string& routingId, const std::string& keyId,
+                      wire::Envelope::Body::Reader body);
   // Takes one token from the sensor's bucket; false when it is empty.
   bool admit(const std::string& who, int64_t nowNs);
 
@@ -88,6 +94,7 @@ class SensorIngest {
   std::map<std::string, Bucket> buckets_;
   common::LogLimiter logLimiter_;
   std::vector<Ack> acks_;
+  std::set<std::string> unlistedAudited_;
   IngestCounters counters_;
 };
 

@@ -12,7 +12,9 @@
 
 namespace {
 std::atomic<bool> gStop{false};
+std::atomic<bool> gReload{false};
 void onSignal(int) { gStop.store(true); }
+void onHangup(int) { gReload.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -33,9 +35,11 @@ int main(int argc, char** argv) {
   common::setupLogging(config.logLevel);
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);
+  // SIGHUP (systemctl reload): re-read the sensor and console lists.
+  std::signal(SIGHUP, onHangup);
   try {
     aggregator::AggregatorServer server(config);
-    server.run(gStop);
+    server.run(gStop, &gReload);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

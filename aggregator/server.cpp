@@ -4,6 +4,9 @@
 
 #include <capnp/message.h>
 
+#include <algorithm>
+#include <tuple>
+
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/envelope.h"
@@ -13,6 +16,55 @@ namespace garda::aggregator {
 namespace {
 
 constexpr int64_t kRetentionEveryNs = 3'600'000'000'000;  // and once at start
+constexpr int64_t kStatusEveryNs = 10'000'000'000;         // systemd STATUS= line
+
+bool sameDetect(const common::DetectSettings& a, const common::DetectSettings& b) {
+  return std::tie(a.k, a.sustainMs, a.clearMs, a.warmupMs, a.baselineHalfLifeMs, a.floorPps,
+                  a.reflectionTotalFloorPps) == std::tie(b.k, b.sustainMs, b.clearMs, b.warmupMs,
+                                                         b.baselineHalfLifeMs, b.floorPps,
+                                                         b.reflectionTotalFloorPps);
+}
+
+bool sameCorrelate(const common::CorrelateSettings& a, const common::CorrelateSettings& b) {
+  return std::tie(a.resolveAfterMs, a.idleResolveMs, a.joinWindowMs) ==
+         std::tie(b.resolveAfterMs, b.idleResolveMs, b.joinWindowMs);
+}
+
+// The settings bound when the server starts (sockets, store, detector): a
+// reload keeps their old values in `fresh` and returns the keys that differed.
+std::vector<std::string> keepRestartOnly(const common::AggregatorConfig& old,
+                                         common::AggregatorConfig& fresh) {
+  std::vector<std::string> changed;
+  auto keep = [&](auto& freshValue, const auto& oldValue, const char* key) {
+    if (freshValue == oldValue) return;
+    changed.emplace_back(key);
+    freshValue = oldValue;
+  };
+  keep(fresh.listenSensors, old.listenSensors, "listen_sensors");
+  keep(fresh.listenConsole, old.listenConsole, "listen_console");
+  keep(fresh.http, old.http, "http");
+  keep(fresh.secretKeyFile, old.secretKeyFile, "secret_key");
+  keep(fresh.secretKey, old.secretKey, "secret_key (contents)");
+  keep(fresh.dataDir, old.dataDir, "data_dir");
+  keep(fresh.maxMessageBytes, old.maxMessageBytes, "max_message_bytes");
+  keep(fresh.logLevel, old.logLevel, "log_level");
+  keep(fresh.insecurePlaintext, old.insecurePlaintext, "insecure_plaintext");
+  if (!sameDetect(fresh.detect, old.detect)) {
+    changed.emplace_back("[detect]");
+    fresh.detect = old.detect;
+  }
+  if (!sameCorrelate(fresh.correlate, old.correlate)) {
+    changed.emplace_back("[correlate]");
+    fresh.correlate = old.correlate;
+  }
+  return changed;
+}
+
+std::string joinIds(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
+  return out.empty() ? "none" : out;
+}
 
 void bindOrThrow(zmq::socket_t& s, const std::string& endpoint, const char* what) {
   try {
@@ -67,8 +119,53 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
 
 AggregatorServer::~AggregatorServer() { city_.persist(); }
 
+bool AggregatorServer::reload(std::string& error) {
+  common::AggregatorConfig fresh;
+  try {
+    fresh = common::loadAggregatorConfig(config_.path);
+  } catch (const std::exception& e) {
+    error = e.what();
+    spdlog::error("reload: keeping the running configuration: {}", error);
+    return false;
+  }
+  auto restartOnly = keepRestartOnly(config_, fresh);
+  if (!restartOnly.empty())
+    spdlog::warn("reload: changed settings that take effect only after a restart: {}",
+                 joinIds(restartOnly));
+  std::vector<std::string> removed, added;
+  for (const auto& id : city_.listed()) {
+    bool stays = std::any_of(fresh.sensors.begin(), fresh.sensors.end(),
+                             [&](const common::SensorEntry& e) { return e.id == id; });
+    if (!stays) removed.push_back(id);
+  }
+  for (const auto& e : fresh.sensors)
+    if (!city_.isListed(e.id)) added.push_back(e.id);
+
+  config_ = std::move(fresh);
+  zap_.reload(config_);
+  city_.reload(config_);
+  ingest_.reload(config_);
+  dispatcher_.reload(config_);
+  planner_.reload(config_);
+  console_.reload(config_);
+  for (const auto& listener : reloadListeners_) listener(config_);
+  spdlog::info("reload: {} sensors and {} consoles listed; sensors added: {}; removed (refused "
+               "from now on): {}",
+               config_.sensors.size(), config_.consoles.size(), joinIds(added), joinIds(removed));
+  return true;
+}
+
+std::string AggregatorServer::statusLine(int64_t nowNs) const {
+  size_t up = 0;
+  for (const auto& id : city_.listed()) up += city_.isUp(id, nowNs);
+  return fmt::format("{} of {} sensors up; sensors on {}, console on {}", up,
+                     city_.listed().size(), config_.listenSensors, config_.listenConsole);
+}
+
 bool AggregatorServer::sendToSensor(const std::string& sensorId, const std::string& bytes) {
-  auto* s = city_.find(sensorId);
+  // A sensor removed by a reload may still hold its connection: it gets
+  // nothing more from us.
+  auto* s = city_.isListed(sensorId) ? city_.find(sensorId) : nullptr;
   if (!s || s->routingId.empty()) return false;
   try {
     if (!sensorSocket_.send(zmq::buffer(s->routingId),
@@ -91,9 +188,18 @@ void AggregatorServer::sendHeartbeats(int64_t nowNs) {
     if (city_.isUp(id, nowNs)) (void)sendToSensor(id, bytes);
 }
 
-void AggregatorServer::run(const std::atomic<bool>& stop) {
+void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* reloadRequested) {
   int64_t nextPersist = 0, nextHeartbeat = 0, nextInsecureWarning = 0, nextRetention = 0;
+  int64_t nextStatus = common::monoNowNs() + kStatusEveryNs;
+  notifier_.ready(statusLine(common::wallNowNs()));
   while (!stop.load()) {
+    if (reloadRequested && reloadRequested->exchange(false)) {
+      notifier_.reloading();
+      std::string error;
+      bool ok = reload(error);
+      notifier_.reloaded(ok ? statusLine(common::wallNowNs())
+                            : "reload refused, running the previous configuration: " + error);
+    }
     zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
                                {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0}};
@@ -110,6 +216,11 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
     dispatcher_.tick(wall);
     incidents_.tick(wall);
     int64_t now = common::monoNowNs();
+    notifier_.keepAlive(now);
+    if (now >= nextStatus) {
+      notifier_.status(statusLine(wall));
+      nextStatus = now + kStatusEveryNs;
+    }
     if (now >= nextPersist) {
       city_.persist();
       nextPersist = now + 1'000'000'000;
@@ -139,6 +250,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
       nextInsecureWarning = now + 60'000'000'000;
     }
   }
+  notifier_.stopping();
   spdlog::info("aggregator: stopping");
 }
 
