@@ -101,13 +101,30 @@ def deb_depends(deb: Path) -> set[str]:
     return names
 
 
+def real_package(name: str) -> str:
+    """`name`, or for a virtual package (e.g. libspdlog1.10-fmt9, which
+    debootstrap cannot install) the first real package that provides it,
+    as this machine's apt knows it."""
+    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", name],
+                           capture_output=True, text=True)
+    if shown.returncode == 0 and shown.stdout.strip():
+        return name
+    out = subprocess.run(["apt-cache", "showpkg", name], capture_output=True, text=True).stdout
+    _, _, provides = out.partition("Reverse Provides:")
+    for line in provides.splitlines():
+        if line.strip():
+            return line.split()[0]
+    raise RootError(f"{name}: neither a package nor provided by one (apt-get update?)")
+
+
 def required_packages(debs: list[Path]) -> list[str]:
-    """The root's package list: the base, known libraries and the debs' Depends,
-    less the garda packages themselves (they are what the test installs)."""
+    """The root's package list: the base, known libraries and the debs' Depends
+    (virtual ones by their provider), less the garda packages themselves (they
+    are what the test installs)."""
     names = set(BASE_PACKAGES) | set(RUNTIME_LIBRARIES)
     own = {deb.name.split("_")[0] for deb in debs}
     for deb in debs:
-        names |= deb_depends(deb)
+        names |= {n if n in names else real_package(n) for n in deb_depends(deb) - own}
     return sorted(names - own)
 
 
@@ -117,11 +134,20 @@ def cache_key(packages: list[str], mirror: str) -> str:
 
 
 def installed_packages(root: Path) -> set[str]:
+    """Packages installed in the root, and the virtual packages they provide."""
     out = subprocess.run(["dpkg-query", "--admindir", str(root / "var/lib/dpkg"),
-                          "-W", "-f", "${Package} ${db:Status-Status}\n"],
+                          "-W", "-f", "${db:Status-Status}\t${Package}\t${Provides}\n"],
                          check=True, capture_output=True, text=True).stdout
-    return {line.split()[0].split(":")[0] for line in out.splitlines()
-            if line.endswith(" installed")}
+    names = set()
+    for line in out.splitlines():
+        status, package, provides = (line.split("\t") + ["", ""])[:3]
+        if status != "installed":
+            continue
+        names.add(package.split(":")[0])
+        for p in provides.split(","):
+            if p.strip():
+                names.add(re.split(r"[\s(]", p.strip(), maxsplit=1)[0])
+    return names
 
 
 def missing_depends(root: Path, debs: list[Path]) -> list[str]:
