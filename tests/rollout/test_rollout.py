@@ -8,6 +8,8 @@ Steps, each a check that fails the test:
              `garda status` (root, no flags) on the aggregator lists both
              sensors up.
   idempotent a second site.yml run changes nothing; so does --check --diff.
+  handlers   a changed setting of one sensor (site.yml) restarts that sensor
+             only: the other sensor and the aggregator keep running as they were.
   privileges each daemon runs as its own user; the sensor's CapEff, CapPrm,
              CapAmb and CapBnd are exactly the unit's AmbientCapabilities
              (which must hold CAP_NET_RAW and CAP_NET_ADMIN and nothing beyond
@@ -153,6 +155,7 @@ class Ansible:
         (work / "inventory").mkdir(parents=True)
         (work / "ansible-home").mkdir()
         self.runs = 0
+        self.opd1_never_block = [HOSTS["agg"].rsplit(".", 1)[0] + ".254/32"]
 
     def write_inventory(self, deb_dir: Path) -> None:
         key = self.bed.ssh_key
@@ -175,7 +178,7 @@ class Ansible:
                             "ansible_host": HOSTS["opd1"], "garda_sensor_id": "opd1",
                             "garda_opd": "Dinas Satu", "garda_protected": [HOSTS["opd1"] + "/32"],
                             "garda_interface": "eth0", "garda_enforce": "nftables",
-                            "garda_never_block": [HOSTS["agg"].rsplit(".", 1)[0] + ".254/32"],
+                            "garda_never_block": self.opd1_never_block,
                         },
                         "opd2-host": {
                             "ansible_host": HOSTS["opd2"], "garda_sensor_id": "opd2",
@@ -323,6 +326,26 @@ class RolloutTest:
         check(all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()),
               f"--check --diff run reports changes: {recap}\n" + "\n".join(changed_tasks(last)))
 
+    def aggregator_started(self) -> str:
+        return self.bed.ssh(self.agg, "systemctl show -p ExecMainStartTimestampMonotonic "
+                                      "--value garda-aggregator").stdout.strip()
+
+    def handlers(self) -> None:
+        before = self.sensors_by_id()
+        agg_started = self.aggregator_started()
+        self.ansible.opd1_never_block.append("198.18.100.250/32")
+        self.ansible.write_inventory(self.work / "debs-1")
+        recap = self.ansible.play("site.yml")
+        check(recap["opd1-host"]["changed"] >= 1, f"opd1's new never_block changed nothing: {recap}")
+        check(recap["opd2-host"]["changed"] == 0 and recap["agg-host"]["changed"] == 0,
+              f"a change to opd1 changed other hosts: {recap}")
+        conf = self.bed.ssh(self.opd1, "cat /etc/garda/sensor.toml").stdout
+        check("198.18.100.250/32" in conf, f"opd1's sensor.toml lacks the new prefix:\n{conf}")
+        after = self.sensors_by_id()
+        check(after["opd1"]["boot_id"] != before["opd1"]["boot_id"], "opd1 was not restarted")
+        check(after["opd2"]["boot_id"] == before["opd2"]["boot_id"], "opd2 was restarted")
+        check(self.aggregator_started() == agg_started, "the aggregator was restarted")
+
     def proc_status(self, host, unit: str) -> tuple[dict[str, str], str]:
         pid = self.bed.ssh(host, f"systemctl show -p MainPID --value {unit}").stdout.strip()
         check(pid.isdigit() and int(pid) > 0, f"{host.name}: {unit} MainPID {pid!r}")
@@ -358,8 +381,7 @@ class RolloutTest:
 
     def upgrade(self) -> None:
         before = self.sensors_by_id()
-        agg_start = self.bed.ssh(self.agg, "systemctl show -p ExecMainStartTimestampMonotonic "
-                                           "--value garda-aggregator").stdout.strip()
+        agg_start = self.aggregator_started()
         self.stream = subprocess.Popen(
             ["ip", "netns", "exec", CONTROLLER_NS, sys.executable, str(HERE / "udp_stream.py"),
              self.opd1.address, "9", str(STREAM_PPS), "--max-seconds", "600"],
@@ -380,9 +402,7 @@ class RolloutTest:
             versions = self.bed.ssh(host, "dpkg-query -W -f '${Package}=${Version}\\n' 'garda-*'")
             check(all(line.endswith("=" + self.new_version) for line in versions.stdout.split()),
                   f"{host.name}: after upgrade.yml: {versions.stdout.split()}")
-        agg_start_after = self.bed.ssh(self.agg, "systemctl show -p ExecMainStartTimestampMonotonic "
-                                                 "--value garda-aggregator").stdout.strip()
-        check(agg_start_after != agg_start, "garda-aggregator was not restarted by the upgrade")
+        check(self.aggregator_started() != agg_start, "garda-aggregator was not restarted by the upgrade")
         after = self.sensors_by_id()
         for sid in ("opd1", "opd2"):
             check(after[sid]["state"] == "up", f"{sid} after upgrade: {after[sid]['state']}")
@@ -492,6 +512,7 @@ class RolloutTest:
         if ok:
             self.step("site.yml again: no change, --check --diff too", self.idempotent)
             self.step("users and capabilities", self.privileges)
+            self.step("a changed sensor setting restarts that sensor only", self.handlers)
             self.step("rolling upgrade.yml under live traffic", self.upgrade)
             self.step("remove-sensor.yml", self.remove)
         return 0
