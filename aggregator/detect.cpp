@@ -22,6 +22,15 @@ size_t vectorIndex(wire::Vector v) noexcept {
   return static_cast<size_t>(v);
 }
 
+// The key "vector" of a reflection port's bits-per-second baseline: one past
+// the wire vectors, so it never collides with a packet-rate key.
+constexpr uint8_t kReflectionVolume = kWireVectorCount;
+
+wire::Vector wireVectorOf(uint8_t keyVector) noexcept {
+  return keyVector == kReflectionVolume ? wire::Vector::UDP_REFLECTION
+                                        : static_cast<wire::Vector>(keyVector);
+}
+
 void putU64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
 }
@@ -217,7 +226,7 @@ void Detector::emitQuiet(const Key& key, const Sensor& s, int64_t windowStartNs)
   auto& q = batch_.quiets.emplace_back();
   q.sensorId = s.id;
   q.victim = key.victim;
-  q.vector = static_cast<wire::Vector>(key.vector);
+  q.vector = wireVectorOf(key.vector);
   q.reflectionPort = key.port;
   q.classification = classifyAttack(q.vector, key.port);
   q.windowStartNs = windowStartNs;
@@ -292,18 +301,19 @@ void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, con
   auto& a = batch_.anomalies.emplace_back();
   a.sensorId = s.id;
   a.victim = key.victim;
-  a.vector = static_cast<wire::Vector>(key.vector);
+  a.vector = wireVectorOf(key.vector);
   a.reflectionPort = key.port;
   a.classification = classifyAttack(a.vector, key.port);
   a.victimClassification = a.classification;
   a.pps = pps;
   a.bps = bps;
+  a.byVolume = key.vector == kReflectionVolume;
   a.warmingUp = st.samples < s.warmupWindows;
   if (!a.warmingUp) {
     a.baselineMean = st.mean;
     a.baselineSigma = std::sqrt(std::max(st.var, 0.0));
   }
-  a.thresholdPps = threshold(st, s, floor);
+  (a.byVolume ? a.thresholdBps : a.thresholdPps) = threshold(st, s, floor);
   a.onset = !st.reported;
   a.windowStartNs = windowStartNs;
   a.windowMs = s.windowMs;
@@ -322,6 +332,49 @@ void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, con
   auto ports = v.stats.getTopDstPorts();
   a.topDstPorts.reserve(ports.size());
   for (auto p : ports) a.topDstPorts.push_back({p.getPort(), p.getPackets()});
+}
+
+bool Detector::observeReflectionVolume(const VictimContext& v, uint32_t sensor, Sensor& s,
+                                       int64_t windowStartNs) {
+  uint64_t fragPackets = 0, fragBytes = 0;
+  for (auto vc : v.stats.getVectors())
+    if (vc.getVector() == wire::Vector::FRAGMENT) {
+      fragPackets += vc.getPackets();
+      fragBytes += vc.getBytes();
+    }
+  auto ports = v.stats.getReflectionPorts();
+  unsigned top = 0;
+  for (unsigned i = 1; i < ports.size(); ++i)
+    if (ports[i].getBytes() > ports[top].getBytes()) top = i;
+  const double perSecond = 1000.0 / s.windowMs;
+  bool active = false;
+  for (unsigned i = 0; i < ports.size(); ++i) {
+    auto pc = ports[i];
+    uint64_t packets = pc.getPackets(), bytes = pc.getBytes();
+    // Fragments follow answers: a port without any in this window gets none.
+    if (i == top && packets > 0) {
+      packets += fragPackets;
+      bytes += fragBytes;
+    }
+    double bps = static_cast<double>(bytes) * 8 * perSecond;
+    // Small answers are the victim's own lookups, however many: no volume.
+    if (packets == 0 ||
+        static_cast<double>(bytes) < config_.reflectionMinAvgBytes * static_cast<double>(packets))
+      bps = 0;
+    Key key{*v.victim, sensor, pc.getPort(), kReflectionVolume};
+    State& st = stateFor(key);
+    auto byPackets = states_.find(
+        Key{*v.victim, sensor, pc.getPort(), static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)});
+    const bool named = byPackets != states_.end() && byPackets->second.active;
+    // The packet rate's anomaly, when there is one, already names this port.
+    if (update(key, st, s, windowStartNs, bps, config_.reflectionFloorBps) && !named) {
+      emitAnomaly(key, st, s, v, windowStartNs, static_cast<double>(packets) * perSecond, bps,
+                  config_.reflectionFloorBps);
+      st.reported = true;
+    }
+    active = active || st.active;
+  }
+  return active;
 }
 
 const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
@@ -361,6 +414,7 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
       }
       portActive = portActive || st.active;
     }
+    portActive = observeReflectionVolume(ctx, index, s, t) || portActive;
     for (auto vc : victim.getVectors()) {
       const size_t vi = vectorIndex(vc.getVector());
       if (vi >= kWireVectorCount) continue;  // a vector from a newer schema
@@ -397,7 +451,8 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
       continue;
     }
     if (it->second.lastWindowStartNs >= t) continue;
-    const double floor = key.vector == static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)
+    const double floor = key.vector == kReflectionVolume ? config_.reflectionFloorBps
+                         : key.vector == static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)
                              ? (key.port == 0 ? config_.reflectionTotalFloorPps : floorPerPort)
                              : config_.floorPps[key.vector];
     update(key, it->second, s, t, 0.0, floor);
@@ -547,7 +602,7 @@ bool Detector::load(std::string_view key, std::string_view value) {
   k.port = static_cast<uint16_t>(getBe(key, nul + 18, 2));
   const double mean = std::bit_cast<double>(getLe(value, 1, 8));
   const double var = std::bit_cast<double>(getLe(value, 9, 8));
-  if (k.vector >= kWireVectorCount || !std::isfinite(mean) || !std::isfinite(var) || mean < 0 ||
+  if (k.vector > kReflectionVolume || !std::isfinite(mean) || !std::isfinite(var) || mean < 0 ||
       var < 0) {
     counters_.recordsRejected++;
     return false;

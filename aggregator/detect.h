@@ -63,6 +63,14 @@ struct DetectConfig {
   // Floor of all reflection ports of one victim together (a spread-out
   // reflection attack whose ports each stay under their own floor).
   double reflectionTotalFloorPps = 5000;
+  // Reflection by volume (amplification is about bytes): per reflection
+  // source port of a victim, its bits per second, with the victim's non-first
+  // fragments of the window counted toward the port with the most bytes (the
+  // tails of answers too big for one packet), against this floor -- but only
+  // in windows where those packets average at least reflectionMinAvgBytes
+  // (an answer to the victim's own lookups is small). See docs/decisions.md.
+  double reflectionFloorBps = 1'000'000;
+  double reflectionMinAvgBytes = 512;
   size_t maxKeys = 500000;  // tracked (sensor, victim, vector, port) baselines
 };
 
@@ -91,7 +99,9 @@ struct Anomaly {
   double bps = 0;
   double baselineMean = 0;  // pps; 0 during warm-up
   double baselineSigma = 0;
-  double thresholdPps = 0;
+  double thresholdPps = 0;  // for a byVolume anomaly: 0 (see thresholdBps)
+  double thresholdBps = 0;  // for a byVolume anomaly
+  bool byVolume = false;    // found by reflectionFloorBps, not by a packet rate
   bool warmingUp = false;  // only the floor applied
   bool onset = false;      // first window of this activation
   bool fromAlert = false;  // a sensor's mid-window alert
@@ -142,7 +152,9 @@ struct DetectCounters {
 
 // Finds anomalies in sensor summaries: per (sensor, victim, vector) and per
 // (sensor, victim, reflection source port) an EWMA baseline of packets per
-// second, a static floor, and an activation state machine. A key is active
+// second, a static floor, and an activation state machine; per (sensor,
+// victim, reflection source port) also one of bits per second (reflection by
+// volume, DetectConfig::reflectionFloorBps). A key is active
 // after its rate exceeded max(floor, mean + k * sigma) for M consecutive
 // windows (at once for a sensor alert) and quiet again after clearMs at or
 // under it. Windows over the threshold are never folded into the baseline, so
@@ -248,6 +260,9 @@ class Detector {
   void emitAnomaly(const Key& key, const State& st, const Sensor& s, const VictimContext& v,
                    int64_t windowStartNs, double pps, double bps, double floor);
   void emitQuiet(const Key& key, const Sensor& s, int64_t windowStartNs);
+  // The victim's reflection ports by volume; true when one is active.
+  bool observeReflectionVolume(const VictimContext& v, uint32_t sensor, Sensor& s,
+                               int64_t windowStartNs);
   void markDirty(const Key& key, State& st);
   void deactivate(Sensor& s, const Key& key);
   void evictIfFull();

@@ -46,6 +46,8 @@ DetectConfig detectConfigFrom(const common::DetectSettings& s) {
   c.baselineHalfLifeMs = s.baselineHalfLifeMs;
   c.floorPps = s.floorPps;
   c.reflectionTotalFloorPps = s.reflectionTotalFloorPps;
+  c.reflectionFloorBps = s.reflectionFloorBps;
+  c.reflectionMinAvgBytes = s.reflectionMinAvgBytes;
   return c;
 }
 
@@ -119,6 +121,7 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
       planner_->forget(c.id);
     }
     store(*inc);
+    if (observer_) observer_(*inc, c.kind, nowNs);
     switch (c.kind) {
       case IncidentChangeKind::kOpened:
         opened = true;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -47,6 +48,10 @@ class IncidentTracker {
 
   // Incidents that open or change are planned (optional).
   void setPlanner(Planner* planner) noexcept { planner_ = planner; }
+  // Told of every change once stored (optional; the notifier). Runs on the
+  // loop thread, so it must not block.
+  using ChangeObserver = std::function<void(const Incident&, IncidentChangeKind, int64_t nowNs)>;
+  void setChangeObserver(ChangeObserver observer) { observer_ = std::move(observer); }
 
   Correlator& correlator() noexcept { return correlator_; }
   const Detector& detector() const noexcept { return detector_; }
@@ -63,6 +68,7 @@ class IncidentTracker {
   int64_t nextFlushNs_ = 0;
   int64_t nextPlanNs_ = 0;
   Planner* planner_ = nullptr;
+  ChangeObserver observer_;
 };
 
 }  // namespace garda::aggregator

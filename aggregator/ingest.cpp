@@ -41,6 +41,7 @@ std::string claimedSensorId(wire::Envelope::Body::Reader body) {
     case wire::Envelope::Body::SUMMARY: return body.getSummary().getSensorId();
     case wire::Envelope::Body::HEARTBEAT: return body.getHeartbeat().getSensorId();
     case wire::Envelope::Body::ALERT: return body.getAlert().getSensorId();
+    case wire::Envelope::Body::EVIDENCE: return body.getEvidence().getSensorId();
     default: return {};
   }
 }
@@ -255,11 +256,19 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       counters_.orderReports++;
       dispatcher_.onReport(keyId, body.getOrderReport(), now);
       return;
-    default:
-      reject(IngestReject::kUnexpectedBody, keyId,
-             "message kind " + std::to_string(static_cast<int>(body.which())));
+    case wire::Envelope::Body::EVIDENCE:
+      if (body.getEvidence().getSensorId() != keyId) {
+        reject(IngestReject::kWrongSensorId, keyId, "evidence claims another id");
+        return;
+      }
+      if (!evidence_) break;
+      counters_.evidence++;
+      evidence_->onEvidence(keyId, body.getEvidence(), now);
       return;
+    default: break;
   }
+  reject(IngestReject::kUnexpectedBody, keyId,
+         "message kind " + std::to_string(static_cast<int>(body.which())));
 }
 
 void SensorIngest::sendAck(const Ack& a) {

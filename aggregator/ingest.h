@@ -9,6 +9,7 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/envelope.h"
@@ -37,6 +38,7 @@ struct IngestCounters {
   uint64_t heartbeats = 0;
   uint64_t alerts = 0;
   uint64_t orderReports = 0;
+  uint64_t evidence = 0;
   std::array<uint64_t, static_cast<size_t>(IngestReject::kCount)> rejects{};
   std::array<uint64_t, static_cast<size_t>(common::EnvelopeReject::kCount)> decodeRejects{};
 };
@@ -53,6 +55,8 @@ class SensorIngest {
   void reload(const common::AggregatorConfig& config);
   // Fresh summaries and alerts also go to detection (optional).
   void setIncidentTracker(IncidentTracker* tracker) noexcept { incidents_ = tracker; }
+  // Evidence messages go to `evidence` (optional; without, they are rejected).
+  void setEvidenceCollector(EvidenceCollector* evidence) noexcept { evidence_ = evidence; }
 
   // Receives and handles up to `maxMessages` waiting messages.
   void drain(size_t maxMessages);
@@ -89,6 +93,7 @@ class SensorIngest {
   CityView& city_;
   Dispatcher& dispatcher_;
   IncidentTracker* incidents_ = nullptr;
+  EvidenceCollector* evidence_ = nullptr;
   common::EnvelopeDecoder decoder_;
   double ratePerS_ = 5000;
   std::map<std::string, Bucket> buckets_;

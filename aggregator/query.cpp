@@ -94,6 +94,50 @@ QueryResult QueryService::incidentShow(const std::string& id) {
   return {true, 200, "", *j};
 }
 
+QueryResult QueryService::incidentExport(const std::string& id, const std::string& format) {
+  if (format != "stix" && format != "misp")
+    return QueryResult::fail(400, "unknown export format '" + format + "' (expected stix or misp)");
+  auto j = incidents_.showJson(id);
+  if (!j) return QueryResult::fail(404, "no incident '" + id + "'");
+  try {
+    return {true, 200, "", *exportIncident(*j, format, exportSettings_)};
+  } catch (const std::invalid_argument& e) {
+    return QueryResult::fail(500, "incident '" + id + "' cannot be exported: " + e.what());
+  }
+}
+
+QueryResult QueryService::incidentPcap(const std::string& id, std::string& capture) {
+  if (!evidence_) return QueryResult::fail(501, "evidence is not collected by this aggregator");
+  auto shown = incidents_.showJson(id);
+  if (!shown) return QueryResult::fail(404, "no incident '" + id + "'");
+  auto pcap = evidence_->pcap(id);
+  if (pcap && pcap->packets > 0) {
+    capture = std::move(pcap->bytes);
+    return {true, 200, "",
+            {{"incident", id},
+             {"packets", pcap->packets},
+             {"bytes", capture.size()},
+             {"sensors", pcap->sensors},
+             {"empty", pcap->empty},
+             {"skipped", pcap->skipped}}};
+  }
+  const Incident* open = incidents_.correlator().find(id);
+  const Incident incident = open ? *open : incidentFromJson(*shown);
+  auto asked = evidence_->request(incident, common::wallNowNs());
+  if (!asked.empty() || evidence_->pending(id))
+    return QueryResult::fail(404, "no evidence for " + id +
+                                      " yet: requested from its sensors; try again in a few "
+                                      "seconds");
+  if (pcap) {  // every sensor asked has answered, with no packets
+    std::string sensors;
+    for (const auto& e : pcap->empty) sensors += (sensors.empty() ? "" : ", ") + e;
+    return QueryResult::fail(404, "no packets for " + id + ": sensor(s) " + sensors +
+                                      " saw none matching before the deadline");
+  }
+  return QueryResult::fail(404, "no evidence for " + id +
+                                    ", and its sensors cannot be asked now (not connected)");
+}
+
 QueryResult QueryService::top(bool sources, int64_t sinceNs, const std::string& sensorId,
                               uint32_t limit) {
   if (!sensorId.empty() && !city_.find(sensorId))
@@ -258,12 +302,18 @@ QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, co
     case wire::Query::Command::INCIDENTS:
       return queries_.incidents(cmd.getIncidents().getOpenOnly());
     case wire::Query::Command::INCIDENT_SHOW: return queries_.incidentShow(cmd.getIncidentShow());
+    case wire::Query::Command::INCIDENT_EXPORT: {
+      auto e = cmd.getIncidentExport();
+      return queries_.incidentExport(e.getIncidentId(), e.getFormat());
+    }
     case wire::Query::Command::TOP: {
       auto t = cmd.getTop();
       return queries_.top(t.getSources(), t.getSinceNs(), t.getSensorId(), t.getLimit());
     }
     case wire::Query::Command::BLOCK_REMOVE:
       return queries_.blockRemove(cmd.getBlockRemove(), "console:" + who);
+    case wire::Query::Command::INCIDENT_PCAP:
+      return queries_.incidentPcap(cmd.getIncidentPcap(), replyData_);
     default:
       return QueryResult::fail(501, "this command is not available in this aggregator version");
   }
@@ -276,6 +326,10 @@ void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, cons
   rep.setOk(r.ok);
   rep.setError(r.error);
   if (r.ok) rep.setJson(r.body.dump());
+  if (r.ok && !replyData_.empty())
+    rep.setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(replyData_.data()),
+                                    replyData_.size()));
+  replyData_.clear();
   std::string bytes = common::encodeMessage(message);
   (void)router_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);

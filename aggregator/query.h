@@ -7,6 +7,8 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/export.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/store.h"
 #include "common/config.h"
@@ -42,12 +44,19 @@ class QueryService {
   QueryResult blockList();
   QueryResult incidents(bool openOnly);
   QueryResult incidentShow(const std::string& id);
+  // `format` "stix" (STIX 2.1 bundle) or "misp" (MISP event): aggregator/export.h.
+  QueryResult incidentExport(const std::string& id, const std::string& format);
+  void setExportSettings(ExportSettings settings) { exportSettings_ = std::move(settings); }
   // Top victims (by packets) or sources (by packets in the victims' top-K)
   // over the stored windows since `sinceNs`, city-wide or at one sensor.
   QueryResult top(bool sources, int64_t sinceNs, const std::string& sensorId, uint32_t limit);
   QueryResult blockRemove(const std::string& orderId, const std::string& who);
   // Confirm mode: approve or decline the planner's proposal.
   QueryResult orderDecide(const std::string& orderId, bool approve, const std::string& who);
+  // The incident's evidence as a pcap file (into `capture`); without
+  // stored evidence, asks its sensors and answers 404 "requested".
+  QueryResult incidentPcap(const std::string& id, std::string& capture);
+  void setEvidence(EvidenceCollector* evidence) noexcept { evidence_ = evidence; }
 
  private:
   // Each stored summary of a sensor in [sinceNs, untilNs), the `limit` newest.
@@ -58,6 +67,8 @@ class QueryService {
   CityView& city_;
   Dispatcher& dispatcher_;
   IncidentTracker& incidents_;
+  ExportSettings exportSettings_;
+  EvidenceCollector* evidence_ = nullptr;
 };
 
 struct ConsoleCounters {
@@ -80,6 +91,8 @@ class ConsoleServer {
  private:
   QueryResult run(wire::Query::Reader q, const std::string& who, common::Role role);
   void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
+
+  std::string replyData_;  // the binary payload run() leaves for reply()
 
   zmq::socket_t& router_;
   QueryService& queries_;

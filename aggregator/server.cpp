@@ -94,8 +94,18 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
       planner_(dispatcher_, config_, incidents_.detector().config().floorPps),
       ingest_(sensorSocket_, store_, city_, dispatcher_, config_),
       queries_(store_, city_, dispatcher_, incidents_),
-      console_(consoleSocket_, queries_, store_, config_) {
+      console_(consoleSocket_, queries_, store_, config_),
+      incidentNotifier_(config_.notify),
+      evidence_(store_, [this](const std::string& id, const std::string& bytes) {
+        return sendToSensor(id, bytes);
+      }) {
   ingest_.setIncidentTracker(&incidents_);
+  ingest_.setEvidenceCollector(&evidence_);
+  queries_.setEvidence(&evidence_);
+  incidents_.setChangeObserver([this](const Incident& inc, IncidentChangeKind kind, int64_t now) {
+    incidentNotifier_.onChange(inc, kind, now);
+  });
+  queries_.setExportSettings({config_.csirtName, config_.exportTlp});
   incidents_.setPlanner(&planner_);
   common::applyLinkOptions(sensorSocket_, static_cast<int64_t>(config_.maxMessageBytes));
   if (config_.insecurePlaintext)
@@ -222,6 +232,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
       nextStatus = now + kStatusEveryNs;
     }
     if (now >= nextPersist) {
+      evidence_.onOpen(incidents_.correlator().openIncidents(), wall);
       city_.persist();
       nextPersist = now + 1'000'000'000;
     }

@@ -9,9 +9,11 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/evidence.h"
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
+#include "aggregator/notify.h"
 #include "aggregator/query.h"
 #include "aggregator/store.h"
 #include "aggregator/zap_authenticator.h"
@@ -71,6 +73,8 @@ class AggregatorServer {
   ConsoleServer console_;
   common::ServiceNotifier notifier_;
   std::vector<ReloadListener> reloadListeners_;
+  Notifier incidentNotifier_;  // webhooks and syslog on incident changes
+  EvidenceCollector evidence_;
 };
 
 }  // namespace garda::aggregator

@@ -30,7 +30,8 @@ const std::vector<std::string> kFamilies = {"default",  // rocksdb::kDefaultColu
                                             "audit",
                                             "sensors",
                                             "baselines",
-                                            "city"};
+                                            "city",
+                                            "evidence"};
 
 void appendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -404,6 +405,9 @@ RetentionResult Store::deleteOlderThan(int64_t cutoffNs) {
       if (j.is_discarded() || !j.is_object() || j.value("state", "") != "resolved") continue;
       if (jsonNumber<int64_t>(j, "resolved_at_ns") >= cutoffNs) continue;
       check(batch.Delete(cf("incidents"), it->key()), "store batch");
+      // Its evidence goes with it: keys are the id, 0x00, the sensor id.
+      const std::string id = it->key().ToString();
+      check(batch.DeleteRange(cf("evidence"), id + '\0', id + '\x01'), "store batch");
       r.incidents++;
     }
     check(it->status(), "store retention scan");
@@ -458,6 +462,21 @@ void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t un
   }
   check(it->status(), "store scan");
   for (const auto& [k, v] : newest) fn(k, v);
+}
+
+void Store::putEvidence(const std::string& incidentId, const std::string& sensorId,
+                        std::string_view value) {
+  check(db_->Put({}, cf("evidence"), incidentId + '\0' + sensorId, value), "store evidence");
+}
+
+void Store::forEachEvidence(
+    const std::string& incidentId,
+    const std::function<void(std::string_view sensorId, std::string_view value)>& fn) {
+  const std::string prefix = incidentId + '\0';
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("evidence")));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+    fn(it->key().ToStringView().substr(prefix.size()), it->value().ToStringView());
+  check(it->status(), "store evidence scan");
 }
 
 void Store::putSensor(const std::string& sensorId, const std::string& json) {

@@ -76,6 +76,9 @@ struct RetentionResult {
 //   incidents: incident id ("inc-<UTC open time>-<counter>")
 //   baselines: the detector's own keys (sensor, victim, vector, port)
 //   city:      second start (big-endian): CityTotals, kept by merges
+//   evidence:  incident id, 0x00, sensor id: a packed Cap'n Proto Evidence
+//              (every part of one sensor's answer, joined); retention deletes
+//              it with its incident
 // Summary values are packed Cap'n Proto messages (summaryValue) kept in blob
 // files; the other families hold JSON.
 // A summary write goes through the write-ahead log before the caller acks,
@@ -143,13 +146,20 @@ class Store {
 
   // Deletes what is older than `cutoffNs` (data time): summaries and city
   // seconds that started before it, audit records written before it,
-  // resolved incidents that resolved before it and orders that ended
+  // resolved incidents that resolved before it (with their evidence) and orders that ended
   // (expired or were removed) before it. Open incidents and active orders
   // are never deleted. One atomic write. Throws std::runtime_error on a
   // store failure.
   RetentionResult deleteOlderThan(int64_t cutoffNs);
 
   void putSensor(const std::string& sensorId, const std::string& json);
+  // A sensor's evidence for an incident (aggregator/evidence.h writes it).
+  void putEvidence(const std::string& incidentId, const std::string& sensorId,
+                   std::string_view value);
+  // Every sensor's evidence for one incident, by sensor id.
+  void forEachEvidence(
+      const std::string& incidentId,
+      const std::function<void(std::string_view sensorId, std::string_view value)>& fn);
   void forEachSensor(const std::function<void(std::string_view id, std::string_view json)>& fn);
 
   // Orders (JSON records with their state history), by order id.

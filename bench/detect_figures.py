@@ -41,7 +41,7 @@ VICTIM = "198.18.2.10"
 DEFAULT_FLOORS = {"tcp_syn": 2000, "tcp_syn_ack": 2000, "tcp_other": 5000, "udp": 5000,
                   "udp_reflection": 1000, "icmp": 1000, "fragment": 1000, "other": 5000}
 SENSITIVE = {"floor_pps": {k: v // 10 for k, v in DEFAULT_FLOORS.items()},
-             "reflection_total_floor_pps": 500}
+             "reflection_total_floor_pps": 500, "reflection_floor_bps": 100000}
 
 
 def toml_value(v):

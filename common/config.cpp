@@ -268,6 +268,89 @@ const std::vector<std::pair<std::string, MitigationMode>> kModes = {
 const std::vector<std::pair<std::string, Role>> kRoles = {{"viewer", Role::kViewer},
                                                           {"operator", Role::kOperator}};
 
+// "udp://host:port" or "tcp://host:port" (IPv6 hosts in brackets).
+bool parseSyslogAddress(const std::string& text, SyslogTarget& t) {
+  std::string rest;
+  if (text.rfind("udp://", 0) == 0) t.tcp = false;
+  else if (text.rfind("tcp://", 0) == 0) t.tcp = true;
+  else return false;
+  rest = text.substr(6);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) return false;
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned value = 0;
+  auto r = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || value == 0 || value > 65535)
+    return false;
+  t.host = host;
+  t.port = static_cast<uint16_t>(value);
+  return true;
+}
+
+const std::vector<std::pair<std::string, unsigned>> kFacilities = {
+    {"kern", 0},    {"user", 1},    {"daemon", 3},  {"auth", 4},    {"local0", 16},
+    {"local1", 17}, {"local2", 18}, {"local3", 19}, {"local4", 20}, {"local5", 21},
+    {"local6", 22}, {"local7", 23}};
+
+NotifySettings parseNotify(const toml::table& root, const std::string& file, bool loadKeys) {
+  NotifySettings n;
+  const toml::table* notify = subTable(root, file, "notify");
+  if (!notify) return n;
+  for (auto&& [k, v] : *notify)
+    if (k.str() != "webhook" && k.str() != "syslog")
+      throw ConfigError(file + ": notify." + std::string(k.str()) +
+                        ": unknown key (expected [[notify.webhook]] or [notify.syslog])");
+  if (const toml::node* hooks = notify->get("webhook")) {
+    const toml::array* a = hooks->as_array();
+    if (!a || !a->is_array_of_tables())
+      throw ConfigError(file + ": notify.webhook: must be a list of tables ([[notify.webhook]])");
+    for (size_t i = 0; i < a->size(); ++i) {
+      Section s(file, "notify.webhook[" + std::to_string(i) + "]", (*a)[i].as_table());
+      WebhookTarget w;
+      w.url = s.string("url", "", true);
+      if (w.url.rfind("http://", 0) != 0 && w.url.rfind("https://", 0) != 0)
+        s.fail("url", "\"" + w.url + "\"", "must start with http:// or https://");
+      if (w.url.find_first_of(" \t\r\n") != std::string::npos)
+        s.fail("url", "\"" + w.url + "\"", "must not contain spaces or line breaks");
+      w.secretFile = s.string("secret_file", "");
+      if (!w.secretFile.empty() && loadKeys) {
+        std::ifstream in(w.secretFile);
+        if (!in) s.fail("secret_file", "\"" + w.secretFile + "\"", "cannot be read");
+        std::getline(in, w.secret);
+        while (!w.secret.empty() && (w.secret.back() == '\r' || w.secret.back() == ' '))
+          w.secret.pop_back();
+        if (w.secret.size() < 16)
+          s.fail("secret_file", "\"" + w.secretFile + "\"",
+                 "must hold a secret of at least 16 characters on its first line");
+      }
+      w.timeoutMs = static_cast<unsigned>(s.integer("timeout_ms", w.timeoutMs, 100, 120'000));
+      w.retries = static_cast<unsigned>(s.integer("retries", w.retries, 0, 20));
+      w.queue = static_cast<unsigned>(s.integer("queue", w.queue, 1, 1'000'000));
+      s.finish();
+      n.webhooks.push_back(std::move(w));
+    }
+  }
+  if (const toml::node* sys = notify->get("syslog")) {
+    if (!sys->is_table())
+      throw ConfigError(file + ": notify.syslog: must be a table ([notify.syslog])");
+    Section s(file, "notify.syslog", sys->as_table());
+    SyslogTarget t;
+    t.address = s.string("address", "", true);
+    if (!parseSyslogAddress(t.address, t))
+      s.fail("address", "\"" + t.address + "\"",
+             "must be udp://HOST:PORT or tcp://HOST:PORT (IPv6 in brackets)");
+    t.facility = s.choice<unsigned>("facility", t.facility, kFacilities);
+    t.queue = static_cast<unsigned>(s.integer("queue", t.queue, 1, 1'000'000));
+    s.finish();
+    n.syslog = std::move(t);
+  }
+  return n;
+}
+
 }  // namespace
 
 const char* roleName(Role r) noexcept { return r == Role::kOperator ? "operator" : "viewer"; }
@@ -384,7 +467,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   const std::string file = fileName(path);
   toml::table root = parseToml(text, path);
   rejectUnknownTables(root, file, {"aggregator", "detect", "correlate", "mitigate", "sensor",
-                                   "console", "token"});
+                                   "console", "token", "notify"});
   AggregatorConfig c;
   c.path = path;
 
@@ -417,6 +500,12 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
       static_cast<unsigned>(agg.integer("order_retry_ms", c.orderRetryMs, 100, 3'600'000));
   c.insecurePlaintext = agg.boolean("insecure_plaintext", false);
   c.neverBlock = agg.prefixes("never_block", false);
+  c.csirtName = agg.string("csirt_name", c.csirtName);
+  if (c.csirtName.empty() || c.csirtName.size() > 200)
+    agg.fail("csirt_name", "\"" + c.csirtName + "\"", "must be 1 to 200 characters");
+  c.exportTlp = agg.choice<std::string>(
+      "export_tlp", c.exportTlp,
+      {{"clear", "clear"}, {"green", "green"}, {"amber", "amber"}, {"red", "red"}});
   for (const auto& [key, endpoint] :
        {std::pair{"listen_sensors", c.listenSensors}, std::pair{"listen_console", c.listenConsole}})
     if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0)
@@ -456,6 +545,10 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   }
   d.reflectionTotalFloorPps =
       detect.number("reflection_total_floor_pps", d.reflectionTotalFloorPps, 1, kMaxPps);
+  d.reflectionFloorBps =
+      detect.number("reflection_floor_bps", d.reflectionFloorBps, 1000, kMaxPps * 12000);
+  d.reflectionMinAvgBytes =
+      detect.number("reflection_min_avg_bytes", d.reflectionMinAvgBytes, 0, 65535);
   detect.finish();
 
   Section correlate(file, "correlate", subTable(root, file, "correlate"));
@@ -514,6 +607,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
     s.finish();
     c.tokens.push_back(std::move(e));
   }
+  c.notify = parseNotify(root, file, loadKeys);
   return c;
 }
 

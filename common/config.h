@@ -91,6 +91,33 @@ struct ConsoleEntry {
   Role role = Role::kViewer;
 };
 
+// [[notify.webhook]]: a JSON POST per incident event.
+struct WebhookTarget {
+  std::string url;          // http:// or https:// (https checked against the system CA store)
+  std::string secretFile;   // optional: HMAC-SHA256 key for X-Garda-Signature
+  std::string secret;       // loaded from the file above
+  unsigned timeoutMs = 5000;
+  unsigned retries = 5;     // after the first try, with exponential backoff
+  unsigned queue = 1000;    // events waiting; more are dropped (and counted)
+};
+
+// [notify.syslog]: RFC 5424 messages over UDP, or TCP with octet counting
+// (RFC 6587).
+struct SyslogTarget {
+  bool tcp = false;
+  std::string host;
+  uint16_t port = 514;
+  std::string address;      // as written: "udp://host:port"
+  unsigned facility = 16;   // local0
+  unsigned queue = 1000;
+};
+
+// [notify]: where incident open / escalate / resolve events go.
+struct NotifySettings {
+  std::vector<WebhookTarget> webhooks;
+  std::optional<SyslogTarget> syslog;
+};
+
 struct TokenEntry {
   std::string name;
   Role role = Role::kViewer;
@@ -116,6 +143,8 @@ struct DetectSettings {
   // Indexed as kDetectVectorNames.
   std::array<double, 8> floorPps = {2000, 2000, 5000, 5000, 1000, 1000, 1000, 5000};
   double reflectionTotalFloorPps = 5000;
+  double reflectionFloorBps = 1'000'000;
+  double reflectionMinAvgBytes = 512;
 };
 
 // [correlate]: the correlator's timing (aggregator/correlate.h
@@ -149,6 +178,8 @@ struct AggregatorConfig {
   unsigned orderRetryMs = 5000;      // resend an order not reported on within this
   bool insecurePlaintext = false;    // sensor link without CURVE: development only
   std::vector<Prefix> neverBlock;    // city-wide: no order may touch these
+  std::string csirtName = "City CSIRT";  // names the CSIRT in STIX / MISP exports
+  std::string exportTlp = "amber";       // TLP of exports: clear | green | amber | red
 
   // [mitigate]: the planner.
   unsigned orderTtlS = 600;          // planner orders last this long, renewed while the attack lasts
@@ -159,6 +190,7 @@ struct AggregatorConfig {
 
   DetectSettings detect;        // [detect]
   CorrelateSettings correlate;  // [correlate]
+  NotifySettings notify;        // [notify]
 
   std::vector<SensorEntry> sensors;
   std::vector<ConsoleEntry> consoles;

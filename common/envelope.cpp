@@ -61,6 +61,28 @@ std::string checkSummary(wire::Summary::Reader s) {
   return {};
 }
 
+std::string checkEvidenceRequest(wire::EvidenceRequest::Reader r) {
+  if (r.getIncidentId().size() > 64) return "evidence request incident id length";
+  if (auto p = prefixProblem(r.getVictim()); !p.empty()) return "evidence request victim: " + p;
+  if (r.getMaxPackets() < 1 || r.getMaxPackets() > kMaxEvidencePackets)
+    return "evidence request for " + std::to_string(r.getMaxPackets()) + " packets";
+  if (r.getSnapLen() < kMinEvidenceSnapLen || r.getSnapLen() > kMaxEvidenceSnapLen)
+    return "evidence request snap length " + std::to_string(r.getSnapLen());
+  if (r.getDeadlineNs() <= 0) return "evidence request without deadline";
+  return {};
+}
+
+std::string checkEvidence(wire::Evidence::Reader e) {
+  if (!isValidSensorId(e.getSensorId())) return "evidence sensor id is not [a-z0-9-]{1,32}";
+  if (e.getIncidentId().size() > 64) return "evidence incident id length";
+  if (e.getPackets().size() > kMaxEvidencePackets) return "too many evidence packets";
+  for (auto p : e.getPackets()) {
+    if (p.getData().size() > kMaxEvidenceSnapLen) return "evidence packet over the snap length";
+    if (p.getData().size() > p.getOrigLen()) return "evidence packet longer than on the wire";
+  }
+  return {};
+}
+
 std::string checkOrder(wire::Order::Reader o) {
   if (o.getOrderId().size() == 0 || o.getOrderId().size() > 64) return "order id length";
   if (auto p = prefixProblem(o.getSource()); !p.empty() && o.getSource().getAddress().size() != 0)
@@ -127,6 +149,9 @@ std::string checkEnvelopeSanity(wire::Envelope::Reader e) {
           return "block " + why;
       return {};
     }
+    case wire::Envelope::Body::EVIDENCE_REQUEST:
+      return checkEvidenceRequest(body.getEvidenceRequest());
+    case wire::Envelope::Body::EVIDENCE: return checkEvidence(body.getEvidence());
     case wire::Envelope::Body::ACK:
     case wire::Envelope::Body::ORDER_REPORT:
     case wire::Envelope::Body::REPLY: return {};
@@ -169,7 +194,7 @@ EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept 
       detail_ = "version " + std::to_string(root_.getVersion());
       return EnvelopeReject::kBadVersion;
     }
-    if (static_cast<unsigned>(root_.getBody().which()) > wire::Envelope::Body::REPLY)
+    if (static_cast<unsigned>(root_.getBody().which()) > wire::Envelope::Body::EVIDENCE)
       return EnvelopeReject::kUnknownBody;
     detail_ = checkEnvelopeSanity(root_);
     if (!detail_.empty()) return EnvelopeReject::kInsane;

@@ -30,6 +30,11 @@ enum class EnvelopeReject : uint8_t {
 };
 const char* envelopeRejectName(EnvelopeReject r) noexcept;
 
+// Evidence (sampled attack packets) bounds, checked on both messages.
+constexpr uint32_t kMaxEvidencePackets = 1000;
+constexpr uint32_t kMinEvidenceSnapLen = 64;
+constexpr uint32_t kMaxEvidenceSnapLen = 65535;
+
 struct DecodeLimits {
   size_t maxBytes = 4 << 20;
   // Words the reader may traverse, as a multiple of the message's own size:

@@ -21,7 +21,8 @@ ConsoleClient::ConsoleClient(const ConnectionSettings& settings)
   socket_.connect(settings_.endpoint);
 }
 
-nlohmann::json ConsoleClient::call(const std::function<void(wire::Query::Builder)>& fill) {
+nlohmann::json ConsoleClient::call(const std::function<void(wire::Query::Builder)>& fill,
+                                   std::string* data) {
   capnp::MallocMessageBuilder message;
   auto q = common::initEnvelope(message).getBody().initQuery();
   const uint64_t requestId = nextRequestId_++;
@@ -57,6 +58,10 @@ nlohmann::json ConsoleClient::call(const std::function<void(wire::Query::Builder
     try {
       error = reply.getError().cStr();
       text = reply.getJson().cStr();
+      if (data) {
+        auto d = reply.getData();
+        data->assign(reinterpret_cast<const char*>(d.begin()), d.size());
+      }
     } catch (const kj::Exception& e) {
       throw ConsoleError(std::string("malformed reply from the aggregator: ") +
                          e.getDescription().cStr());

@@ -31,9 +31,11 @@ class ConsoleClient {
  public:
   explicit ConsoleClient(const ConnectionSettings& settings);
 
-  // Sends the query that `fill` builds and returns the reply's JSON document.
+  // Sends the query that `fill` builds and returns the reply's JSON document;
+  // the reply's binary payload (incident pcap) goes to `data` if given.
   // Throws ConsoleError with the aggregator's reason, or on timeout.
-  nlohmann::json call(const std::function<void(wire::Query::Builder)>& fill);
+  nlohmann::json call(const std::function<void(wire::Query::Builder)>& fill,
+                      std::string* data = nullptr);
 
  private:
   ConnectionSettings settings_;

@@ -4,8 +4,12 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "common/clock.h"
 #include "common/config.h"
@@ -23,6 +27,17 @@ constexpr const char* kDefaultConsoleConfig = "/etc/garda/console.toml";
 std::string envOr(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
+}
+
+// One line for stderr about the capture written to stdout.
+std::string pcapNote(const nlohmann::json& r) {
+  std::string line = fmt::format("{} packets of incident {} from sensor(s) ",
+                                 r.value("packets", 0), r.value("incident", std::string("?")));
+  for (const auto& s : r.value("sensors", nlohmann::json::array()))
+    line += s.get<std::string>() + " ";
+  for (const auto& s : r.value("skipped", nlohmann::json::array()))
+    line += "(left out, another link type: " + s.get<std::string>() + ") ";
+  return line;
 }
 
 }  // namespace
@@ -70,6 +85,17 @@ int main(int argc, char** argv) {
   auto* incidentShow = incident->add_subcommand("show", "what, where, from where, and its timeline");
   std::string incidentId;
   incidentShow->add_option("ID", incidentId, "as shown by incidents")->required();
+  auto* incidentExport = incident->add_subcommand(
+      "export", "the incident as a STIX 2.1 bundle or a MISP event, for the national CSIRT");
+  std::string exportFormat, exportOut;
+  incidentExport->add_option("ID", incidentId, "as shown by incidents")->required();
+  incidentExport->add_option("--format", exportFormat, "stix | misp")
+      ->required()
+      ->check(CLI::IsMember({"stix", "misp"}));
+  incidentExport->add_option("--out", exportOut, "write to this file instead of stdout");
+  auto* incidentPcap = incident->add_subcommand(
+      "pcap", "write the incident's sample of attack packets as a pcap file to stdout");
+  incidentPcap->add_option("ID", incidentId, "as shown by incidents")->required();
 
   auto* top = app.add_subcommand("top", "top victims or sources over the stored windows");
   std::string topKind, topSince, topSensor;
@@ -142,6 +168,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // A capture is binary: never onto a terminal. Checked before connecting.
+  if (incidentPcap->parsed() && ::isatty(STDOUT_FILENO)) {
+    fmt::print(stderr, "garda incident pcap: refusing to write a binary capture to a terminal; "
+                       "redirect it: garda incident pcap {} > {}.pcap\n",
+               incidentId, incidentId);
+    return 2;
+  }
+
   try {
     console::ConsoleClient client(conn);
     if (status->parsed()) {
@@ -181,6 +215,32 @@ int main(int argc, char** argv) {
         q.getCommand().setIncidentShow(incidentId);
       });
       fmt::print("{}\n", json ? reply.dump(2) : console::renderIncident(reply));
+    } else if (incidentExport->parsed()) {
+      auto reply = client.call([&](wire::Query::Builder q) {
+        auto e = q.getCommand().initIncidentExport();
+        e.setIncidentId(incidentId);
+        e.setFormat(exportFormat);
+      });
+      // The export is a JSON document either way; --json changes nothing.
+      if (exportOut.empty()) {
+        fmt::print("{}\n", reply.dump(2));
+      } else {
+        std::ofstream out(exportOut, std::ios::trunc);
+        out << reply.dump(2) << "\n";
+        if (!out.flush())
+          throw std::runtime_error("cannot write " + exportOut + ": " + std::strerror(errno));
+        fmt::print(stderr, "wrote {} ({} export of {})\n", exportOut, exportFormat, incidentId);
+      }
+    } else if (incidentPcap->parsed()) {
+      std::string capture;
+      auto reply = client.call(
+          [&](wire::Query::Builder q) { q.getCommand().setIncidentPcap(incidentId); }, &capture);
+      if (std::fwrite(capture.data(), 1, capture.size(), stdout) != capture.size() ||
+          std::fflush(stdout) != 0) {
+        fmt::print(stderr, "garda incident pcap: cannot write the capture to stdout\n");
+        return 1;
+      }
+      fmt::print(stderr, "{}\n", json ? reply.dump() : pcapNote(reply));
     } else if (top->parsed()) {
       int64_t sinceNs = 0;
       if (!topSince.empty()) {

@@ -30,6 +30,8 @@ struct Envelope {
     heartbeat @9 :Heartbeat;
     query @10 :Query;
     reply @11 :Reply;
+    evidenceRequest @12 :EvidenceRequest;
+    evidence @13 :Evidence;
   }
 }
 
@@ -268,4 +270,44 @@ struct Reply {
   error @2 :Text;              # with ok = false: what went wrong, for a person
   json @3 :Text;
   data @4 :Data;               # binary payload (incident pcap)
+}
+
+# Aggregator -> sensor: copy the first maxPackets frames toward `victim` that
+# match protocol, ports and TCP flags (0 = any) as evidence for an incident, each cut to
+# snapLen bytes, and send them back (as one or more `evidence` messages) when
+# maxPackets are copied or at deadlineNs, whichever comes first. A sensor
+# holds one request at a time: a new one replaces the one armed. A non-first
+# IP fragment (no L4 header) matches on protocol alone: the tails of large
+# reflected answers belong in the evidence.
+struct EvidenceRequest {
+  incidentId @0 :Text;
+  requestId @1 :UInt64;        # chosen by the aggregator, echoed back
+  victim @2 :Prefix;
+  protocol @3 :UInt8;          # IP protocol; 0 = any
+  sourcePort @4 :UInt16;       # 0 = any
+  destinationPort @5 :UInt16;  # 0 = any
+  maxPackets @6 :UInt32;       # 1..1000
+  snapLen @7 :UInt32;          # bytes kept per frame, 64..65535
+  deadlineNs @8 :Int64;        # wall clock: send what there is by then
+  tcpFlagsMask @9 :UInt8;      # with protocol 6: (flags & mask) == tcpFlags; 0 = any
+  tcpFlags @10 :UInt8;
+}
+
+struct EvidencePacket {
+  tsNs @0 :Int64;              # capture time (packet time in a replay)
+  origLen @1 :UInt32;          # length on the wire
+  data @2 :Data;               # the first snapLen bytes (or fewer)
+}
+
+# Sensor -> aggregator: the frames copied for one request. Several messages
+# may answer one request (part counts from 0); the last has done = true.
+struct Evidence {
+  incidentId @0 :Text;
+  requestId @1 :UInt64;
+  sensorId @2 :Text;
+  linkType @3 :UInt16;         # pcap LINKTYPE_* of every packet
+  packets @4 :List(EvidencePacket);
+  part @5 :UInt32;
+  done @6 :Bool;
+  reason @7 :Text;             # with done: "full", "deadline", "end_of_capture", "replaced"
 }

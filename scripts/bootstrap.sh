@@ -10,13 +10,13 @@ fi
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config clang llvm
+  build-essential cmake ninja-build pkg-config clang llvm ccache
   # libraries (see docs/decisions.md for why each is here)
   capnproto libcapnp-dev
   libzmq3-dev cppzmq-dev libsodium-dev
   librocksdb-dev
   libspdlog-dev libfmt-dev
-  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
+  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev
   libpcap-dev libbpf-dev libnftables-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   # tests, drill and benchmarks

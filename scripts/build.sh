@@ -6,5 +6,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$root/build}
 shift || true
-cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null
+launcher=()
+if command -v ccache >/dev/null; then
+  # Compiler cache under /var/cache: a rebuild on the same machine (CI reruns,
+  # worktrees) reuses every object whose sources did not change.
+  export CCACHE_DIR=${CCACHE_DIR:-/var/cache/garda-ccache} CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
+  export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-8G}
+  if mkdir -p "$CCACHE_DIR" 2>/dev/null && [[ -w $CCACHE_DIR ]]; then
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  fi
+fi
+cmake -S "$root" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
 ninja -C "$dir" -j "${GARDA_JOBS:-2}"

@@ -61,12 +61,14 @@ class KeepAliveSink : public sensor::PacketSink {
 
 // Replays a capture file.
 void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
-              sensor::WindowOutput& output, common::ServiceNotifier& notifier) {
+              sensor::WindowOutput& output, common::ServiceNotifier& notifier,
+              sensor::EvidenceTap& tap) {
   sensor::PcapFileSource source(config.pcapFile, config.replay == common::ReplaySpeed::kRealtime
                                                      ? sensor::PcapFileSource::Speed::kRealtime
                                                      : sensor::PcapFileSource::Speed::kFast);
   sensor::SensorPipeline pipeline(config, output, uplink, &source);
   KeepAliveSink sink(pipeline, notifier);
+  pipeline.setEvidenceTap(tap);
   gSource.store(&source);
   if (gStopping.load()) source.stop();
   spdlog::info("sensor {}: replaying {}", config.id, source.describe());
@@ -74,6 +76,7 @@ void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
   source.run(sink);
   notifier.stopping();
   pipeline.flush();
+  if (uplink) uplink->finishEvidence();
   gSource.store(nullptr);
   if (!source.readError().empty())
     spdlog::warn("{}: stopped early on a damaged record: {}", config.pcapFile, source.readError());
@@ -83,8 +86,10 @@ void runReplay(const common::SensorConfig& config, sensor::Uplink* uplink,
 
 // Captures live until SIGTERM/SIGINT.
 void runLive(const common::SensorConfig& config, sensor::Uplink* uplink,
-             sensor::WindowOutput& output, common::ServiceNotifier& notifier) {
+             sensor::WindowOutput& output, common::ServiceNotifier& notifier,
+             sensor::EvidenceTap& tap) {
   sensor::LiveCapture capture(config, output);
+  capture.setEvidenceTap(tap);
   capture.start();
   spdlog::info("sensor {}: capturing on {}", config.id, capture.describe());
   notifier.ready("capturing on " + capture.describe() + "; " + linkStatus(uplink));
@@ -104,6 +109,7 @@ void runLive(const common::SensorConfig& config, sensor::Uplink* uplink,
   notifier.stopping();
   capture.stop();
   capture.deliverReady(/*all=*/true);
+  if (uplink) uplink->finishEvidence();
   auto st = capture.stats();
   spdlog::info("sensor {}: {} packets captured, {} dropped by the kernel, {} windows", config.id,
                st.packets, st.kernelDrops, output.windows());
@@ -164,19 +170,21 @@ int main(int argc, char** argv) {
   try {
     std::unique_ptr<sensor::Uplink> uplink;
     sensor::OrderManager orders(config, *enforcer);
+    sensor::EvidenceTap evidenceTap;
     if (!offline) {
       std::string describe = replay ? "pcap:" + config.pcapFile : "afpacket:" + config.interface;
       uplink = std::make_unique<sensor::Uplink>(
           ctx, config, sensor::Uplink::Identity{GARDA_VERSION, describe}, replay);
       uplink->setOrderManager(&orders);
+      uplink->setEvidenceTap(&evidenceTap);
       // Give the link a moment to come up so the first summaries go straight
       // out; they are kept and resent anyway if it does not.
       for (int i = 0; i < 20 && !uplink->connected(); ++i) uplink->poll(50);
       gUplink.store(uplink.get());
     }
     sensor::WindowOutput output(config.id, uplink.get(), jsonOut);
-    if (replay) runReplay(config, uplink.get(), output, notifier);
-    else runLive(config, uplink.get(), output, notifier);
+    if (replay) runReplay(config, uplink.get(), output, notifier, evidenceTap);
+    else runLive(config, uplink.get(), output, notifier, evidenceTap);
     if (jsonOut) std::fflush(jsonOut);
 
     if (uplink) {

@@ -77,9 +77,13 @@ struct LiveCapture::Worker : PacketSink {
             owner.protected_, owner.config_.windowMs, owner.config_.maxVictims,
             [&owner](WindowStats& w) { owner.submit(w); }, /*emitEmpty=*/true,
             AfPacketSource::kCloseGraceNs, sketchLimits(owner.config_)) {}
-  void onPacket(const CapturedPacket& p) override { windower.onPacket(p); }
+  void onPacket(const CapturedPacket& p) override {
+    tap->offer(p);
+    windower.onPacket(p);
+  }
   void tick(int64_t nowNs) override { windower.tick(nowNs); }
 
+  EvidenceTap* tap = nullptr;  // set by start()
   AfPacketSource source;
   Windower windower;
   std::thread thread;
@@ -109,7 +113,10 @@ LiveCapture::LiveCapture(const common::SensorConfig& config, WindowOutput& outpu
 LiveCapture::~LiveCapture() { stop(); }
 
 void LiveCapture::start() {
-  for (auto& w : workers_) w->thread = std::thread([&w] { w->source.run(*w); });
+  for (auto& w : workers_) {
+    w->tap = tap_;
+    w->thread = std::thread([&w] { w->source.run(*w); });
+  }
 }
 
 void LiveCapture::stop() {

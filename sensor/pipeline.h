@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/ip.h"
 #include "sensor/capture/source.h"
+#include "sensor/evidence.h"
 #include "sensor/uplink.h"
 #include "sensor/window.h"
 
@@ -47,12 +48,19 @@ class SensorPipeline : public PacketSink {
   SensorPipeline(const common::SensorConfig& config, WindowOutput& output, Uplink* uplink,
                  const PacketSource* source);
 
-  void onPacket(const CapturedPacket& packet) override { windower_.onPacket(packet); }
+  void onPacket(const CapturedPacket& packet) override {
+    tap_->offer(packet);
+    windower_.onPacket(packet);
+  }
   void tick(int64_t nowNs) override;
   // End of capture: closes the last window.
   void flush() { windower_.flush(); }
+  // Frames also go to `tap` (evidence requests); it must outlive this.
+  void setEvidenceTap(EvidenceTap& tap) noexcept { tap_ = &tap; }
 
  private:
+  EvidenceTap idleTap_;  // never armed: the tap until setEvidenceTap()
+  EvidenceTap* tap_ = &idleTap_;
   common::PrefixSet protected_;
   WindowOutput& output_;
   Uplink* uplink_;
@@ -77,6 +85,8 @@ class LiveCapture {
   void deliverReady(bool all = false);
   CaptureStats stats() const;
   std::string describe() const;
+  // Every worker's frames also go to `tap`; call before start().
+  void setEvidenceTap(EvidenceTap& tap) noexcept { tap_ = &tap; }
 
  private:
   struct Worker;
@@ -95,6 +105,8 @@ class LiveCapture {
   std::vector<std::pair<int64_t, Pending>> pending_;  // by window start, few entries
   static constexpr size_t kMaxQueuedAlerts = 1024;
   std::vector<Windower::Alert> alerts_;
+  EvidenceTap idleTap_;
+  EvidenceTap* tap_ = &idleTap_;
 };
 
 }  // namespace garda::sensor

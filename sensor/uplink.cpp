@@ -20,6 +20,9 @@ constexpr int64_t kThrottledRetryNs = 1'000'000'000;
 constexpr int64_t kOrderTickNs = 200'000'000;
 constexpr int64_t kInsecureWarningNs = 60'000'000'000;
 constexpr int64_t kAggregatorSilentNs = 5'000'000'000;
+// Frame bytes per evidence message: well under the aggregator's default
+// max_message_bytes (4 MiB), with room for the envelope around them.
+constexpr size_t kEvidencePartBytes = 1 << 20;
 constexpr const char* kMonitorEndpoint = "inproc://garda-uplink-monitor";
 
 uint64_t randomBootId() {
@@ -233,6 +236,22 @@ void Uplink::sendReports(const std::vector<OrderReportOut>& reports) {
   }
 }
 
+void Uplink::sendEvidence(const std::optional<EvidenceResult>& result) {
+  if (!result) return;
+  spdlog::info("uplink: evidence for incident {} (request {}): {} packets ({})",
+               result->request.incidentId, result->request.requestId, result->frames.size(),
+               result->reason);
+  for (const auto& bytes : encodeEvidence(*result, config_.id, kEvidencePartBytes)) {
+    // Not kept for a resend: the aggregator asks again if it has nothing.
+    if (trySend(bytes)) counters_.evidenceSent++;
+    else counters_.evidenceUnsent++;
+  }
+}
+
+void Uplink::finishEvidence() {
+  if (evidence_) sendEvidence(evidence_->take(common::wallNowNs(), "end_of_capture"));
+}
+
 void Uplink::onHandshake() {
   connected_ = true;
   lastHeardMonoNs_ = common::monoNowNs();
@@ -337,6 +356,20 @@ void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
       counters_.ordersReceived += body.getOrderSync().getOrders().size();
       if (orders_) sendReports(orders_->onSync(body.getOrderSync().getOrders(), common::wallNowNs()));
       break;
+    case wire::Envelope::Body::EVIDENCE_REQUEST: {
+      if (!evidence_) break;
+      auto request = evidenceRequestFrom(body.getEvidenceRequest());
+      if (!request) {
+        counters_.badMessages++;
+        break;
+      }
+      counters_.evidenceRequests++;
+      spdlog::info("uplink: evidence request {} for incident {}: up to {} packets toward {}",
+                   request->requestId, request->incidentId, request->maxPackets,
+                   request->filter.victim.toString());
+      sendEvidence(evidence_->arm(std::move(*request)));
+      break;
+    }
     default:
       spdlog::debug("uplink: ignoring message kind {}", static_cast<int>(body.which()));
       break;
@@ -364,6 +397,7 @@ void Uplink::poll(int timeoutMs) {
     handleMessage(msg);
   }
   int64_t now = common::monoNowNs();
+  if (evidence_) sendEvidence(evidence_->take(common::wallNowNs()));
   if (orders_ && now >= nextOrderTickNs_) {
     sendReports(orders_->tick(common::wallNowNs()));
     nextOrderTickNs_ = now + kOrderTickNs;

@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "schemas/garda.capnp.h"
+#include "sensor/evidence.h"
 #include "sensor/orders.h"
 #include "sensor/window.h"
 
@@ -30,6 +31,9 @@ struct UplinkCounters {
   uint64_t aggregatorSilences = 0; // connected, yet nothing heard for 3 heartbeats
   uint64_t ordersReceived = 0;
   uint64_t orderReportsSent = 0;
+  uint64_t evidenceRequests = 0;   // armed on the capture path
+  uint64_t evidenceSent = 0;       // evidence messages sent (a request may take several)
+  uint64_t evidenceUnsent = 0;     // ... that could not be sent (no link): lost
 };
 
 // One window as a wire Envelope (summary), ready to send.
@@ -67,6 +71,11 @@ class Uplink {
   // Orders and orderSyncs from the aggregator go to `orders`, and its reports
   // go back; also expires rules on time from poll(). Optional.
   void setOrderManager(OrderManager* orders) noexcept { orders_ = orders; }
+  // Evidence requests arm `tap`; poll() sends what it collected when full
+  // or at the deadline. Optional.
+  void setEvidenceTap(EvidenceTap* tap) noexcept { evidence_ = tap; }
+  // End of capture: sends what the armed request holds now.
+  void finishEvidence();
 
   // Ends a wait for room in the backlog (async-signal-safe: SIGTERM during
   // a replay against an aggregator that does not answer).
@@ -91,6 +100,7 @@ class Uplink {
   void handleMonitorEvent();
   void resendAll();
   void sendReports(const std::vector<OrderReportOut>& reports);
+  void sendEvidence(const std::optional<EvidenceResult>& result);
 
   const common::SensorConfig& config_;
   Identity identity_;
@@ -110,6 +120,7 @@ class Uplink {
   int64_t nextOrderTickNs_ = 0;
   int64_t nextInsecureWarningNs_ = 0;
   OrderManager* orders_ = nullptr;
+  EvidenceTap* evidence_ = nullptr;
   UplinkCounters counters_;
   std::atomic<bool> interrupted_{false};
 };

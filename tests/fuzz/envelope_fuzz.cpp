@@ -257,6 +257,35 @@ void consume(wire::Envelope::Reader e) {
       break;
     }
     case wire::Envelope::Body::QUERY: consumeQuery(body.getQuery()); break;
+    case wire::Envelope::Body::EVIDENCE_REQUEST: {
+      auto r = body.getEvidenceRequest();
+      use(r.getIncidentId());
+      use(r.getRequestId());
+      usePrefix(r.getVictim());
+      use(r.getProtocol());
+      use(r.getSourcePort());
+      use(r.getDestinationPort());
+      use(r.getMaxPackets());
+      use(r.getSnapLen());
+      use(static_cast<uint64_t>(r.getDeadlineNs()));
+      break;
+    }
+    case wire::Envelope::Body::EVIDENCE: {
+      auto e = body.getEvidence();
+      use(e.getIncidentId());
+      use(e.getRequestId());
+      use(e.getSensorId());
+      use(e.getLinkType());
+      for (auto p : e.getPackets()) {
+        use(static_cast<uint64_t>(p.getTsNs()));
+        use(p.getOrigLen());
+        use(p.getData());
+      }
+      use(e.getPart());
+      use(e.getDone());
+      use(e.getReason());
+      break;
+    }
     case wire::Envelope::Body::REPLY: {
       // As the console client reads it (console/console_client.cpp).
       auto r = body.getReply();

@@ -316,6 +316,38 @@ void writeEnvelopeSeeds(const fs::path& dir, const fs::path& data) {
   }
   {
     capnp::MallocMessageBuilder m;
+    auto r = common::initEnvelope(m).getBody().initEvidenceRequest();
+    r.setIncidentId("inc-20240101T000000Z-000001");
+    r.setRequestId(7);
+    common::writePrefix(r.initVictim(), prefix("198.18.2.10/32"));
+    r.setProtocol(17);
+    r.setSourcePort(53);
+    r.setMaxPackets(100);
+    r.setSnapLen(1600);
+    r.setDeadlineNs(kWindowStart);
+    writeEnvelope(dir, "evidence-request", m);
+  }
+  // Evidence: a sane one, and one over the packet bound (insane).
+  for (unsigned count : {2u, 1001u}) {
+    capnp::MallocMessageBuilder m;
+    auto e = common::initEnvelope(m).getBody().initEvidence();
+    e.setIncidentId("inc-20240101T000000Z-000001");
+    e.setRequestId(7);
+    e.setSensorId("dukcapil");
+    e.setLinkType(1);
+    auto packets = e.initPackets(count);
+    const uint8_t frame[64] = {0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45};
+    for (unsigned i = 0; i < count; ++i) {
+      packets[i].setTsNs(kWindowStart + i);
+      packets[i].setOrigLen(1514);
+      packets[i].setData(capnp::Data::Reader(frame, sizeof(frame)));
+    }
+    e.setDone(true);
+    e.setReason("full");
+    writeEnvelope(dir, count > 1000 ? "evidence-too-many" : "evidence", m);
+  }
+  {
+    capnp::MallocMessageBuilder m;
     auto r = common::initEnvelope(m).getBody().initReply();
     r.setRequestId(42);
     r.setOk(false);

@@ -192,6 +192,79 @@ TEST(Detector, ReflectionSpreadUnderEachPortFloorIsFoundInTheTotal) {
   EXPECT_EQ(b.anomalies[0].reflectionPort, 0);
 }
 
+// Reflection by volume: windows of large DNS answers (bytesPerPacket each)
+// with their non-first fragments, far under every packet floor.
+DetectBatch feedLarge(Detector& d, int64_t i, uint64_t answers, uint64_t fragments,
+                      uint64_t bytesPerPacket) {
+  std::vector<VictimSpec> v = {{kVictim,
+                                {{wire::Vector::UDP_REFLECTION, answers},
+                                 {wire::Vector::FRAGMENT, fragments},
+                                 {wire::Vector::TCP_OTHER, 50}},
+                                {{53, answers}},
+                                {},
+                                0}};
+  BuiltSummary s("alpha", kT0 + i * kSecond, 1000, v, bytesPerPacket);
+  return d.observe(s.reader());
+}
+
+TEST(Detector, LargeAnswersWithTheirFragmentsAreReflectionByVolume) {
+  Detector d;  // 1 Mbit/s, at least 512 bytes a packet on average
+  // 60 answers and 100 fragments of 1200 bytes a second: 1.5 Mbit/s in 160 pps.
+  EXPECT_TRUE(feedLarge(d, 0, 60, 100, 1200).anomalies.empty()) << "M = 2 windows";
+  auto b = feedLarge(d, 1, 60, 100, 1200);
+  ASSERT_EQ(b.anomalies.size(), 1u);
+  const Anomaly& a = b.anomalies[0];
+  EXPECT_EQ(a.classification, "dns_reflection");
+  EXPECT_EQ(a.reflectionPort, 53);
+  EXPECT_EQ(a.vector, wire::Vector::UDP_REFLECTION);
+  EXPECT_TRUE(a.byVolume);
+  EXPECT_DOUBLE_EQ(a.pps, 160) << "the fragments count toward the reflection";
+  EXPECT_DOUBLE_EQ(a.bps, 160.0 * 1200 * 8);
+  EXPECT_DOUBLE_EQ(a.thresholdBps, 1'000'000);
+  // Quiet again once the volume stops, after clearMs (3 windows).
+  for (int64_t i = 2; i < 4; ++i) EXPECT_TRUE(feedLarge(d, i, 1, 0, 1200).quiets.empty());
+  auto q = feedLarge(d, 4, 1, 0, 1200);
+  EXPECT_TRUE(q.anomalies.empty());
+  ASSERT_EQ(q.quiets.size(), 1u);
+  EXPECT_EQ(q.quiets[0].classification, "dns_reflection");
+}
+
+TEST(Detector, SmallAnswersAtTheSameBitRateAreNotReflectionByVolume) {
+  Detector d;
+  // 900 answers of 200 bytes: 1.44 Mbit/s, under the port's packet floor.
+  for (int64_t i = 0; i < 5; ++i)
+    EXPECT_TRUE(feedLarge(d, i, 900, 0, 200).anomalies.empty()) << "window " << i;
+}
+
+TEST(Detector, ReflectionByVolumeNeedsTheFloor) {
+  Detector d;
+  // 60 answers and 20 fragments of 1200 bytes: 768 kbit/s, under 1000.
+  for (int64_t i = 0; i < 5; ++i)
+    EXPECT_TRUE(feedLarge(d, i, 60, 20, 1200).anomalies.empty()) << "window " << i;
+  // Fragments alone name no reflection, with no reflection port in the
+  // window or one listed with nothing.
+  for (int64_t i = 5; i < 10; ++i)
+    EXPECT_TRUE(feedLarge(d, i, 0, 150, 1400).anomalies.empty()) << "window " << i;
+  for (int64_t i = 10; i < 15; ++i) {
+    std::vector<VictimSpec> v = {{kVictim, {{wire::Vector::FRAGMENT, 150}}, {}, {}, 0}};
+    BuiltSummary s("alpha", kT0 + i * kSecond, 1000, v, 1400);
+    EXPECT_TRUE(d.observe(s.reader()).anomalies.empty()) << "window " << i;
+  }
+}
+
+TEST(Detector, ReflectionByVolumeBaselinesSurviveARestart) {
+  Detector d;
+  feedLarge(d, 0, 60, 100, 1200);
+  feedLarge(d, 1, 60, 100, 1200);
+  Detector restored;
+  for (const auto& [k, v] : d.allRecords()) EXPECT_TRUE(restored.load(k, v));
+  EXPECT_EQ(restored.counters().recordsRejected, 0u);
+  // Still active: the next window over the floor continues, no new onset.
+  auto b = feedLarge(restored, 2, 60, 100, 1200);
+  ASSERT_EQ(b.anomalies.size(), 1u);
+  EXPECT_FALSE(b.anomalies[0].onset);
+}
+
 TEST(Detector, SeveralAttacksOnOneVictimAreMixed) {
   Detector d;
   std::vector<VictimSpec> v = {

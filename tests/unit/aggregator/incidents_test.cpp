@@ -20,6 +20,8 @@ TEST(DetectSettings, DefaultsAreTheDetectorsAndCorrelatorsDefaults) {
   EXPECT_EQ(d.baselineHalfLifeMs, want.baselineHalfLifeMs);
   EXPECT_EQ(d.floorPps, want.floorPps);
   EXPECT_EQ(d.reflectionTotalFloorPps, want.reflectionTotalFloorPps);
+  EXPECT_EQ(d.reflectionFloorBps, want.reflectionFloorBps);
+  EXPECT_EQ(d.reflectionMinAvgBytes, want.reflectionMinAvgBytes);
   const CorrelateConfig c = correlateConfigFrom(common::CorrelateSettings{});
   const CorrelateConfig wantC;
   EXPECT_EQ(c.resolveAfterMs, wantC.resolveAfterMs);

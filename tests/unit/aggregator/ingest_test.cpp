@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -37,7 +38,7 @@ class IngestOverCurve : public ::testing::Test {
     configure(c);
     config_ = c;
     aggregator_ = std::make_unique<AggregatorServer>(config_);
-    thread_ = std::thread([this] { aggregator_->run(stop_); });
+    thread_ = std::thread([this] { aggregator_->run(stop_, &reload_); });
 
     dealer_.set(zmq::sockopt::linger, 0);
     common::makeCurveClient(dealer_, server_.publicKey, sensor_.secretKey);
@@ -45,13 +46,17 @@ class IngestOverCurve : public ::testing::Test {
   }
 
   void TearDown() override {
-    stop_.store(true);
-    thread_.join();
-    aggregator_.reset();
+    stopAggregator();
     std::filesystem::remove_all(dir_);
   }
 
   virtual void configure(common::AggregatorConfig&) {}
+
+  void stopAggregator() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+    aggregator_.reset();
+  }
 
   void send(const std::string& bytes) { dealer_.send(zmq::buffer(bytes), zmq::send_flags::none); }
 
@@ -89,6 +94,7 @@ class IngestOverCurve : public ::testing::Test {
   common::AggregatorConfig config_;
   std::unique_ptr<AggregatorServer> aggregator_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reload_{false};
   std::thread thread_;
   zmq::context_t ctx_{1};
   zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
@@ -222,6 +228,84 @@ TEST_F(IngestRateLimited, AThrottledSensorKeepsItsSummariesAndGetsThemAllStored)
   EXPECT_EQ(uplink.counters().summariesAcked, uint64_t{kWindows});
   EXPECT_GT(uplink.counters().summariesThrottled, 0u) << "the limit must have been hit";
   EXPECT_EQ(uplink.counters().summariesRefused, 0u);
+}
+
+// SIGHUP's reload, driven as main() drives it (the flag run() polls), with
+// aggregator.toml and its key files on disk.
+class IngestReload : public IngestOverCurve {
+ protected:
+  void configure(common::AggregatorConfig& c) override {
+    const auto keys = dir_ / "keys";
+    std::filesystem::create_directories(keys);
+    common::writeCurveKeyFiles(keys.string(), "aggregator", server_);
+    common::writeCurveKeyFiles(keys.string(), "alpha", sensor_);
+    c.path = (dir_ / "aggregator.toml").string();
+    c.secretKeyFile = (keys / "aggregator.key").string();
+    base_ = "[aggregator]\nlisten_sensors = \"" + c.listenSensors + "\"\nlisten_console = \"" +
+            c.listenConsole + "\"\nsecret_key = \"" + (keys / "aggregator.key").string() +
+            "\"\ndata_dir = \"" + c.dataDir + "\"\n";
+    alpha_ = "[[sensor]]\nid = \"alpha\"\npublic_key = \"" + (keys / "alpha.pub").string() + "\"\n";
+    write(base_ + alpha_);
+  }
+
+  void write(const std::string& text) { std::ofstream(dir_ / "aggregator.toml") << text; }
+
+  // Returns once the server has taken the flag; what is sent after that is
+  // handled after the reload (one thread does both, in that order).
+  void reload() {
+    reload_.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (reload_.load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_FALSE(reload_.load()) << "the server loop did not take the reload";
+  }
+
+  wire::AckStatus summary(uint64_t seq) {
+    send(sensor::encodeSummary(window(1'700'000'000'000'000'000 + int64_t(seq) * 1'000'000'000,
+                                      1000),
+                               "alpha", 7, seq, 0, 0));
+    auto ack = nextAck(seq);
+    EXPECT_TRUE(ack) << "seq " << seq << " unanswered";
+    if (ack) lastReason_ = ack->second;
+    return ack ? ack->first : wire::AckStatus::INVALID;
+  }
+
+  std::string base_, alpha_, lastReason_;
+};
+
+TEST_F(IngestReload, ARemovedSensorIsRefusedOnItsOpenConnectionAndAuditedOnce) {
+  EXPECT_EQ(summary(1), wire::AckStatus::STORED);
+  write(base_);
+  reload();
+  EXPECT_EQ(summary(2), wire::AckStatus::REFUSED);
+  EXPECT_NE(lastReason_.find("no longer listed"), std::string::npos) << lastReason_;
+  EXPECT_EQ(summary(3), wire::AckStatus::REFUSED);
+
+  // A config with an error is not taken: alpha stays removed.
+  write(base_ + "[[sensor]]\nid = \"bravo\"\npublic_key = \"/nonexistent/bravo.pub\"\n");
+  reload();
+  EXPECT_EQ(summary(4), wire::AckStatus::REFUSED);
+
+  // Listed again: the same connection (no new handshake) is served again.
+  write(base_ + alpha_);
+  reload();
+  EXPECT_EQ(summary(5), wire::AckStatus::STORED);
+
+  stopAggregator();
+  Store store(config_.dataDir);
+  std::vector<std::string> refusals;
+  store.forEachAudit(0, [&](std::string_view json) {
+    if (json.find("no longer listed") != std::string_view::npos) refusals.emplace_back(json);
+  });
+  ASSERT_EQ(refusals.size(), 1u) << "one audit record per removed sensor and reload";
+  EXPECT_NE(refusals[0].find("\"who\":\"sensor:alpha\""), std::string::npos) << refusals[0];
+  EXPECT_NE(refusals[0].find("\"action\":\"refused\""), std::string::npos) << refusals[0];
+}
+
+TEST_F(IngestReload, ABrokenConfigKeepsTheRunningLists) {
+  write(base_ + "[[sensor]]\nid = \"Not A Valid Id\"\npublic_key = \"x\"\n");
+  reload();
+  EXPECT_EQ(summary(1), wire::AckStatus::STORED) << "alpha is still listed";
 }
 
 }  // namespace

@@ -468,3 +468,39 @@ TEST_F(StoreTest, HistoryWithoutASensorIsTheCityPerSecond) {
 
 }  // namespace
 }  // namespace garda::aggregator
+
+namespace garda::aggregator {
+namespace {
+
+TEST_F(StoreTest, EvidenceIsKeptPerSensorAndGoesWithItsIncident) {
+  constexpr int64_t kDay = 86400 * kSecond;
+  const std::string old = "inc-20231114T221320Z-000001";
+  const std::string open = "inc-20231115T000000Z-000002";
+  store_->putIncident(old, incidentJson(old, "resolved", kT0, kT0 + kDay));
+  store_->putIncident(open, incidentJson(open, "open", kT0 + kDay, 0));
+  store_->putEvidence(old, "alpha", "a1");
+  store_->putEvidence(old, "beta", "b1");
+  store_->putEvidence(open, "alpha", "a2");
+  // An id that extends another's must not be taken as the same incident.
+  store_->putEvidence(old + "9", "alpha", "x");
+  auto evidence = [&](const std::string& id) {
+    std::vector<std::string> out;
+    store_->forEachEvidence(id, [&](std::string_view sensor, std::string_view value) {
+      out.push_back(std::string(sensor) + "=" + std::string(value));
+    });
+    return out;
+  };
+  EXPECT_EQ(evidence(old), (std::vector<std::string>{"alpha=a1", "beta=b1"}));
+  store_->putEvidence(old, "alpha", "a1'");  // a second answer replaces the first
+  EXPECT_EQ(evidence(old), (std::vector<std::string>{"alpha=a1'", "beta=b1"}));
+
+  store_->deleteOlderThan(kT0 + 100 * kDay);
+  EXPECT_TRUE(evidence(old).empty()) << "deleted with its resolved incident";
+  EXPECT_EQ(evidence(open), (std::vector<std::string>{"alpha=a2"})) << "open: kept";
+  EXPECT_EQ(evidence(old + "9"), (std::vector<std::string>{"alpha=x"}));
+  reopen();
+  EXPECT_EQ(evidence(open), (std::vector<std::string>{"alpha=a2"}));
+}
+
+}  // namespace
+}  // namespace garda::aggregator

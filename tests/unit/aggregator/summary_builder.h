@@ -38,8 +38,9 @@ inline common::IpAddress ip(const std::string& text) {
 // A built message and a reader of its root; the reader lives as long as this.
 class BuiltSummary {
  public:
+  // Every packet counts `bytesPerPacket` bytes.
   BuiltSummary(const std::string& sensorId, int64_t windowStartNs, unsigned windowMs,
-               const std::vector<VictimSpec>& victims)
+               const std::vector<VictimSpec>& victims, uint64_t bytesPerPacket = 100)
       : message_(std::make_unique<capnp::MallocMessageBuilder>()) {
     auto s = message_->initRoot<wire::Summary>();
     s.setSensorId(sensorId);
@@ -57,14 +58,14 @@ class BuiltSummary {
       for (unsigned j = 0; j < v.vectors.size(); ++j) {
         vectors[j].setVector(v.vectors[j].first);
         vectors[j].setPackets(v.vectors[j].second);
-        vectors[j].setBytes(v.vectors[j].second * 100);
+        vectors[j].setBytes(v.vectors[j].second * bytesPerPacket);
         total += v.vectors[j].second;
       }
       auto ports = o.initReflectionPorts(static_cast<unsigned>(v.reflectionPorts.size()));
       for (unsigned j = 0; j < v.reflectionPorts.size(); ++j) {
         ports[j].setPort(v.reflectionPorts[j].first);
         ports[j].setPackets(v.reflectionPorts[j].second);
-        ports[j].setBytes(v.reflectionPorts[j].second * 100);
+        ports[j].setBytes(v.reflectionPorts[j].second * bytesPerPacket);
       }
       auto sources = o.initTopSources(static_cast<unsigned>(v.sources.size()));
       for (unsigned j = 0; j < v.sources.size(); ++j) {
@@ -73,7 +74,7 @@ class BuiltSummary {
         sources[j].setError(v.sources[j].error);
       }
       o.setPackets(total);
-      o.setBytes(total * 100);
+      o.setBytes(total * bytesPerPacket);
       o.setDistinctSources(v.distinctSources ? v.distinctSources : v.sources.size());
       auto dst = o.initTopDstPorts(1);
       dst[0].setPort(80);

@@ -580,6 +580,8 @@ warmup_ms = 0
 baseline_half_life_ms = 600000
 floor_pps = { tcp_syn = 500, udp_reflection = 250.5, fragment = 10 }
 reflection_total_floor_pps = 1200
+reflection_floor_bps = 2e6
+reflection_min_avg_bytes = 700
 
 [correlate]
 resolve_after_ms = 20000
@@ -597,6 +599,8 @@ join_window_ms = 0
   EXPECT_EQ(c.detect.floorPps[4], 250.5);  // udp_reflection
   EXPECT_EQ(c.detect.floorPps[6], 10);     // fragment
   EXPECT_EQ(c.detect.reflectionTotalFloorPps, 1200);
+  EXPECT_EQ(c.detect.reflectionFloorBps, 2e6);
+  EXPECT_EQ(c.detect.reflectionMinAvgBytes, 700);
   EXPECT_EQ(c.correlate.resolveAfterMs, 20000u);
   EXPECT_EQ(c.correlate.idleResolveMs, 120000u);
   EXPECT_EQ(c.correlate.joinWindowMs, 0u);
@@ -894,6 +898,91 @@ TEST(AggregatorConfig, InsecurePlaintextMakesSensorKeysOptional) {
   EXPECT_NE(aggregatorError(std::string(kMinimalAggregator) + sensor).find("sensor[0].public_key"),
             std::string::npos)
       << aggregatorError(std::string(kMinimalAggregator) + sensor);
+}
+
+}  // namespace
+}  // namespace garda::common
+
+namespace garda::common {
+namespace {
+
+TEST_F(ConfigFiles, WebhookSecretIsReadFromItsFileOrTheKeyIsNamed) {
+  keys("aggregator");
+  const std::string base = "[aggregator]\nsecret_key = \"" + path("aggregator.key") +
+                           "\"\n[[notify.webhook]]\nurl = \"https://soc.example/h\"\n";
+  auto load = [&](const std::string& secretFile) {
+    return parseAggregatorConfig(base + "secret_file = \"" + secretFile + "\"\n",
+                                 path("aggregator.toml"));
+  };
+  write("hook.secret", "0123456789abcdef-secret\n");
+  EXPECT_EQ(load(path("hook.secret")).notify.webhooks[0].secret, "0123456789abcdef-secret");
+  EXPECT_EQ(loadError([&] { load(path("missing.secret")); }),
+            "aggregator.toml: notify.webhook[0].secret_file = \"" + path("missing.secret") +
+                "\": cannot be read");
+  write("short.secret", "short\n");
+  EXPECT_EQ(loadError([&] { load(path("short.secret")); }),
+            "aggregator.toml: notify.webhook[0].secret_file = \"" + path("short.secret") +
+                "\": must hold a secret of at least 16 characters on its first line");
+}
+
+AggregatorConfig parseAggregator(const std::string& extra, bool loadKeys = false) {
+  return parseAggregatorConfig(std::string(kMinimalAggregator) + extra,
+                               "/etc/garda/aggregator.toml", loadKeys);
+}
+
+std::string notifyError(const std::string& extra) {
+  try {
+    parseAggregator(extra);
+    return "(accepted)";
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+}
+
+TEST(AggregatorConfig, NotifyWebhooksAndSyslogAndExportSettings) {
+  AggregatorConfig c = parseAggregator(
+      "csirt_name = \"CSIRT Kota\"\nexport_tlp = \"green\"\n"
+      "[[notify.webhook]]\nurl = \"https://soc.example/hook\"\ntimeout_ms = 2000\n"
+      "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/x\"\nretries = 0\n"
+      "[notify.syslog]\naddress = \"tcp://[2001:db8::1]:6514\"\nfacility = \"daemon\"\n");
+  EXPECT_EQ(c.csirtName, "CSIRT Kota");
+  EXPECT_EQ(c.exportTlp, "green");
+  ASSERT_EQ(c.notify.webhooks.size(), 2u);
+  EXPECT_EQ(c.notify.webhooks[0].timeoutMs, 2000u);
+  EXPECT_EQ(c.notify.webhooks[0].retries, 5u);
+  EXPECT_EQ(c.notify.webhooks[1].retries, 0u);
+  ASSERT_TRUE(c.notify.syslog);
+  EXPECT_TRUE(c.notify.syslog->tcp);
+  EXPECT_EQ(c.notify.syslog->host, "2001:db8::1");
+  EXPECT_EQ(c.notify.syslog->port, 6514);
+  EXPECT_EQ(c.notify.syslog->facility, 3u);
+  AggregatorConfig d = parseAggregator("");
+  EXPECT_EQ(d.csirtName, "City CSIRT");
+  EXPECT_EQ(d.exportTlp, "amber");
+  EXPECT_TRUE(d.notify.webhooks.empty());
+  EXPECT_FALSE(d.notify.syslog);
+}
+
+TEST(AggregatorConfig, BadNotifyConfigNamesTheKey) {
+  EXPECT_EQ(notifyError("[[notify.webhook]]\nurl = \"ftp://x\"\n"),
+            "aggregator.toml: notify.webhook[0].url = \"ftp://x\": must start with http:// or "
+            "https://");
+  EXPECT_EQ(notifyError("[[notify.webhook]]\ntimeout_ms = 100\n"),
+            "aggregator.toml: notify.webhook[0].url: missing (required)");
+  EXPECT_EQ(notifyError("[[notify.webhook]]\nurl = \"http://a\"\nretry = 3\n"),
+            "aggregator.toml: notify.webhook[0].retry: unknown key");
+  EXPECT_EQ(notifyError("[notify.syslog]\naddress = \"10.0.0.1:514\"\n"),
+            "aggregator.toml: notify.syslog.address = \"10.0.0.1:514\": must be udp://HOST:PORT "
+            "or tcp://HOST:PORT (IPv6 in brackets)");
+  EXPECT_EQ(notifyError("[notify.syslog]\naddress = \"udp://h:0\"\n"),
+            "aggregator.toml: notify.syslog.address = \"udp://h:0\": must be udp://HOST:PORT "
+            "or tcp://HOST:PORT (IPv6 in brackets)");
+  EXPECT_EQ(notifyError("[notify.email]\nto = \"x\"\n"),
+            "aggregator.toml: notify.email: unknown key (expected [[notify.webhook]] or "
+            "[notify.syslog])");
+  EXPECT_EQ(notifyError("export_tlp = \"purple\"\n"),
+            "aggregator.toml: aggregator.export_tlp = \"purple\": must be one of clear | green | "
+            "amber | red");
 }
 
 }  // namespace

@@ -107,6 +107,46 @@ std::string insaneDetail(const std::string& bytes) {
   return d.detail;
 }
 
+// Evidence of `count` packets of `size` bytes, `origLen` on the wire.
+std::string evidenceMessage(unsigned count, size_t size, uint32_t origLen) {
+  capnp::MallocMessageBuilder m;
+  auto e = initEnvelope(m).getBody().initEvidence();
+  e.setSensorId("dukcapil");
+  e.setIncidentId("inc-20240101T000000Z-000001");
+  auto packets = e.initPackets(count);
+  const std::string data(size, 'x');
+  for (unsigned i = 0; i < count; ++i) {
+    packets[i].setOrigLen(origLen);
+    packets[i].setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(data.data()),
+                                           data.size()));
+  }
+  return encodeMessage(m);
+}
+
+std::string evidenceRequestMessage(uint32_t maxPackets, uint32_t snapLen, int64_t deadlineNs) {
+  capnp::MallocMessageBuilder m;
+  auto r = initEnvelope(m).getBody().initEvidenceRequest();
+  r.setIncidentId("inc-20240101T000000Z-000001");
+  writePrefix(r.initVictim(), *Prefix::parse("198.18.2.10/32"));
+  r.setMaxPackets(maxPackets);
+  r.setSnapLen(snapLen);
+  r.setDeadlineNs(deadlineNs);
+  return encodeMessage(m);
+}
+
+TEST(EnvelopeDecoder, EvidenceWithinItsBoundsPassesAndBeyondIsInsane) {
+  EXPECT_EQ(decode(evidenceMessage(1000, 64, 1514)).reject, EnvelopeReject::kNone);
+  EXPECT_EQ(decode(evidenceRequestMessage(1000, 65535, 1)).reject, EnvelopeReject::kNone);
+  EXPECT_EQ(insaneDetail(evidenceMessage(1001, 64, 1514)), "too many evidence packets");
+  EXPECT_EQ(insaneDetail(evidenceMessage(1, 65536, 70000)), "evidence packet over the snap length");
+  EXPECT_EQ(insaneDetail(evidenceMessage(1, 100, 60)), "evidence packet longer than on the wire");
+  EXPECT_EQ(insaneDetail(evidenceRequestMessage(0, 1600, 1)), "evidence request for 0 packets");
+  EXPECT_EQ(insaneDetail(evidenceRequestMessage(1001, 1600, 1)),
+            "evidence request for 1001 packets");
+  EXPECT_EQ(insaneDetail(evidenceRequestMessage(10, 63, 1)), "evidence request snap length 63");
+  EXPECT_EQ(insaneDetail(evidenceRequestMessage(10, 1600, 0)), "evidence request without deadline");
+}
+
 // ---- A hand-assembled message ----------------------------------------------
 //
 // For shapes the generated builders cannot make (several pointers aliasing one
@@ -539,14 +579,14 @@ size_t bodyTagOffset(const std::string& flat) {
 }
 
 TEST(EnvelopeDecoder, UnknownBodyMemberIsReportedAsUnknown) {
-  static_assert(static_cast<unsigned>(wire::Envelope::Body::REPLY) == 9);
+  static_assert(static_cast<unsigned>(wire::Envelope::Body::EVIDENCE) == 11);
   const std::string good = summaryMessage();
   const size_t at = bodyTagOffset(good);
   uint16_t tag;
   std::memcpy(&tag, good.data() + at, 2);
   ASSERT_EQ(tag, static_cast<uint16_t>(wire::Envelope::Body::SUMMARY)) << "offset " << at;
 
-  for (uint16_t unknown : {10, 11, 0x7fff, 0xffff}) {
+  for (uint16_t unknown : {12, 13, 0x7fff, 0xffff}) {
     std::string patched = good;
     std::memcpy(patched.data() + at, &unknown, 2);
     EXPECT_EQ(decode(patched).reject, EnvelopeReject::kUnknownBody) << unknown;
