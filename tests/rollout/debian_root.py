@@ -3,7 +3,8 @@ debootstrap and cached under /var/cache/garda-rollout/.
 
 The cache folder is named after a hash of everything that decides its content
 (suite, mirror, variant and the sorted package list), so a root made for an
-older package list is never reused: a new list builds a new root. The root is
+older package list is never reused: a new list builds a new root, and the
+roots of older lists are then removed. The root is
 made in a temporary folder beside the cache and renamed into place only when
 complete, so an interrupted build never leaves a root that looks usable.
 
@@ -50,7 +51,7 @@ RUNTIME_LIBRARIES = (
     "libsodium23", "libspdlog1.10", "libsystemd0", "libtomlplusplus3", "libzmq5",
     "libstdc++6", "libgcc-s1", "libc6", "libelf1", "zlib1g", "libzstd1",
     "liblz4-1", "libsnappy1v5", "libbz2-1.0", "libjansson4", "libmnl0",
-    "libnftnl11", "libxtables12", "libgmp10",
+    "libnftnl11", "libxtables12", "libgmp10", "libssl3", "libcurl4",
 )
 
 # Units a test host never needs; masking them shortens the boot.
@@ -200,6 +201,11 @@ def build_root(packages: list[str], log=print) -> Path:
         _prepare(tmp)
         (tmp / "etc/garda-rollout-packages").write_text("\n".join(packages) + "\n")
         tmp.rename(final)
+        # Roots for older package lists are not used again: keep one root.
+        for old in CACHE_DIR.glob("bookworm-*"):
+            if old != final:
+                log(f"removing the root for an older package list: {old}")
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"debootstrap done in {time.monotonic() - started:.0f} s")
