@@ -27,6 +27,8 @@ packages=(
   dpkg-dev lintian
   # HTTP API tests and load figures
   python3-jsonschema prometheus wrk
+  # rollout: Ansible and its linters, and the rollout test's Debian hosts
+  ansible ansible-lint yamllint debootstrap systemd-container openssh-client
 )
 
 missing=()
