@@ -22,7 +22,12 @@ packages=(
   # tests, drill and benchmarks
   tshark wireshark-common hping3 python3 python3-scapy tcpreplay
   iproute2 nftables iputils-ping procps psmisc util-linux time
+  # the web console's browser test (playwright-core drives Debian's chromium)
+  chromium fonts-dejavu-core
 )
+# npm builds the web console (web/). Debian's nodejs + npm only when no npm
+# is on PATH: a node from elsewhere (e.g. nodesource) brings its own npm.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,16 @@
+import { createContext } from 'preact';
+import { useContext } from 'preact/hooks';
+
+// The live city state shared by every view: status.sensors,
+// incidents.incidents and orders.orders as the API returns them, plus
+// `me` (the token's name and role) and `tick` (bumped on every refresh).
+export const Data = createContext(null);
+export const useData = () => useContext(Data);
+
+export const isOperator = (me) => me && me.role === 'operator';
+export const isOpenIncident = (i) => i.state !== 'resolved';
+export const isActiveOrder = (o) => o.state === 'active';
+
+// An order applies to a sensor when it names it or is city-wide.
+export const orderTargets = (o, sensorId) =>
+  o.city_wide || (o.targets || []).includes(sensorId);
