@@ -3,7 +3,8 @@ import { useContext } from 'preact/hooks';
 
 // The live city state shared by every view: status.sensors,
 // incidents.incidents and orders.orders as the API returns them, plus
-// `me` (the token's name and role) and `tick` (bumped on every refresh).
+// `me` (the token's name and role), `tick` (bumped when incidents and orders
+// were refetched) and `statusTick` (bumped on every new status).
 export const Data = createContext(null);
 export const useData = () => useContext(Data);
 

@@ -61,12 +61,15 @@ function LanguageChoice({ lang, setLang }) {
   );
 }
 
-// The shared, live state: refreshed on every server event (throttled) and,
-// while the event stream is down, every few seconds.
+// The shared, live state. The event stream's "status" event (every second)
+// carries the sensors; any other event (incident_opened, incident_updated,
+// order, ...) refetches incidents and orders, coalesced over 300 ms. While
+// the stream is down everything is polled every 5 s.
 function useLiveData(me) {
   const [state, setState] = useState({ status: null, incidents: null, orders: null, error: '' });
   const [live, setLive] = useState('offline');
   const [tick, setTick] = useState(0);
+  const [statusTick, setStatusTick] = useState(0);
   const pending = useRef(null);
   const refresh = useCallback(async () => {
     try {
@@ -75,6 +78,7 @@ function useLiveData(me) {
       ]);
       setState({ status: status.sensors, incidents: incidents.incidents, orders: orders.orders, error: '' });
       setTick((n) => n + 1);
+      setStatusTick((n) => n + 1);
     } catch (e) {
       setState((s) => ({ ...s, error: e.message }));
     }
@@ -86,22 +90,35 @@ function useLiveData(me) {
       refresh();
     }, 300);
   }, [refresh]);
+  const onEvent = useCallback((ev) => {
+    if (ev.type !== 'status') return soon();
+    try {
+      const { sensors } = JSON.parse(ev.data);
+      if (Array.isArray(sensors)) {
+        setState((s) => ({ ...s, status: sensors }));
+        setStatusTick((n) => n + 1);
+      }
+    } catch {
+      soon();
+    }
+    return undefined;
+  }, [soon]);
   useEffect(() => {
     if (!me) return undefined;
     refresh();
-    const stop = subscribe(soon, setLive);
+    const stop = subscribe(onEvent, setLive);
     return () => {
       stop();
       clearTimeout(pending.current);
       pending.current = null;
     };
-  }, [me, refresh, soon]);
+  }, [me, refresh, onEvent]);
   useEffect(() => {
     if (!me || live === 'live') return undefined;
     const timer = setInterval(refresh, 5000);
     return () => clearInterval(timer);
   }, [me, live, refresh]);
-  return { ...state, live, tick, refresh, me };
+  return { ...state, live, tick, statusTick, refresh, me };
 }
 
 function App() {

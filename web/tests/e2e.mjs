@@ -167,7 +167,7 @@ try {
   check(await viewerPage.locator('#add-block').count() === 0, 'viewer: no add-block form');
   check(await viewerPage.locator('#orders button').count() === 0, 'viewer: no order buttons');
   await shot(viewerPage, '08-blocks-viewer');
-  const post = await api.post(new URL('api/v1/blocks', BASE).href, {
+  const post = await api.post(new URL('api/v1/orders', BASE).href, {
     headers: auth(VIEWER), data: { prefix: BLOCK, ttl: '10m', reason: 'viewer' },
   });
   check(post.status() === 403, `API refuses a viewer's POST with 403 (got ${post.status()})`);

@@ -3,6 +3,7 @@ import { api } from '../api.js';
 import { useT } from '../i18n.js';
 import { useData } from '../data.js';
 
+const AUDIT_LIMIT = 500;
 const KNOWN = new Set(['at_ns', 'who', 'role', 'action', 'allowed']);
 
 // The audit log, newest first; fields beyond the common ones are shown as
@@ -13,8 +14,8 @@ export function AuditView() {
   const [entries, setEntries] = useState(null);
   const [error, setError] = useState('');
   useEffect(() => {
-    api('audit')
-      .then((j) => { setEntries(j.entries || j.audit || []); setError(''); })
+    api(`audit?limit=${AUDIT_LIMIT}`)
+      .then((j) => { setEntries(j.records || []); setError(''); })
       .catch((e) => setError(e.message));
   }, [tick]);
   if (error) return <p class="error">{error}</p>;

@@ -5,8 +5,8 @@ import { isOperator, useData } from '../data.js';
 
 // The operator's actions, as routed by the API (docs/openapi.json).
 const actions = {
-  add: (prefix, ttl, reason) => api('blocks', { method: 'POST', body: { prefix, ttl, reason } }),
-  remove: (id) => api(`blocks/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+  add: (prefix, ttl, reason) => api('orders', { method: 'POST', body: { prefix, ttl, reason } }),
+  remove: (id) => api(`orders/${encodeURIComponent(id)}`, { method: 'DELETE' }),
   approve: (id) => api(`orders/${encodeURIComponent(id)}/approve`, { method: 'POST' }),
   reject: (id) => api(`orders/${encodeURIComponent(id)}/reject`, { method: 'POST' }),
 };

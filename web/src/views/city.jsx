@@ -37,8 +37,8 @@ function Tile({ id, label, value }) {
 
 export function CityView() {
   const t = useT();
-  const { status, incidents, orders, tick } = useData();
-  const sparks = useSparks(status, tick);
+  const { status, incidents, orders, statusTick } = useData();
+  const sparks = useSparks(status, statusTick);
   if (!status) return <p>{t('common.loading')}</p>;
   const open = (incidents || []).filter(isOpenIncident);
   const active = (orders || []).filter(isActiveOrder);

@@ -68,15 +68,16 @@ function PpsChart({ incident }) {
   const t = useT();
   const [points, setPoints] = useState(null);
   const victim = (incident.victims || [])[0];
-  const sensor = (incident.sensors || [])[0];
   const end = incident.resolved_at_ns || incident.updated_at_ns;
   useEffect(() => {
     if (!victim) return;
     const since = incident.opened_at_ns - CHART_MARGIN_NS;
     const until = end + CHART_MARGIN_NS;
-    const q = `since_ns=${since}&until_ns=${until}&points=${CHART_POINTS}`;
-    api(`history?victim=${encodeURIComponent(victim)}&${q}`)
-      .catch(() => api(`history?sensor=${encodeURIComponent(sensor)}&${q}`))
+    // City-wide history of the victim, over the incident when the API takes
+    // the range, else over the victim's whole stored history.
+    const q = `history?victim=${encodeURIComponent(victim)}&points=${CHART_POINTS}`;
+    api(`${q}&since=${since}&until=${until}`)
+      .catch(() => api(q))
       .then((h) =>
         setPoints((h.windows || []).map((w) => ({
           t: w.start_ns,
