@@ -117,7 +117,13 @@ try {
   await page.locator('#incident').waitFor();
   check((await page.locator('#incident .facts').textContent()).includes(VICTIM), 'detail shows the victim');
   check((await page.locator('#timeline li').count()) > 0, 'detail shows a timeline');
-  check((await page.locator('#top-sources tbody tr').count()) > 0, 'detail shows top sources');
+  const incJson = await (await api.get(new URL(`api/v1/incidents/${encodeURIComponent(incidentId)}`, BASE).href,
+    { headers: auth(OPERATOR) })).json();
+  const sourceRows = await page.locator('#top-sources tbody tr td:first-child').allTextContents();
+  check(incJson.top_sources.every((s) => sourceRows.includes(s.address)),
+    `detail lists the incident's ${incJson.top_sources.length} top sources`);
+  check(await page.locator('#members tbody tr').count() === incJson.members.length,
+    `detail lists its ${incJson.members.length} victim(s) per sensor`);
   await page.locator('#incident svg.chart, #incident .muted').first().waitFor();
   result.chart = await page.locator('#incident svg.chart').count() > 0;
   await shot(page, '05-incident-detail');
@@ -177,6 +183,9 @@ try {
   // --- Audit log names the operator's actions. ---
   await page.locator('#nav-audit').click();
   await page.locator('#audit tbody tr').first().waitFor();
+  const auditText = await page.locator('#audit').textContent();
+  check(auditText.includes('order_add') && auditText.includes('order_remove'),
+    'the audit log view lists the block added and removed');
   await shot(page, '09-audit');
 
   // --- Language: Indonesian to English, remembered across a reload. ---

@@ -31,7 +31,7 @@ export function AuditView() {
           </thead>
           <tbody>
             {rows.map((e) => {
-              const rest = Object.fromEntries(Object.entries(e).filter(([k]) => !KNOWN.has(k)));
+              const rest = Object.entries(e).filter(([k]) => !KNOWN.has(k));
               return (
                 <tr>
                   <td>{t.time(e.at_ns)}</td>
@@ -39,7 +39,11 @@ export function AuditView() {
                   <td>{e.role ? t(`role.${e.role}`) : '–'}</td>
                   <td>{e.action}</td>
                   <td>{e.allowed === undefined ? '–' : e.allowed ? t('audit.yes') : t('audit.no')}</td>
-                  <td><code>{JSON.stringify(rest)}</code></td>
+                  <td class="detail">
+                    {rest.map(([k, v]) => (
+                      <div><span class="muted">{k}</span> {k.endsWith('_ns') ? t.time(v) : typeof v === 'string' ? v : JSON.stringify(v)}</div>
+                    ))}
+                  </td>
                 </tr>
               );
             })}

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { Sparkline } from '../charts.jsx';
 import { useT } from '../i18n.js';
-import { isActiveOrder, isOpenIncident, orderTargets, useData } from '../data.js';
+import { isActiveOrder, isOpenIncident, orderTargets, rowPps, useData } from '../data.js';
 
 const SPARK_POINTS = 30;
 const SPARK_REFRESH_MS = 5000;
@@ -18,7 +18,7 @@ function useSparks(sensors, tick) {
     Promise.all(
       sensors.map((s) =>
         api(`history?sensor=${encodeURIComponent(s.id)}&points=${SPARK_POINTS}`)
-          .then((h) => [s.id, (h.windows || []).map((w) => w.packets / ((w.window_ms || 1000) / 1000))])
+          .then((h) => [s.id, (h.windows || []).map((w) => rowPps(w, s.window_ms))])
           .catch(() => [s.id, null]),
       ),
     ).then((rows) => setSparks(Object.fromEntries(rows.filter(([, v]) => v))));

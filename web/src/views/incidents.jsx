@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, download } from '../api.js';
 import { AreaChart } from '../charts.jsx';
 import { useT } from '../i18n.js';
-import { isOpenIncident, useData } from '../data.js';
+import { isOpenIncident, rowPps, useData } from '../data.js';
 import { OrdersTable } from './blocks.jsx';
 
 const CHART_POINTS = 60;
@@ -66,6 +66,9 @@ export function IncidentList() {
 // its end (or now), downsampled by the API to CHART_POINTS.
 function PpsChart({ incident }) {
   const t = useT();
+  const { status } = useData();
+  const sensor = (status || []).find((s) => s.id === (incident.sensors || [])[0]);
+  const windowMs = (sensor && sensor.window_ms) || 1000;
   const [points, setPoints] = useState(null);
   const victim = (incident.victims || [])[0];
   const end = incident.resolved_at_ns || incident.updated_at_ns;
@@ -81,7 +84,7 @@ function PpsChart({ incident }) {
       .then((h) =>
         setPoints((h.windows || []).map((w) => ({
           t: w.start_ns,
-          v: w.packets / ((w.window_ms || 1000) / 1000),
+          v: rowPps(w, windowMs),
         }))))
       .catch(() => setPoints([]));
   }, [incident.id, end]);
@@ -175,6 +178,7 @@ export function IncidentDetail({ id }) {
           <table id="top-sources">
             <thead><tr><th>{t('incident.address')}</th><th class="n">{t('incident.packets')}</th><th class="n">{t('incident.share')}</th><th class="n">{t('incident.sightings')}</th></tr></thead>
             <tbody>
+              {(inc.top_sources || []).length === 0 && <tr><td colspan="4" class="muted">{t('common.none')}</td></tr>}
               {(inc.top_sources || []).map((s) => (
                 <tr><td>{s.address}</td><td class="n">{t.num(s.packets)}</td><td class="n">{t.num(s.share * 100)}%</td><td class="n">{s.sightings}</td></tr>
               ))}
