@@ -9,7 +9,8 @@ sensor replaying a SYN flood from ../shared/data/pcaps, so the incident must
 appear on the open page without a reload. Then the incident detail, its pcap
 (read back with tshark when the route serves one), an operator's block added
 and removed, a viewer's page without controls and the API's 403 for a
-viewer's POST, and the switch from Indonesian to English.
+viewer's POST, an operator's approval of the planner's proposal (the
+aggregator runs in confirm mode), and the switch from Indonesian to English.
 
 Screenshots stay in <build>/test-artifacts/web/. No root needed.
 
@@ -158,8 +159,10 @@ class WebConsoleTest(GardaTestCase):
 
     def start_aggregator_with_http(self, sensors, port):
         from harness import Aggregator
+        # Confirm mode: the planner's order waits for an operator's approval.
         agg = Aggregator(self, sensors, extra={"http": f"127.0.0.1:{port}",
-                                               "web_root": str(self.web_root)})
+                                               "web_root": str(self.web_root),
+                                               "mode": "confirm"})
         agg.tokens = {}
         with open(agg.config, "a") as f:
             for name, role in (("soc-operator", "operator"), ("soc-wall", "viewer")):

@@ -147,8 +147,18 @@ try {
       `pcap route answers ${direct.status()}; the page says so instead of failing`);
   }
 
-  // --- Blocks: the operator adds one and removes it. ---
+  // --- Confirm mode: the planner's order waits for the operator's approval. ---
   await page.locator('#nav-blocks').click();
+  const proposal = page.locator('#orders tr:has(button.approve)').first();
+  await proposal.waitFor();
+  const proposalId = await proposal.getAttribute('data-order');
+  await shot(page, '06-blocks-proposal');
+  await proposal.locator('button.approve').click();
+  await page.locator(`#orders tr[data-order="${proposalId}"]:not(:has(.badge.proposed))`).waitFor();
+  check(await page.locator(`#orders tr[data-order="${proposalId}"] button.approve`).count() === 0,
+    `operator approved the planner's proposal ${proposalId}`);
+
+  // --- Blocks: the operator adds one and removes it. ---
   await page.locator('#add-block input[name=prefix]').fill(BLOCK);
   await page.locator('#add-block input[name=ttl]').fill('10m');
   await page.locator('#add-block input[name=reason]').fill('uji e2e');
@@ -156,12 +166,12 @@ try {
   const blockRow = page.locator(`#orders tr[data-source="${BLOCK}"]`).first();
   await blockRow.waitFor();
   await page.locator('#block-note.ok').waitFor();
-  await shot(page, '06-blocks-operator-added');
+  await shot(page, '07-blocks-operator-added');
   const orderId = await blockRow.getAttribute('data-order');
   await blockRow.locator('button.remove').click();
   await page.locator(`#orders tr[data-order="${orderId}"] .badge.removed`).waitFor();
   check(true, `operator added and removed block ${orderId} (${BLOCK})`);
-  await shot(page, '07-blocks-operator-removed');
+  await shot(page, '08-blocks-operator-removed');
 
   // --- A viewer sees no controls, and the API refuses a viewer's POST. ---
   const viewerPage = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
@@ -172,7 +182,7 @@ try {
   await viewerPage.locator(`#orders tr[data-order="${orderId}"]`).waitFor();
   check(await viewerPage.locator('#add-block').count() === 0, 'viewer: no add-block form');
   check(await viewerPage.locator('#orders button').count() === 0, 'viewer: no order buttons');
-  await shot(viewerPage, '08-blocks-viewer');
+  await shot(viewerPage, '09-blocks-viewer');
   const post = await api.post(new URL('api/v1/orders', BASE).href, {
     headers: auth(VIEWER), data: { prefix: BLOCK, ttl: '10m', reason: 'viewer' },
   });
@@ -184,9 +194,9 @@ try {
   await page.locator('#nav-audit').click();
   await page.locator('#audit tbody tr').first().waitFor();
   const auditText = await page.locator('#audit').textContent();
-  check(auditText.includes('order_add') && auditText.includes('order_remove'),
-    'the audit log view lists the block added and removed');
-  await shot(page, '09-audit');
+  check(['order_approve', 'order_add', 'order_remove'].every((a) => auditText.includes(a)),
+    'the audit log view lists the approval and the block added and removed');
+  await shot(page, '10-audit');
 
   // --- Language: Indonesian to English, remembered across a reload. ---
   const navCity = page.locator('#nav-city');
@@ -199,7 +209,7 @@ try {
   check((await navCity.textContent()) === 'City', 'the language choice is remembered');
   await page.locator('#nav-city').click();
   await page.locator('#sensors tbody tr').first().waitFor();
-  await shot(page, '10-city-english');
+  await shot(page, '11-city-english');
 } catch (e) {
   failed++;
   console.log(`FAIL ${e.stack || e}`);
