@@ -119,6 +119,7 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
       planner_->forget(c.id);
     }
     store(*inc);
+    if (observer_) observer_(c);
     switch (c.kind) {
       case IncidentChangeKind::kOpened:
         opened = true;

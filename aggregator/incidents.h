@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -47,6 +48,11 @@ class IncidentTracker {
 
   // Incidents that open or change are planned (optional).
   void setPlanner(Planner* planner) noexcept { planner_ = planner; }
+  // Every stored change (opened, updated, resolved) is also shown to `fn`
+  // (the HTTP event stream; optional).
+  void setChangeObserver(std::function<void(const IncidentChange&)> fn) {
+    observer_ = std::move(fn);
+  }
 
   Correlator& correlator() noexcept { return correlator_; }
   const Detector& detector() const noexcept { return detector_; }
@@ -63,6 +69,7 @@ class IncidentTracker {
   int64_t nextFlushNs_ = 0;
   int64_t nextPlanNs_ = 0;
   Planner* planner_ = nullptr;
+  std::function<void(const IncidentChange&)> observer_;
 };
 
 }  // namespace garda::aggregator

@@ -192,6 +192,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         // then fails to commit, the resend is seen again: a window counted
         // twice in a baseline, never a lost one.)
         if (incidents_) incidents_->onSummary(sum, now);
+        if (observer_) observer_(sum);
       } else {
         counters_.summariesDuplicate++;
       }

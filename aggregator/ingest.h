@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -52,6 +53,8 @@ class SensorIngest {
   void reload(const common::AggregatorConfig& config);
   // Fresh summaries and alerts also go to detection (optional).
   void setIncidentTracker(IncidentTracker* tracker) noexcept { incidents_ = tracker; }
+  // Every freshly stored summary is also shown to `fn` (metrics; optional).
+  void setSummaryObserver(std::function<void(wire::Summary::Reader)> fn) { observer_ = std::move(fn); }
 
   // Receives and handles up to `maxMessages` waiting messages.
   void drain(size_t maxMessages);
@@ -83,6 +86,7 @@ class SensorIngest {
   CityView& city_;
   Dispatcher& dispatcher_;
   IncidentTracker* incidents_ = nullptr;
+  std::function<void(wire::Summary::Reader)> observer_;
   common::EnvelopeDecoder decoder_;
   double ratePerS_ = 5000;
   std::map<std::string, Bucket> buckets_;

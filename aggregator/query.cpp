@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -18,7 +19,51 @@ namespace {
 constexpr uint32_t kDefaultHistoryLimit = 1000;
 constexpr uint32_t kMaxHistoryLimit = 1'000'000;
 constexpr size_t kMaxIncidentsListed = 200;
+constexpr uint32_t kDefaultAuditLimit = 200;
+constexpr uint32_t kMaxAuditLimit = 10'000;
+constexpr uint32_t kMaxHistoryPoints = 10'000;
 constexpr std::string_view kConsolePrefix = "console:";
+
+// History rows summed into `points` equal time buckets over [since, until)
+// (or the rows' own span): counts are summed, `victims` and `sensors` keep
+// their largest value, `windows` counts the rows in the bucket. Buckets
+// without rows are left out. points = 0: the rows as they are.
+nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs, int64_t untilNs) {
+  if (points == 0 || rows.empty()) return rows;
+  int64_t lo = sinceNs, hi = untilNs;
+  if (lo <= 0) lo = rows.front()["start_ns"].get<int64_t>();
+  if (hi <= 0) {
+    for (const auto& r : rows)
+      hi = std::max(hi, r["start_ns"].get<int64_t>() + r["window_ms"].get<int64_t>() * 1'000'000);
+  }
+  if (hi <= lo) hi = lo + 1;
+  const int64_t width = std::max<int64_t>((hi - lo + points - 1) / points, 1'000'000);
+  static const std::set<std::string> kMax = {"victims", "sensors"};
+  static const std::set<std::string> kSkip = {"start_ns", "window_ms", "boot_id", "seq", "sensor"};
+  std::map<int64_t, nlohmann::json> buckets;
+  for (const auto& r : rows) {
+    const int64_t start = r["start_ns"].get<int64_t>();
+    const int64_t index = start < lo ? 0 : std::min<int64_t>((start - lo) / width, points - 1);
+    auto& b = buckets[index];
+    if (b.is_null()) b = {{"start_ns", lo + index * width}, {"window_ms", width / 1'000'000}, {"windows", 0}};
+    b["windows"] = b["windows"].get<uint64_t>() + 1;
+    for (const auto& [key, value] : r.items()) {
+      if (kSkip.count(key) || !value.is_number()) continue;
+      if (!b.contains(key)) b[key] = value;
+      else if (kMax.count(key) && value.is_number_float())
+        b[key] = std::max(b[key].get<double>(), value.get<double>());
+      else if (kMax.count(key))
+        b[key] = std::max(b[key].get<uint64_t>(), value.get<uint64_t>());
+      else if (value.is_number_float()) b[key] = b[key].get<double>() + value.get<double>();
+      else b[key] = b[key].get<uint64_t>() + value.get<uint64_t>();
+    }
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [index, b] : buckets) out.push_back(std::move(b));
+  return out;
+}
+
+}  // namespace
 
 bool isOperatorCommand(wire::Query::Command::Which w) {
   switch (w) {
@@ -29,8 +74,6 @@ bool isOperatorCommand(wire::Query::Command::Which w) {
     default: return false;
   }
 }
-
-}  // namespace
 
 QueryService::QueryService(Store& store, CityView& city, Dispatcher& dispatcher,
                            IncidentTracker& incidents)
@@ -84,8 +127,17 @@ QueryResult QueryService::orderDecide(const std::string& orderId, bool approve,
   return {true, 200, "", Dispatcher::toJson(*dispatcher_.find(orderId))};
 }
 
-QueryResult QueryService::incidents(bool openOnly) {
-  return {true, 200, "", incidents_.listJson(openOnly, kMaxIncidentsListed)};
+QueryResult QueryService::incidents(bool openOnly, int64_t sinceNs) {
+  auto j = incidents_.listJson(openOnly, kMaxIncidentsListed);
+  if (sinceNs > 0) {
+    auto& list = j["incidents"];
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const nlohmann::json& i) {
+                                return i.value("updated_at_ns", int64_t{0}) < sinceNs;
+                              }),
+               list.end());
+  }
+  return {true, 200, "", j};
 }
 
 QueryResult QueryService::incidentShow(const std::string& id) {
@@ -161,12 +213,45 @@ QueryResult QueryService::top(bool sources, int64_t sinceNs, const std::string& 
 QueryResult QueryService::status() { return {true, 200, "", city_.statusJson(common::wallNowNs())}; }
 
 QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
-                                  uint32_t limit) {
+                                  uint32_t limit, uint32_t points, const std::string& victim) {
   if (!sensorId.empty() && !city_.find(sensorId))
     return QueryResult::fail(404, "unknown sensor '" + sensorId + "'");
-  if (limit == 0) limit = kDefaultHistoryLimit;
+  if (points > kMaxHistoryPoints)
+    return QueryResult::fail(400, "points = " + std::to_string(points) + ": at most " +
+                                      std::to_string(kMaxHistoryPoints));
+  if (untilNs > 0 && untilNs <= sinceNs)
+    return QueryResult::fail(400, "until must be after since");
+  if (limit == 0) limit = points > 0 ? kMaxHistoryLimit : kDefaultHistoryLimit;
   limit = std::min(limit, kMaxHistoryLimit);
   nlohmann::json windows = nlohmann::json::array();
+  if (!victim.empty()) {
+    auto address = common::IpAddress::parse(victim);
+    if (!address) return QueryResult::fail(400, "victim '" + victim + "' is not an IP address");
+    std::vector<std::string> ids =
+        sensorId.empty() ? std::vector<std::string>(city_.listed().begin(), city_.listed().end())
+                         : std::vector<std::string>{sensorId};
+    std::vector<nlohmann::json> rows;
+    for (const auto& id : ids)
+      forEachSummary(id, sinceNs, untilNs, limit, [&](wire::Summary::Reader s) {
+        for (auto v : s.getVictims()) {
+          auto a = common::readAddress(v.getAddress());
+          if (!a || !(*a == *address)) continue;
+          rows.push_back({{"start_ns", s.getWindowStartNs()},
+                          {"window_ms", s.getWindowMs()},
+                          {"sensor", id},
+                          {"packets", v.getPackets()},
+                          {"bytes", v.getBytes()}});
+        }
+      });
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) {
+      return x["start_ns"].template get<int64_t>() < y["start_ns"].template get<int64_t>();
+    });
+    if (rows.size() > limit) rows.erase(rows.begin(), rows.end() - limit);
+    for (auto& r : rows) windows.push_back(std::move(r));
+    return {true, 200, "",
+            {{"sensor", sensorId}, {"city", sensorId.empty()}, {"victim", address->toString()},
+             {"windows", downsample(std::move(windows), points, sinceNs, untilNs)}}};
+  }
   if (sensorId.empty()) {
     // The city: one row per second over every sensor. `victims` and
     // `sensors` are averages over the second (sensors with windows under a
@@ -187,7 +272,10 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
            {"sensors", std::round(t.sensorMs / perSecond * 100) / 100},
            {"summaries", t.summaries}});
     });
-    return {true, 200, "", {{"sensor", ""}, {"city", true}, {"windows", windows}}};
+    return {true, 200, "",
+            {{"sensor", ""},
+             {"city", true},
+             {"windows", downsample(std::move(windows), points, sinceNs, untilNs)}}};
   }
   forEachSummary(sensorId, sinceNs, untilNs, limit, [&](wire::Summary::Reader s) {
     auto t = s.getTotals();
@@ -204,7 +292,80 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
                        {"victims", s.getVictims().size()},
                        {"kernel_drops", s.getKernelDrops()}});
   });
-  return {true, 200, "", {{"sensor", sensorId}, {"city", false}, {"windows", windows}}};
+  return {true, 200, "",
+          {{"sensor", sensorId},
+           {"city", false},
+           {"windows", downsample(std::move(windows), points, sinceNs, untilNs)}}};
+}
+
+QueryResult QueryService::audit(int64_t sinceNs, uint32_t limit) {
+  if (limit == 0) limit = kDefaultAuditLimit;
+  limit = std::min(limit, kMaxAuditLimit);
+  std::deque<nlohmann::json> newest;
+  store_.forEachAudit(sinceNs, [&](std::string_view json) {
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    if (j.is_discarded()) return;
+    newest.push_back(std::move(j));
+    if (newest.size() > limit) newest.pop_front();
+  });
+  nlohmann::json records = nlohmann::json::array();
+  for (auto& j : newest) records.push_back(std::move(j));
+  return {true, 200, "", {{"since_ns", sinceNs}, {"records", records}}};
+}
+
+QueryResult QueryService::run(wire::Query::Reader q, const Caller& caller) {
+  const std::string& who = caller.who;
+  const common::Role role = caller.role;
+  auto cmd = q.getCommand();
+  if (isOperatorCommand(cmd.which())) {
+    bool allowed = role == common::Role::kOperator;
+    nlohmann::json audit = {{"at_ns", common::wallNowNs()},
+                            {"who", who},
+                            {"role", common::roleName(role)},
+                            {"action", "command"},
+                            {"command", static_cast<int>(cmd.which())},
+                            {"allowed", allowed}};
+    store_.appendAudit(common::wallNowNs(), audit.dump());
+    if (!allowed) {
+      forbidden_++;
+      return QueryResult::fail(403, "forbidden: '" + who + "' has role viewer; this command needs "
+                                    "role operator");
+    }
+  }
+  switch (cmd.which()) {
+    case wire::Query::Command::STATUS: return status();
+    case wire::Query::Command::HISTORY: {
+      auto h = cmd.getHistory();
+      return history(h.getSensorId(), h.getSinceNs(), h.getUntilNs(), h.getLimit(), h.getPoints(),
+                     h.getVictim());
+    }
+    case wire::Query::Command::BLOCK_ADD: {
+      auto b = cmd.getBlockAdd();
+      auto prefix = common::readPrefix(b.getPrefix());
+      if (!prefix) return QueryResult::fail(400, "unreadable prefix");
+      return blockAdd(*prefix, b.getTtlMs(), b.getReason(), who);
+    }
+    case wire::Query::Command::BLOCK_LIST: return blockList();
+    case wire::Query::Command::ORDER_APPROVE:
+      return orderDecide(cmd.getOrderApprove(), true, who);
+    case wire::Query::Command::ORDER_REJECT:
+      return orderDecide(cmd.getOrderReject(), false, who);
+    case wire::Query::Command::INCIDENTS:
+      return incidents(cmd.getIncidents().getOpenOnly(), cmd.getIncidents().getSinceNs());
+    case wire::Query::Command::INCIDENT_SHOW: return incidentShow(cmd.getIncidentShow());
+    case wire::Query::Command::TOP: {
+      auto t = cmd.getTop();
+      return top(t.getSources(), t.getSinceNs(), t.getSensorId(), t.getLimit());
+    }
+    case wire::Query::Command::BLOCK_REMOVE:
+      return blockRemove(cmd.getBlockRemove(), who);
+    case wire::Query::Command::AUDIT: {
+      auto a = cmd.getAudit();
+      return audit(a.getSinceNs(), a.getLimit());
+    }
+    default:
+      return QueryResult::fail(501, "this command is not available in this aggregator version");
+  }
 }
 
 ConsoleServer::ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,
@@ -221,61 +382,16 @@ void ConsoleServer::reload(const common::AggregatorConfig& config) {
   for (const auto& c : config.consoles) roles_[c.name] = c.role;
 }
 
-QueryResult ConsoleServer::run(wire::Query::Reader q, const std::string& who, common::Role role) {
-  auto cmd = q.getCommand();
-  if (isOperatorCommand(cmd.which())) {
-    bool allowed = role == common::Role::kOperator;
-    nlohmann::json audit = {{"at_ns", common::wallNowNs()},
-                            {"who", "console:" + who},
-                            {"role", common::roleName(role)},
-                            {"action", "console_command"},
-                            {"command", static_cast<int>(cmd.which())},
-                            {"allowed", allowed}};
-    store_.appendAudit(common::wallNowNs(), audit.dump());
-    if (!allowed) {
-      counters_.forbidden++;
-      return QueryResult::fail(403, "forbidden: '" + who + "' has role viewer; this command needs "
-                                    "role operator");
-    }
-  }
-  switch (cmd.which()) {
-    case wire::Query::Command::STATUS: return queries_.status();
-    case wire::Query::Command::HISTORY: {
-      auto h = cmd.getHistory();
-      return queries_.history(h.getSensorId(), h.getSinceNs(), h.getUntilNs(), h.getLimit());
-    }
-    case wire::Query::Command::BLOCK_ADD: {
-      auto b = cmd.getBlockAdd();
-      auto prefix = common::readPrefix(b.getPrefix());
-      if (!prefix) return QueryResult::fail(400, "unreadable prefix");
-      return queries_.blockAdd(*prefix, b.getTtlMs(), b.getReason(), "console:" + who);
-    }
-    case wire::Query::Command::BLOCK_LIST: return queries_.blockList();
-    case wire::Query::Command::ORDER_APPROVE:
-      return queries_.orderDecide(cmd.getOrderApprove(), true, "console:" + who);
-    case wire::Query::Command::ORDER_REJECT:
-      return queries_.orderDecide(cmd.getOrderReject(), false, "console:" + who);
-    case wire::Query::Command::INCIDENTS:
-      return queries_.incidents(cmd.getIncidents().getOpenOnly());
-    case wire::Query::Command::INCIDENT_SHOW: return queries_.incidentShow(cmd.getIncidentShow());
-    case wire::Query::Command::TOP: {
-      auto t = cmd.getTop();
-      return queries_.top(t.getSources(), t.getSinceNs(), t.getSensorId(), t.getLimit());
-    }
-    case wire::Query::Command::BLOCK_REMOVE:
-      return queries_.blockRemove(cmd.getBlockRemove(), "console:" + who);
-    default:
-      return QueryResult::fail(501, "this command is not available in this aggregator version");
-  }
-}
-
 void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, const QueryResult& r) {
   capnp::MallocMessageBuilder message;
   auto rep = common::initEnvelope(message).getBody().initReply();
   rep.setRequestId(requestId);
   rep.setOk(r.ok);
   rep.setError(r.error);
-  if (r.ok) rep.setJson(r.body.dump());
+  if (r.ok && !r.data.empty())
+    rep.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.data.data()), r.data.size()));
+  else if (r.ok)
+    rep.setJson(r.body.dump());
   std::string bytes = common::encodeMessage(message);
   (void)router_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
@@ -306,7 +422,9 @@ void ConsoleServer::drain(size_t maxMessages) {
     auto q = decoder_.envelope().getBody().getQuery();
     QueryResult result;
     try {
-      result = run(q, name, roleIt->second);
+      const uint64_t forbiddenBefore = queries_.forbidden();
+      result = queries_.run(q, Caller{std::string(kConsolePrefix) + name, roleIt->second});
+      counters_.forbidden += queries_.forbidden() - forbiddenBefore;
     } catch (const std::exception& e) {
       spdlog::error("console: query from '{}' failed: {}", name, e.what());
       result = QueryResult::fail(500, e.what());

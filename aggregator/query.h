@@ -19,28 +19,53 @@ namespace garda::aggregator {
 // follows HTTP's meaning (400 bad request, 403 forbidden, 404 not found, 501
 // not available) so the HTTP transport can use it as is.
 struct QueryResult {
+  QueryResult(bool ok_ = true, int code_ = 200, std::string error_ = {}, nlohmann::json body_ = {})
+      : ok(ok_), code(code_), error(std::move(error_)), body(std::move(body_)) {}
   bool ok = true;
   int code = 200;
   std::string error;
   nlohmann::json body;
+  // A binary answer (incident pcap) instead of JSON, with its media type
+  // (the ZeroMQ reply carries it in `data`, HTTP as the response body).
+  std::string data;
+  std::string contentType;
   static QueryResult fail(int code, std::string why) { return {false, code, std::move(why), {}}; }
 };
 
-// Every console query and action, once, for every transport (the ZeroMQ
-// console today, HTTP later): the shapes here are the CLI's --json output.
+// Who asks: the audited name ("console:NAME" or "token:NAME") and its role.
+struct Caller {
+  std::string who;
+  common::Role role = common::Role::kViewer;
+};
+
+// True for the commands that change something (operator only, audited).
+bool isOperatorCommand(wire::Query::Command::Which w);
+
+// Every console query and action, once, for every transport: the ZeroMQ
+// console and HTTP both build a wire::Query and call run(), which checks the
+// role, audits operator actions and returns the CLI's --json shape.
 // Single-threaded (the aggregator loop).
 class QueryService {
  public:
   QueryService(Store& store, CityView& city, Dispatcher& dispatcher, IncidentTracker& incidents);
 
+  // One query from any transport: role check, audit, dispatch.
+  QueryResult run(wire::Query::Reader q, const Caller& caller);
+  uint64_t forbidden() const noexcept { return forbidden_; }
+
   QueryResult status();
+  // `points` > 0: the windows in [since, until) summed into that many equal
+  // time buckets (server-side downsampling). `victim`: that victim's packets
+  // and bytes per window at the sensor (or city-wide without a sensor).
   QueryResult history(const std::string& sensorId, int64_t sinceNs, int64_t untilNs,
-                      uint32_t limit);
+                      uint32_t limit, uint32_t points = 0, const std::string& victim = "");
+  // The audit log since `sinceNs`, the `limit` newest, oldest first.
+  QueryResult audit(int64_t sinceNs, uint32_t limit);
   // Operator actions: `who` is audited ("console:NAME", later "token:NAME").
   QueryResult blockAdd(const common::Prefix& source, uint64_t ttlMs, const std::string& reason,
                        const std::string& who);
   QueryResult blockList();
-  QueryResult incidents(bool openOnly);
+  QueryResult incidents(bool openOnly, int64_t sinceNs = 0);
   QueryResult incidentShow(const std::string& id);
   // Top victims (by packets) or sources (by packets in the victims' top-K)
   // over the stored windows since `sinceNs`, city-wide or at one sensor.
@@ -58,6 +83,7 @@ class QueryService {
   CityView& city_;
   Dispatcher& dispatcher_;
   IncidentTracker& incidents_;
+  uint64_t forbidden_ = 0;
 };
 
 struct ConsoleCounters {
@@ -78,7 +104,6 @@ class ConsoleServer {
   const ConsoleCounters& counters() const noexcept { return counters_; }
 
  private:
-  QueryResult run(wire::Query::Reader q, const std::string& who, common::Role role);
   void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
 
   zmq::socket_t& router_;

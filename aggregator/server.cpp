@@ -60,12 +60,22 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
   common::applyLinkOptions(consoleSocket_, 1 << 20);
   common::makeCurveServer(consoleSocket_, config_.secretKey, ZapAuthenticator::kConsoleDomain);
   bindOrThrow(consoleSocket_, config_.listenConsole, "consoles");
+  ingest_.setSummaryObserver([this](wire::Summary::Reader s) { sensorTotals_.add(s); });
+  if (!config_.http.empty())
+    http_ = std::make_unique<HttpService>(
+        config_, queries_,
+        MetricsSources{&store_, &city_, &dispatcher_, &incidents_, &ingest_, &console_,
+                       &sensorTotals_});
+  if (http_) incidents_.setChangeObserver([this](const IncidentChange& c) { http_->onIncident(c); });
   spdlog::info("aggregator: sensors on {}, console on {}, store in {}, {} sensors listed",
                config_.listenSensors, config_.listenConsole, config_.dataDir,
                config_.sensors.size());
 }
 
-AggregatorServer::~AggregatorServer() { city_.persist(); }
+AggregatorServer::~AggregatorServer() {
+  http_.reset();
+  city_.persist();
+}
 
 bool AggregatorServer::sendToSensor(const std::string& sensorId, const std::string& bytes) {
   auto* s = city_.find(sensorId);
@@ -96,9 +106,10 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0}};
+                               {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, http_ ? http_->wakeFd() : -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(100));
+      zmq::poll(items, http_ ? 4 : 3, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
@@ -110,6 +121,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop) {
     dispatcher_.tick(wall);
     incidents_.tick(wall);
     int64_t now = common::monoNowNs();
+    if (http_) http_->onLoop(wall, now);
     if (now >= nextPersist) {
       city_.persist();
       nextPersist = now + 1'000'000'000;

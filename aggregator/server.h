@@ -6,6 +6,8 @@
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
+#include "aggregator/http_server.h"
+#include "aggregator/metrics.h"
 #include "aggregator/incidents.h"
 #include "aggregator/plan.h"
 #include "aggregator/ingest.h"
@@ -46,6 +48,8 @@ class AggregatorServer {
   SensorIngest ingest_;
   QueryService queries_;
   ConsoleServer console_;
+  SensorTotals sensorTotals_;
+  std::unique_ptr<HttpService> http_;  // with [aggregator] http set
 };
 
 }  // namespace garda::aggregator

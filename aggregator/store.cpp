@@ -1,5 +1,7 @@
 #include "aggregator/store.h"
 
+#include <chrono>
+
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
@@ -333,7 +335,16 @@ void Store::commit(Batch& b) {
     check(b.batch_.Merge(cf("city"), be64(static_cast<uint64_t>(second)), totals.encode()),
           "store batch");
   rocksdb::WriteOptions wo;
+  const auto started = std::chrono::steady_clock::now();
   auto s = db_->Write(wo, &b.batch_);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  counters_.writeSecondsSum += seconds;
+  size_t bucket = 0;
+  while (bucket < StoreCounters::kWriteBuckets.size() &&
+         seconds > StoreCounters::kWriteBuckets[bucket])
+    ++bucket;
+  counters_.writeLatency[bucket]++;
   if (!s.ok()) {
     (void)b.batch_.RollbackToSavePoint();
     counters_.writeErrors++;

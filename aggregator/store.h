@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,6 +28,12 @@ struct StoreCounters {
   uint64_t retentionRuns = 0;
   uint64_t incidentsExpired = 0;   // deleted by retention
   uint64_t ordersExpired = 0;      // deleted by retention
+  // Batch commit (RocksDB write through the WAL) latency: counts per bucket
+  // (upper bounds in seconds; the last slot is over the last bound).
+  static constexpr std::array<double, 10> kWriteBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                           0.005,  0.01,    0.025,  0.1,   1.0};
+  std::array<uint64_t, kWriteBuckets.size() + 1> writeLatency{};
+  double writeSecondsSum = 0;
 };
 
 // The city's traffic in one second of data time: the sum over every sensor's

@@ -379,6 +379,76 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
   return c;
 }
 
+namespace {
+
+// [aggregator] http and its companions.
+void parseHttp(Section& agg, AggregatorConfig& c) {
+  if (!c.http.empty()) {
+    if (!splitHostPort(c.http, c.httpHost, c.httpPort))
+      agg.fail("http", "\"" + c.http + "\"",
+               "must be HOST:PORT such as \"127.0.0.1:7480\" (\"[::1]:7480\" for IPv6), or "
+               "\"\" for off");
+    c.httpLoopback = isLoopbackHost(c.httpHost);
+  }
+  c.httpTlsCert = agg.string("http_tls_cert", "");
+  c.httpTlsKey = agg.string("http_tls_key", "");
+  if (c.httpTlsCert.empty() != c.httpTlsKey.empty())
+    agg.fail(c.httpTlsCert.empty() ? "http_tls_cert" : "http_tls_key", "",
+             "missing: give both http_tls_cert and http_tls_key, or neither");
+  for (const auto& [key, file] : {std::pair{"http_tls_cert", c.httpTlsCert},
+                                  std::pair{"http_tls_key", c.httpTlsKey}})
+    if (!file.empty() && ::access(file.c_str(), R_OK) != 0)
+      agg.fail(key, "\"" + file + "\"", std::string("cannot be read: ") + std::strerror(errno));
+  c.httpInsecurePlaintext = agg.boolean("http_insecure_plaintext", false);
+  if (!c.http.empty() && !c.httpLoopback && c.httpTlsCert.empty() && !c.httpInsecurePlaintext)
+    agg.fail("http", "\"" + c.http + "\"",
+             "a non-loopback address needs TLS (http_tls_cert and http_tls_key) or "
+             "http_insecure_plaintext = true: bearer tokens would cross the network in clear");
+  c.httpThreads = static_cast<unsigned>(agg.integer("http_threads", c.httpThreads, 2, 256));
+  c.httpQueue = static_cast<unsigned>(agg.integer("http_queue", c.httpQueue, 1, 100000));
+  c.httpMaxBodyBytes = static_cast<unsigned>(
+      agg.integer("http_max_body_bytes", c.httpMaxBodyBytes, 1024, 16 << 20));
+  c.httpTimeoutMs =
+      static_cast<unsigned>(agg.integer("http_timeout_ms", c.httpTimeoutMs, 100, 600000));
+  c.httpSseClients = static_cast<unsigned>(agg.integer("http_sse_clients", c.httpSseClients, 0, 255));
+  if (c.httpSseClients >= c.httpThreads)
+    agg.fail("http_sse_clients", std::to_string(c.httpSseClients),
+             "must be below http_threads (" + std::to_string(c.httpThreads) +
+                 "): each stream holds a worker thread");
+  c.metricsOpen = agg.boolean("metrics_open", false);
+}
+
+}  // namespace
+
+bool splitHostPort(const std::string& text, std::string& host, uint16_t& port) {
+  std::string portText;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return false;
+    host = text.substr(1, close - 1);
+    portText = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) return false;
+    host = text.substr(0, colon);
+    portText = text.substr(colon + 1);
+  }
+  if (host.empty() || portText.empty() || portText.size() > 5 ||
+      !std::all_of(portText.begin(), portText.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+    return false;
+  const unsigned long p = std::stoul(portText);
+  if (p == 0 || p > 65535) return false;
+  port = static_cast<uint16_t>(p);
+  return true;
+}
+
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  auto a = IpAddress::parse(host);
+  return a && a->isV4() && host.rfind("127.", 0) == 0;
+}
+
 AggregatorConfig parseAggregatorConfig(const std::string& text, const std::string& path,
                                        bool loadKeys) {
   const std::string file = fileName(path);
@@ -421,6 +491,7 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
        {std::pair{"listen_sensors", c.listenSensors}, std::pair{"listen_console", c.listenConsole}})
     if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0)
       agg.fail(key, "\"" + endpoint + "\"", "must be a ZeroMQ endpoint such as \"tcp://0.0.0.0:7450\"");
+  parseHttp(agg, c);
   agg.finish();
 
   Section mit(file, "mitigate", subTable(root, file, "mitigate"));

@@ -133,7 +133,21 @@ struct AggregatorConfig {
   // [aggregator]
   std::string listenSensors = "tcp://0.0.0.0:7450";
   std::string listenConsole = "tcp://127.0.0.1:7451";
-  std::string http = "127.0.0.1:7480";
+  // HTTP API, SSE, /metrics and the web page: "HOST:PORT" ("[::1]:7480" for
+  // IPv6); empty = off. A non-loopback host needs TLS or httpInsecurePlaintext.
+  std::string http;
+  std::string httpHost;              // parsed from `http`
+  uint16_t httpPort = 0;
+  bool httpLoopback = true;
+  std::string httpTlsCert;           // PEM files; both or neither
+  std::string httpTlsKey;
+  bool httpInsecurePlaintext = false;  // non-loopback without TLS: warned every minute
+  unsigned httpThreads = 8;          // worker threads (SSE clients hold one each)
+  unsigned httpQueue = 64;           // accepted connections waiting for a worker
+  unsigned httpMaxBodyBytes = 65536; // larger bodies get 413
+  unsigned httpTimeoutMs = 10000;    // socket read/write timeout (slow clients)
+  unsigned httpSseClients = 4;       // concurrent /api/v1/events streams (< httpThreads)
+  bool metricsOpen = false;          // /metrics without a token
   std::string secretKeyFile;
   std::string secretKey;  // loaded
   std::string dataDir = "/var/lib/garda";
@@ -183,6 +197,11 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
                                bool loadKeys = true, bool requireUplink = true);
 AggregatorConfig parseAggregatorConfig(const std::string& text, const std::string& path,
                                        bool loadKeys = true);
+
+// "HOST:PORT" or "[V6]:PORT" split; false if it is not of that form.
+bool splitHostPort(const std::string& text, std::string& host, uint16_t& port);
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool isLoopbackHost(const std::string& host);
 
 // True for ids of the form [a-z0-9-]{1,32}.
 bool isValidSensorId(const std::string& id);

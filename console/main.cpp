@@ -2,6 +2,7 @@
 // CURVE key pairs for every part of Garda.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "common/envelope.h"
 #include "common/ip.h"
 #include "common/keys.h"
+#include "aggregator/http_auth.h"
 #include "console/console_client.h"
 #include "console/render.h"
 
@@ -102,7 +104,43 @@ int main(int argc, char** argv) {
   auto* orderReject = orderCmd->add_subcommand("reject", "decline a proposed order (operator)");
   orderReject->add_option("ORDER_ID", decideId, "as shown by block list")->required();
 
+  auto* tokenCmd = app.add_subcommand("token", "HTTP API bearer tokens");
+  tokenCmd->require_subcommand(1);
+  auto* tokenNew = tokenCmd->add_subcommand(
+      "new", "make a token: prints it once and the [[token]] entry for aggregator.toml");
+  std::string tokenName, tokenRole;
+  tokenNew->add_option("--name", tokenName, "who holds it (audited as token:NAME)")->required();
+  tokenNew->add_option("--role", tokenRole, "viewer | operator")
+      ->required()
+      ->check(CLI::IsMember({"viewer", "operator"}));
+
   CLI11_PARSE(app, argc, argv);
+
+  if (tokenNew->parsed()) {
+    if (tokenName.empty() || tokenName.size() > 64 || tokenName.find('"') != std::string::npos ||
+        tokenName.find('\\') != std::string::npos) {
+      fmt::print(stderr, "garda token new: --name must be 1 to 64 characters without quotes\n");
+      return 2;
+    }
+    try {
+      const std::string token = aggregator::newToken();
+      const std::string hash = aggregator::sha256Hex(token);
+      const std::string entry = fmt::format(
+          "[[token]]\nname = \"{}\"\nrole = \"{}\"\nsha256 = \"{}\"\n", tokenName, tokenRole, hash);
+      if (json)
+        fmt::print("{}\n", nlohmann::json{{"name", tokenName}, {"role", tokenRole}, {"token", token},
+                                          {"sha256", hash}, {"config", entry}}
+                               .dump());
+      else
+        fmt::print("token (shown once, keep it secret; the aggregator stores only its hash):\n  {}\n\n"
+                   "add to aggregator.toml and restart the aggregator:\n\n{}",
+                   token, entry);
+      return 0;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "garda token new: {}\n", e.what());
+      return 1;
+    }
+  }
 
   if (keygen->parsed()) {
     try {

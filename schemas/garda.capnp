@@ -228,6 +228,7 @@ struct Query {
     orderReject @10 :Text;
     incidentPcap @11 :Text;
     incidentExport @12 :ExportQuery;
+    audit @13 :AuditQuery;
   }
 }
 
@@ -236,10 +237,18 @@ struct HistoryQuery {
   sinceNs @1 :Int64;           # 0 = from the oldest kept
   untilNs @2 :Int64;           # 0 = up to now
   limit @3 :UInt32;            # most recent N windows; 0 = server default
+  points @4 :UInt32;           # > 0: downsampled to this many time buckets
+  victim @5 :Text;             # non-empty: that victim's traffic (at sensorId, or city-wide)
+}
+
+struct AuditQuery {
+  sinceNs @0 :Int64;           # 0 = from the oldest kept
+  limit @1 :UInt32;            # the newest N records; 0 = server default
 }
 
 struct IncidentsQuery {
   openOnly @0 :Bool;
+  sinceNs @1 :Int64;           # > 0: only incidents updated at or after this
 }
 
 struct TopQuery {

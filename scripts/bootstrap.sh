@@ -19,9 +19,11 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libpcap-dev libbpf-dev libnftables-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  libcpp-httplib-dev libssl-dev openssl
   # tests, drill and benchmarks
   tshark wireshark-common hping3 python3 python3-scapy tcpreplay
   iproute2 nftables iputils-ping procps psmisc util-linux time
+  python3-jsonschema prometheus wrk
   # the web console's browser test (playwright-core drives Debian's chromium)
   chromium fonts-dejavu-core
 )

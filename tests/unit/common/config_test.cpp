@@ -399,7 +399,7 @@ TEST(AggregatorConfig, MinimalConfigLoadsWithDefaults) {
   EXPECT_EQ(c.path, "/etc/garda/aggregator.toml");
   EXPECT_EQ(c.listenSensors, "tcp://0.0.0.0:7450");
   EXPECT_EQ(c.listenConsole, "tcp://127.0.0.1:7451");
-  EXPECT_EQ(c.http, "127.0.0.1:7480");
+  EXPECT_EQ(c.http, "") << "HTTP is off unless configured";
   EXPECT_EQ(c.secretKeyFile, "/etc/garda/aggregator.key");
   EXPECT_EQ(c.secretKey, "");
   EXPECT_EQ(c.dataDir, "/var/lib/garda");
