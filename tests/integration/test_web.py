@@ -22,7 +22,6 @@ default <bin>/../web-src), GARDA_ARTIFACTS (default
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import GardaTestCase, HarnessError, Proc, free_port, toml_str  # noqa: E402
+from harness import Aggregator, GardaTestCase, HarnessError, Proc, free_port  # noqa: E402
 
 SENSOR = "dukcapil"
 OPD = "Dinas Kependudukan dan Pencatatan Sipil"
@@ -45,12 +44,6 @@ E2E_TIMEOUT_S = 300.0
 MARKER = "E2E-READY-FOR-ATTACK"
 
 
-def token_entry(name: str, role: str) -> tuple[str, str]:
-    """A fresh token and its [[token]] table (only the hash goes in the config)."""
-    token = "garda_" + secrets.token_hex(32)
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    return token, (f"\n[[token]]\nname = {toml_str(name)}\nrole = {toml_str(role)}\n"
-                   f"sha256 = {toml_str(digest)}\n")
 
 
 class WebConsoleTest(GardaTestCase):
@@ -158,7 +151,6 @@ class WebConsoleTest(GardaTestCase):
     # -- helpers -------------------------------------------------------------
 
     def start_aggregator_with_http(self, sensors, port):
-        from harness import Aggregator
         # Confirm mode: the planner's order waits for an operator's approval.
         agg = Aggregator(self, sensors, extra={"http": f"127.0.0.1:{port}",
                                                "web_root": str(self.web_root),
@@ -166,8 +158,16 @@ class WebConsoleTest(GardaTestCase):
         agg.tokens = {}
         with open(agg.config, "a") as f:
             for name, role in (("soc-operator", "operator"), ("soc-wall", "viewer")):
-                agg.tokens[name], entry = token_entry(name, role)
-                f.write(entry)
+                made = subprocess.run([self.env.bin("garda"), "--json", "token", "new",
+                                       "--name", name, "--role", role],
+                                      capture_output=True, text=True, timeout=30)
+                self.assertEqual(made.returncode, 0, made.stderr)
+                j = json.loads(made.stdout)
+                # Only the hash goes into the config, never the token.
+                self.assertEqual(j["sha256"], hashlib.sha256(j["token"].encode()).hexdigest())
+                self.assertNotIn(j["token"], j["config"])
+                agg.tokens[name] = j["token"]
+                f.write("\n" + j["config"])
         return agg.start()
 
     def start_e2e(self, operator: str, viewer: str) -> Proc:
