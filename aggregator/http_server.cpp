@@ -159,6 +159,16 @@ std::string pathId(const httplib::Request& req) {
 // Fills the Query for a route from the request; throws BadParam.
 using QueryBuilder = std::function<void(const httplib::Request&, wire::Query::Command::Builder)>;
 
+QueryBuilder topQuery(bool sources) {
+  return [sources](const httplib::Request& req, wire::Query::Command::Builder c) {
+    auto t = c.initTop();
+    t.setSources(sources);
+    t.setSinceNs(timeParam(req, "since"));
+    t.setSensorId(param(req, "sensor"));
+    t.setLimit(static_cast<uint32_t>(uintParam(req, "limit", 1000)));
+  };
+}
+
 struct QueryRoute {
   const char* method;
   const char* path;
@@ -186,22 +196,8 @@ const std::vector<QueryRoute>& queryRoutes() {
          e.setIncidentId(pathId(req));
          e.setFormat(format);
        }},
-      {"GET", "/api/v1/top/victims",
-       [](const auto& req, auto c) {
-         auto t = c.initTop();
-         t.setSources(false);
-         t.setSinceNs(timeParam(req, "since"));
-         t.setSensorId(param(req, "sensor"));
-         t.setLimit(static_cast<uint32_t>(uintParam(req, "limit", 1000)));
-       }},
-      {"GET", "/api/v1/top/sources",
-       [](const auto& req, auto c) {
-         auto t = c.initTop();
-         t.setSources(true);
-         t.setSinceNs(timeParam(req, "since"));
-         t.setSensorId(param(req, "sensor"));
-         t.setLimit(static_cast<uint32_t>(uintParam(req, "limit", 1000)));
-       }},
+      {"GET", "/api/v1/top/victims", topQuery(false)},
+      {"GET", "/api/v1/top/sources", topQuery(true)},
       {"GET", "/api/v1/history",
        [](const auto& req, auto c) {
          auto h = c.initHistory();

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "aggregator/city_view.h"
 #include "aggregator/dispatch.h"
@@ -190,18 +191,17 @@ std::string renderMetrics(const MetricsSources& m, const HttpCounters& http, con
   // Store.
   if (m.store) {
     const auto& c = m.store->counters();
-    counter("garda_store_summaries_written_total", "Summaries written to RocksDB.",
-            static_cast<double>(c.summaryWrites));
-    counter("garda_store_batches_total", "Batches committed to RocksDB.",
-            static_cast<double>(c.batches));
-    counter("garda_store_write_errors_total", "RocksDB batch writes that failed.",
-            static_cast<double>(c.writeErrors));
-    counter("garda_store_audit_records_total", "Audit records appended.",
-            static_cast<double>(c.auditRecords));
-    counter("garda_store_city_merges_total", "City seconds updated by summary batches.",
-            static_cast<double>(c.cityMerges));
-    counter("garda_store_retention_runs_total", "Retention sweeps run.",
-            static_cast<double>(c.retentionRuns));
+    for (const auto& [name, help, v] :
+         {std::tuple{"garda_store_summaries_written_total", "Summaries written to RocksDB.",
+                     c.summaryWrites},
+          std::tuple{"garda_store_batches_total", "Batches committed to RocksDB.", c.batches},
+          std::tuple{"garda_store_write_errors_total", "RocksDB batch writes that failed.",
+                     c.writeErrors},
+          std::tuple{"garda_store_audit_records_total", "Audit records appended.", c.auditRecords},
+          std::tuple{"garda_store_city_merges_total", "City seconds updated by summary batches.",
+                     c.cityMerges},
+          std::tuple{"garda_store_retention_runs_total", "Retention sweeps run.", c.retentionRuns}})
+      counter(name, help, static_cast<double>(v));
     w.family("garda_store_write_seconds", "histogram",
              "RocksDB batch commit latency (write-ahead log included).");
     w.histogram(StoreCounters::kWriteBuckets, c.writeLatency, c.writeSecondsSum);
