@@ -429,6 +429,10 @@ HttpService::HttpService(const common::AggregatorConfig& config, QueryService& q
   server_->set_keep_alive_timeout(5);
   server_->set_keep_alive_max_count(100);
   server_->set_payload_max_length(config_.httpMaxBodyBytes);
+  // The web console's files at / (a GET no file answers goes on to the API).
+  if (!config_.webRoot.empty() && !server_->set_mount_point("/", config_.webRoot))
+    spdlog::warn("http: web_root \"{}\" is not a folder: the web console is not served",
+                 config_.webRoot);
   registerRoutes();
   if (!server_->bind_to_port(config_.httpHost, config_.httpPort))
     throw std::runtime_error("cannot listen for HTTP on " + config_.http + " (aggregator.http): " +

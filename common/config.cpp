@@ -8,6 +8,7 @@
 #include <cstring>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -499,6 +500,11 @@ void parseHttp(Section& agg, AggregatorConfig& c) {
              "must be below http_threads (" + std::to_string(c.httpThreads) +
                  "): each stream holds a worker thread");
   c.metricsOpen = agg.boolean("metrics_open", false);
+  c.webRoot = agg.string("web_root", AggregatorConfig::kDefaultWebRoot);
+  if (!c.webRoot.empty() && c.webRoot != AggregatorConfig::kDefaultWebRoot &&
+      !std::filesystem::is_directory(c.webRoot))
+    agg.fail("web_root", "\"" + c.webRoot + "\"",
+             "is not a folder: it should hold the built web console (index.html), or \"\" for none");
 }
 
 }  // namespace

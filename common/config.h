@@ -177,6 +177,10 @@ struct AggregatorConfig {
   unsigned httpTimeoutMs = 10000;    // socket read/write timeout (slow clients)
   unsigned httpSseClients = 4;       // concurrent /api/v1/events streams (< httpThreads)
   bool metricsOpen = false;          // /metrics without a token
+  // The web console's built files, served at /; "" = no page. The default
+  // may be absent (no page served); a folder set here must exist.
+  static constexpr const char* kDefaultWebRoot = "/usr/share/garda/web";
+  std::string webRoot = kDefaultWebRoot;
   std::string secretKeyFile;
   std::string secretKey;  // loaded
   std::string dataDir = "/var/lib/garda";

@@ -29,7 +29,12 @@ packages=(
   python3-jsonschema prometheus wrk
   # rollout: Ansible and its linters, and the rollout test's Debian hosts
   ansible ansible-lint yamllint debootstrap systemd-container openssh-client
+  # the web console's browser test (playwright-core drives Debian's chromium)
+  chromium fonts-dejavu-core
 )
+# npm builds the web console (web/). Debian's nodejs + npm only when no npm
+# is on PATH: a node from elsewhere (e.g. nodesource) brings its own npm.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -900,6 +900,20 @@ TEST(AggregatorConfig, InsecurePlaintextMakesSensorKeysOptional) {
       << aggregatorError(std::string(kMinimalAggregator) + sensor);
 }
 
+TEST(AggregatorConfig, WebRootMustBeAFolderWhenSet) {
+  AggregatorConfig c = parseAggregatorConfig(kMinimalAggregator, "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.webRoot, "/usr/share/garda/web");  // the default may be absent: no page then
+  c = parseAggregatorConfig(std::string(kMinimalAggregator) + "web_root = \"" GARDA_SOURCE_DIR "\"\n",
+                            "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.webRoot, GARDA_SOURCE_DIR);
+  c = parseAggregatorConfig(std::string(kMinimalAggregator) + "web_root = \"\"\n",
+                            "/etc/garda/aggregator.toml", false);
+  EXPECT_EQ(c.webRoot, "");
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "web_root = \"/nonexistent/web\"\n"),
+            "aggregator.toml: aggregator.web_root = \"/nonexistent/web\": is not a folder: it should "
+            "hold the built web console (index.html), or \"\" for none");
+}
+
 }  // namespace
 }  // namespace garda::common
 
