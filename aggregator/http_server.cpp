@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <regex>
 
 #include "common/clock.h"
@@ -138,8 +139,9 @@ uint64_t uintParam(const httplib::Request& req, const char* name, uint64_t max) 
 int64_t timeParam(const httplib::Request& req, const char* name) {
   std::string v = param(req, name);
   if (v.empty()) return 0;
-  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }) && v.size() < 19)
-    return std::stoll(v);
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return static_cast<int64_t>(
+        uintParam(req, name, static_cast<uint64_t>(std::numeric_limits<int64_t>::max())));
   if (auto d = common::parseDurationNs(v)) return std::max<int64_t>(common::wallNowNs() - *d, 1);
   throw BadParam(std::string(name) + "=" + v +
                  ": expected nanoseconds since the epoch or a duration back from now (e.g. 10m)");

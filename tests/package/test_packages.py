@@ -177,6 +177,13 @@ class DebianPackagesTest(unittest.TestCase):
                 if unit:
                     expected[f"{UNIT_DIR}/{unit}"] = "-rw-r--r--"
                 regular = {p: m for p, (m, _) in files.items() if not m.startswith("d")}
+                # The aggregator ships the built web console (when the build
+                # made it): the page and its assets, read-only for everyone.
+                web = {p: m for p, m in regular.items() if p.startswith("usr/share/garda/web/")}
+                if package == "garda-aggregator" and (BUILD_DIR / "web" / "index.html").exists():
+                    self.assertIn("usr/share/garda/web/index.html", web)
+                    self.assertTrue(all(m == "-rw-r--r--" for m in web.values()), web)
+                    regular = {p: m for p, m in regular.items() if p not in web}
                 self.assertEqual(regular, expected, f"dpkg-deb -c:\n{listing}")
                 for path, (mode, owner) in files.items():
                     self.assertEqual(owner, "root/root", f"{path}: {mode} {owner}")

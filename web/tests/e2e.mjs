@@ -130,7 +130,13 @@ try {
 
   // --- Evidence pcap: the download works whenever the route does. ---
   const pcapPath = `api/v1/incidents/${encodeURIComponent(incidentId)}/pcap`;
-  const direct = await api.get(new URL(pcapPath, BASE).href, { headers: auth(OPERATOR) });
+  // The aggregator asks the victim's sensor for packets when the incident
+  // opens; until they arrive it answers 404 "try again in a few seconds".
+  let direct = await api.get(new URL(pcapPath, BASE).href, { headers: auth(OPERATOR) });
+  for (let i = 0; i < 30 && direct.status() === 404; i++) {
+    await page.waitForTimeout(500);
+    direct = await api.get(new URL(pcapPath, BASE).href, { headers: auth(OPERATOR) });
+  }
   result.pcap_status = direct.status();
   if (direct.status() === 200) {
     const [download] = await Promise.all([
