@@ -194,8 +194,18 @@ EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept 
     options.nestingLimit = limits_.nestingLimit;
     reader_.emplace(kj::arrayPtr(data, words), options);
     root_ = reader_->getRoot<wire::Envelope>();
-    // Walks every pointer once: bounds, nesting and traversal limits.
+    // Walks every pointer once: bounds, nesting and traversal limits. This
+    // walk is what bounds amplification (pointers aliasing one blob count
+    // every time they are followed).
     (void)root_.totalSize();
+    // The stages that read the message next (sanity, store, detection with
+    // its per-key walks of a victim's lists, incidents, counters, metrics)
+    // read it again and again, a bounded number of times each: they read
+    // through a second reader of the same words whose budget only the
+    // validated size bounds.
+    options.traversalLimitInWords = limits_.readPasses * (limits_.traversalFactor * words + 64);
+    reader_.emplace(kj::arrayPtr(data, words), options);
+    root_ = reader_->getRoot<wire::Envelope>();
     if (root_.getVersion() != wire::PROTOCOL_VERSION) {
       detail_ = "version " + std::to_string(root_.getVersion());
       return EnvelopeReject::kBadVersion;

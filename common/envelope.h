@@ -42,6 +42,11 @@ struct DecodeLimits {
   // a bound because a message of pointers aliasing one big blob could
   // otherwise amplify a small message into a huge amount of work.
   uint64_t traversalFactor = 4;
+  // After that validating walk, the Envelope handed out may be read this
+  // many times over (x traversalFactor) by the stages that use it: detection
+  // walks a victim's lists once per key, so a busy summary needs about two
+  // (measured with makeLoadWindow(100)); 16 leaves room for more stages.
+  uint64_t readPasses = 16;
   int nestingLimit = 16;
 };
 

@@ -8,7 +8,7 @@
 #   3. build-asan/ ASan + UBSan      the same tests again under the sanitizers, but for
 #                                    the packages, the rollout hosts and the browser test
 #                                    (they test packaging and the page, not memory)
-#   4. build-fuzz/ clang libFuzzer   each fuzz target for GARDA_FUZZ_SECONDS (default 60)
+#   4. build-fuzz/ clang libFuzzer   each fuzz target for GARDA_FUZZ_SECONDS (default 30)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,9 +32,9 @@ echo "== tests under the sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure --timeout 900 -LE "package|rollout|web"
 
-echo "== fuzz targets (clang, libFuzzer + ASan + UBSan, ${GARDA_FUZZ_SECONDS:-60} s each)"
+echo "== fuzz targets (clang, libFuzzer + ASan + UBSan, ${GARDA_FUZZ_SECONDS:-30} s each)"
 CC=clang CXX=clang++ scripts/build.sh "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DGARDA_FUZZ=ON -DGARDA_BUILD_BENCH=OFF -DGARDA_BUILD_WEB=OFF -DGARDA_FUZZ_SECONDS="${GARDA_FUZZ_SECONDS:-60}"
+  -DGARDA_FUZZ=ON -DGARDA_BUILD_BENCH=OFF -DGARDA_BUILD_WEB=OFF -DGARDA_FUZZ_SECONDS="${GARDA_FUZZ_SECONDS:-30}"
 ctest --test-dir build-fuzz -L fuzz --output-on-failure
 
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"

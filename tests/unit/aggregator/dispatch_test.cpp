@@ -6,7 +6,9 @@
 #include <filesystem>
 
 #include "aggregator/dispatch.h"
+#include "bench/load_window.h"
 #include "common/envelope.h"
+#include "sensor/uplink.h"
 
 namespace garda::aggregator {
 namespace {
@@ -624,6 +626,32 @@ TEST_F(DroppingIncidentTest, DropsUnderTheFloorDoNotHoldTheIncident) {
   EXPECT_EQ(incidents()[0]["state"], "resolved");
   EXPECT_EQ(order()->state, "expired");
   EXPECT_LT(order()->expiresAtNs, kNow + t * kSecond);
+}
+
+// A busy window as a sensor sends it (100 victims, each with vectors,
+// reflection ports, 20 top sources and top ports), decoded with the
+// aggregator's own limits, goes through every stage that reads a summary.
+// Several of them walk a victim's lists once per detection key, so the
+// decoder's traversal budget must cover the stages' reads, not only the
+// first validating walk (a 10-victim summary used to throw "Exceeded message
+// traversal limit" in detection, after it was stored and before its ack).
+TEST_F(DroppingIncidentTest, ABusySummaryOffTheWireGoesThroughEveryStage) {
+  sensor::WindowStats w = bench::makeLoadWindow(100, 1000);
+  w.startNs = kNow;
+  const std::string bytes = sensor::encodeSummary(w, "alpha", 7, 1, 0, 0);
+  common::EnvelopeDecoder decoder(common::DecodeLimits{config_.maxMessageBytes});
+  ASSERT_EQ(decoder.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())),
+            common::EnvelopeReject::kNone)
+      << decoder.detail();
+  auto summary = decoder.envelope().getBody().getSummary();
+  const int64_t now = kNow + kSecond;
+  city_->touch("alpha", now);
+  EXPECT_NO_THROW({
+    dispatcher_->onCounters("alpha", summary);
+    tracker_->onSummary(summary, now);
+    tracker_->tick(now);
+  });
+  EXPECT_GE(tracker_->correlator().counters().opened, 1u);
 }
 
 }  // namespace

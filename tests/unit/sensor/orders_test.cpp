@@ -244,7 +244,9 @@ TEST_F(OrderManagerTest, ASummaryCarriesTheCountersAndTheAggregatorChecksThem) {
   EXPECT_EQ(c[0].getPackets(), 5u);
   EXPECT_EQ(c[0].getBytes(), 300u);
   // Without counters the list is empty (exec, dry-run).
-  ASSERT_EQ(decode(encodeSummary(w, "dukcapil", 7, 2, 0, 0), d), common::EnvelopeReject::kNone);
+  // (The decoder reads the bytes in place: they must outlive the reads.)
+  const std::string none = encodeSummary(w, "dukcapil", 7, 2, 0, 0);
+  ASSERT_EQ(decode(none, d), common::EnvelopeReject::kNone);
   EXPECT_EQ(d.envelope().getBody().getSummary().getOrderCounters().size(), 0u);
   // Insane counters are refused with the reason.
   ASSERT_EQ(decode(encodeSummary(w, "dukcapil", 7, 3, 0, 0, {{std::string(65, 'x'), {1, 60}}}), d),
