@@ -425,11 +425,10 @@ QueryResult QueryService::run(wire::Query::Reader q, const Caller& caller) {
   }
 }
 
-ConsoleServer::ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,
+ConsoleServer::ConsoleServer(zmq::socket_t& router, QueryService& queries,
                              const common::AggregatorConfig& config)
     : router_(router),
       queries_(queries),
-      store_(store),
       decoder_(common::DecodeLimits{1 << 20}) {
   reload(config);
 }

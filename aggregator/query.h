@@ -108,7 +108,7 @@ struct ConsoleCounters {
 // replies. Operator actions are audited, allowed or not. Single-threaded.
 class ConsoleServer {
  public:
-  ConsoleServer(zmq::socket_t& router, QueryService& queries, Store& store,
+  ConsoleServer(zmq::socket_t& router, QueryService& queries,
                 const common::AggregatorConfig& config);
   void reload(const common::AggregatorConfig& config);
   void drain(size_t maxMessages);
@@ -117,10 +117,8 @@ class ConsoleServer {
  private:
   void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
 
-
   zmq::socket_t& router_;
   QueryService& queries_;
-  Store& store_;
   std::map<std::string, common::Role> roles_;
   common::EnvelopeDecoder decoder_;
   common::LogLimiter logLimiter_;

@@ -94,7 +94,7 @@ AggregatorServer::AggregatorServer(const common::AggregatorConfig& config)
       planner_(dispatcher_, config_, incidents_.detector().config().floorPps),
       ingest_(sensorSocket_, store_, city_, dispatcher_, config_),
       queries_(store_, city_, dispatcher_, incidents_),
-      console_(consoleSocket_, queries_, store_, config_),
+      console_(consoleSocket_, queries_, config_),
       incidentNotifier_(config_.notify),
       evidence_(store_, [this](const std::string& id, const std::string& bytes) {
         return sendToSensor(id, bytes);
