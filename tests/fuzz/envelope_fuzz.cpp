@@ -163,9 +163,14 @@ void consumeQuery(wire::Query::Reader q) {
       use(static_cast<uint64_t>(h.getSinceNs()));
       use(static_cast<uint64_t>(h.getUntilNs()));
       use(h.getLimit());
+      use(h.getPoints());
+      use(h.getVictim());
       break;
     }
-    case wire::Query::Command::INCIDENTS: use(c.getIncidents().getOpenOnly()); break;
+    case wire::Query::Command::INCIDENTS:
+      use(c.getIncidents().getOpenOnly());
+      use(static_cast<uint64_t>(c.getIncidents().getSinceNs()));
+      break;
     case wire::Query::Command::INCIDENT_SHOW: use(c.getIncidentShow()); break;
     case wire::Query::Command::TOP: {
       auto t = c.getTop();
@@ -190,6 +195,12 @@ void consumeQuery(wire::Query::Reader q) {
       auto x = c.getIncidentExport();
       use(x.getIncidentId());
       use(x.getFormat());
+      break;
+    }
+    case wire::Query::Command::AUDIT: {
+      auto a = c.getAudit();
+      use(static_cast<uint64_t>(a.getSinceNs()));
+      use(a.getLimit());
       break;
     }
   }
