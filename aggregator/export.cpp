@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "common/duration.h"
+#include "common/hex.h"
 #include "common/ip.h"
 
 namespace garda::aggregator {
@@ -447,16 +448,10 @@ bool isExportTlp(std::string_view tlp) noexcept {
 std::string uuidV5(std::string_view namespaceUuid, std::string_view name) {
   std::array<unsigned char, 16> ns{};
   size_t n = 0;
-  auto hexValue = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   for (size_t i = 0; i < namespaceUuid.size(); ++i) {
     if (namespaceUuid[i] == '-') continue;
-    int hi = hexValue(namespaceUuid[i]);
-    int lo = i + 1 < namespaceUuid.size() ? hexValue(namespaceUuid[i + 1]) : -1;
+    int hi = common::hexValue(namespaceUuid[i]);
+    int lo = i + 1 < namespaceUuid.size() ? common::hexValue(namespaceUuid[i + 1]) : -1;
     if (hi < 0 || lo < 0 || n >= ns.size())
       throw std::invalid_argument("not a UUID: '" + std::string(namespaceUuid) + "'");
     ns[n++] = static_cast<unsigned char>(hi << 4 | lo);
@@ -472,13 +467,8 @@ std::string uuidV5(std::string_view namespaceUuid, std::string_view name) {
     throw std::runtime_error("SHA-1 failed");
   digest[6] = static_cast<unsigned char>((digest[6] & 0x0f) | 0x50);
   digest[8] = static_cast<unsigned char>((digest[8] & 0x3f) | 0x80);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
+  std::string out = common::toHex(digest, 16);
+  for (size_t at : {8, 13, 18, 23}) out.insert(at, 1, '-');  // 8-4-4-4-12
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "common/hex.h"
+
 namespace garda::aggregator {
 namespace {
 
@@ -19,35 +21,18 @@ std::array<unsigned char, 32> sha256(std::string_view data) {
   return out;
 }
 
-std::string hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = kDigits[p[i] >> 4];
-    s[2 * i + 1] = kDigits[p[i] & 15];
-  }
-  return s;
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::string sha256Hex(std::string_view data) {
   auto d = sha256(data);
-  return hex(d.data(), d.size());
+  return common::toHex(d.data(), d.size());
 }
 
 std::string newToken() {
   std::array<unsigned char, 32> bytes{};
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
     throw std::runtime_error("token: OpenSSL RAND_bytes failed");
-  return "garda_" + hex(bytes.data(), bytes.size());
+  return "garda_" + common::toHex(bytes.data(), bytes.size());
 }
 
 TokenAuth::TokenAuth(const std::vector<common::TokenEntry>& tokens) {
@@ -55,7 +40,7 @@ TokenAuth::TokenAuth(const std::vector<common::TokenEntry>& tokens) {
     // The config loader has checked 64 hex digits.
     std::string digest(32, '\0');
     for (size_t i = 0; i < 32 && 2 * i + 1 < t.sha256.size(); ++i)
-      digest[i] = static_cast<char>(hexValue(t.sha256[2 * i]) * 16 + hexValue(t.sha256[2 * i + 1]));
+      digest[i] = static_cast<char>(common::hexValue(t.sha256[2 * i]) * 16 + common::hexValue(t.sha256[2 * i + 1]));
     entries_.push_back({std::move(digest), {t.name, t.role}});
   }
 }

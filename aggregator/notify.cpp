@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "common/duration.h"
+#include "common/hex.h"
 #include "common/log.h"
 
 namespace garda::aggregator {
@@ -145,13 +146,7 @@ std::string hmacSha256Hex(std::string_view key, std::string_view body) {
   if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len))
     throw std::runtime_error("HMAC-SHA256 failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 0xf];
-  }
-  return out;
+  return common::toHex(mac, len);
 }
 
 int syslogSeverity(const NotifyEvent& e) noexcept {
