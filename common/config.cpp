@@ -1,6 +1,7 @@
 #include "common/config.h"
 
 #include <fmt/core.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -458,6 +459,18 @@ SensorConfig parseSensorConfig(const std::string& text, const std::string& path,
   }
   c.execTimeoutMs =
       static_cast<unsigned>(enforce.integer("exec_timeout_ms", c.execTimeoutMs, 100, 600000));
+  c.stateDir = enforce.string("state_dir", c.stateDir);
+  if (!c.stateDir.empty()) {
+    if (c.stateDir[0] != '/')
+      enforce.fail("state_dir", "\"" + c.stateDir + "\"", "must be an absolute path");
+    struct stat st {};
+    if (c.backend == EnforceBackend::kXdp &&
+        (::stat(c.stateDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+         ::access(c.stateDir.c_str(), W_OK | X_OK) != 0))
+      enforce.fail("state_dir", "\"" + c.stateDir + "\"",
+                   "must be a folder this user can write (the xdp backend records its "
+                   "program's id there)");
+  }
   enforce.finish();
 
   return c;

@@ -75,6 +75,7 @@ struct SensorConfig {
   XdpMode xdpMode = XdpMode::kAuto; // auto: native, else generic (skb) mode
   std::string execCommand;          // exec backend: absolute path, run without a shell
   unsigned execTimeoutMs = 5000;    // exec backend: the script is killed after this
+  std::string stateDir;             // what outlives a restart (the XDP program's id); "" = none
 };
 
 struct SensorEntry {

@@ -123,14 +123,30 @@ int main(int argc, char** argv) {
   std::string pcapPath;
   std::string summariesOut;
   bool offline = false;
+  bool withdraw = false;
   app.add_option("--config", configPath, "sensor.toml")->required();
   app.add_option("--pcap", pcapPath, "replay this pcap/pcapng file instead of live capture");
   app.add_option("--summaries-out", summariesOut,
                  "also write each window as a JSON line to this file (- for stdout)");
   app.add_flag("--offline", offline,
                "no aggregator: write --summaries-out only ([uplink] not needed)");
+  app.add_flag("--withdraw", withdraw,
+               "take what [enforce] left in the kernel off for good (the nftables table, or "
+               "Garda's XDP program) and exit; for package removal, with the daemon stopped")
+      ->excludes("--pcap", "--summaries-out", "--offline");
   app.set_version_flag("--version", GARDA_VERSION);
   CLI11_PARSE(app, argc, argv);
+
+  if (withdraw) {
+    try {
+      // [uplink] is not needed: its key files may be gone already.
+      fmt::print("{}\n", sensor::withdrawEnforcement(common::loadSensorConfig(configPath, true)));
+      return 0;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "garda-sensor: {}\n", e.what());
+      return 2;
+    }
+  }
 
   common::SensorConfig config;
   std::unique_ptr<sensor::Enforcer> enforcer;

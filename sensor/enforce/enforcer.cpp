@@ -28,7 +28,8 @@ std::unique_ptr<Enforcer> makeEnforcer(const common::SensorConfig& config) {
       case common::EnforceBackend::kExec:
         return std::make_unique<ExecEnforcer>(config.execCommand, config.execTimeoutMs);
       case common::EnforceBackend::kXdp:
-        return std::make_unique<XdpEnforcer>(config.interface, config.xdpMode, config.maxRules);
+        return std::make_unique<XdpEnforcer>(config.interface, config.xdpMode, config.maxRules,
+                                             config.stateDir);
     }
   } catch (const common::ConfigError&) {
     throw;
@@ -36,6 +37,17 @@ std::unique_ptr<Enforcer> makeEnforcer(const common::SensorConfig& config) {
     throw common::ConfigError(config.path + ": enforce.backend: " + e.what());
   }
   throw common::ConfigError(config.path + ": enforce.backend: unknown backend");
+}
+
+std::string withdrawEnforcement(const common::SensorConfig& config) {
+  switch (config.backend) {
+    case common::EnforceBackend::kNftables: return NftablesEnforcer::withdraw(config.nftTable);
+    case common::EnforceBackend::kXdp: return XdpEnforcer::withdraw(config.interface, config.stateDir);
+    case common::EnforceBackend::kExec:
+      return "exec: the script's own rules are the operator's to take off";
+    case common::EnforceBackend::kDryRun: return "dry-run: nothing was ever enforced";
+  }
+  return {};
 }
 
 }  // namespace garda::sensor

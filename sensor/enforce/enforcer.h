@@ -62,4 +62,11 @@ class DryRunEnforcer final : public Enforcer {
 // build cannot provide it.
 std::unique_ptr<Enforcer> makeEnforcer(const common::SensorConfig& config);
 
+// Takes what the configured backend left in the kernel off for good: the
+// nftables table, or Garda's XDP program on the interface. For package
+// removal (`garda-sensor --withdraw`); a running sensor leaves both in place
+// on exit so that a restart keeps what is in force. Returns what it did;
+// throws std::runtime_error when it cannot.
+std::string withdrawEnforcement(const common::SensorConfig& config);
+
 }  // namespace garda::sensor

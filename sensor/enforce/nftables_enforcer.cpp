@@ -140,6 +140,20 @@ NftablesEnforcer::NftablesEnforcer(std::string table) : table_(std::move(table))
   adoptLeftovers();
 }
 
+std::string NftablesEnforcer::withdraw(const std::string& table) {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (!ctx) throw std::runtime_error("nftables: cannot create a libnftables context");
+  nft_ctx_buffer_output(ctx);
+  nft_ctx_buffer_error(ctx);
+  int rc = nft_run_cmd_from_buffer(ctx, ("delete table inet " + table).c_str());
+  std::string errors = nft_ctx_get_error_buffer(ctx);
+  nft_ctx_free(ctx);
+  if (rc == 0) return "nftables: deleted table inet " + table + " and its rules";
+  if (isMissing(errors)) return "nftables: no table inet " + table + ": nothing to delete";
+  throw std::runtime_error("nftables: cannot delete table inet " + table + ": " +
+                           errors.substr(0, errors.find('\n')));
+}
+
 NftablesEnforcer::~NftablesEnforcer() {
   // The table stays: its elements expire in the kernel on their own.
   if (ctx_) nft_ctx_free(ctx_);

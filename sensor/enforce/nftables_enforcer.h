@@ -55,6 +55,10 @@ class NftablesEnforcer final : public Enforcer {
   NftablesEnforcer(const NftablesEnforcer&) = delete;
   NftablesEnforcer& operator=(const NftablesEnforcer&) = delete;
 
+  // Deletes the table and every rule in it, for good (package removal).
+  // Returns what it did; throws std::runtime_error when it cannot.
+  static std::string withdraw(const std::string& table);
+
   const char* name() const noexcept override { return "nftables"; }
   std::string apply(const Rule& rule) override;
   std::string remove(const Rule& rule) override;

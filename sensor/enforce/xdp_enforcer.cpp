@@ -9,8 +9,10 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <stdexcept>
 
 #include "common/clock.h"
@@ -53,14 +55,59 @@ int64_t bootNowNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+// The program's name, or "" when this process may not look (reading another
+// process's program by id takes CAP_SYS_ADMIN).
 std::string programName(uint32_t id) {
   int fd = bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return "?";
+  if (fd < 0) return {};
   bpf_prog_info info{};
   uint32_t len = sizeof info;
-  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "?";
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
   close(fd);
   return name;
+}
+
+// The record of the program this sensor attached: "<prog id> <ifindex>".
+// Program ids are allocated cyclically over 31 bits, so an id seen on the
+// interface that equals the recorded one is the recorded program.
+std::string recordPath(const std::string& stateDir, const std::string& interface) {
+  return stateDir + "/xdp-" + interface + ".prog";
+}
+
+uint32_t recordedProgram(const std::string& stateDir, const std::string& interface,
+                         int ifindex) {
+  if (stateDir.empty()) return 0;
+  std::ifstream in(recordPath(stateDir, interface));
+  uint32_t id = 0;
+  int index = 0;
+  if (!(in >> id >> index) || index != ifindex) return 0;
+  return id;
+}
+
+// Written to a temporary name and renamed, so a crash leaves the old record
+// or the new one. Returns "" or the reason it could not be written.
+std::string recordProgram(const std::string& stateDir, const std::string& interface,
+                          int ifindex, uint32_t id) {
+  const std::string path = recordPath(stateDir, interface), tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << ' ' << ifindex << '\n';
+    out.flush();
+    if (!out) return tmp + ": " + std::strerror(errno);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = path + ": " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return why;
+  }
+  return {};
+}
+
+// Whether the program `id` on the interface is Garda's: by name when this
+// process may read it, else by the record a previous run left.
+bool isOurs(uint32_t id, uint32_t recorded, std::string* name) {
+  *name = programName(id);
+  return id == recorded || *name == kProgramName;
 }
 
 template <typename T>
@@ -71,7 +118,8 @@ std::vector<uint8_t> bytesOf(const T& value) {
 
 }  // namespace
 
-XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, unsigned maxRules)
+XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, unsigned maxRules,
+                         const std::string& stateDir)
     : interface_(interface) {
   libbpf_set_print(libbpfLog);
   ifindex_ = static_cast<int>(if_nametoindex(interface.c_str()));
@@ -79,16 +127,26 @@ XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, uns
     throw std::runtime_error("xdp: interface " + interface + ": " + std::strerror(errno));
 
   // Only ever replace our own program.
+  const uint32_t recorded = recordedProgram(stateDir, interface, ifindex_);
   bpf_xdp_query_opts query{};
   query.sz = sizeof query;
   if (bpf_xdp_query(ifindex_, 0, &query) == 0) {
     for (uint32_t id : {query.prog_id, query.drv_prog_id, query.skb_prog_id, query.hw_prog_id}) {
       if (id == 0) continue;
-      std::string name = programName(id);
-      if (name != kProgramName)
+      std::string name;
+      if (isOurs(id, recorded, &name)) continue;
+      if (!name.empty())
         throw std::runtime_error("xdp: interface " + interface + " already runs XDP program \"" +
                                  name + "\" (id " + std::to_string(id) +
                                  "); garda will not replace it");
+      throw std::runtime_error(
+          "xdp: interface " + interface + " already runs XDP program id " + std::to_string(id) +
+          ", which is not the one garda recorded" +
+          (stateDir.empty() ? " (no enforce.state_dir is set)"
+                            : " in " + recordPath(stateDir, interface)) +
+          ", and without CAP_SYS_ADMIN garda cannot read its name; garda will not replace it. "
+          "If it is a program an older garda left, take it off with `ip link set dev " +
+          interface + " xdp off`");
     }
   }
 
@@ -115,17 +173,20 @@ XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, uns
   int cpus = libbpf_num_possible_cpus();
   cpus_ = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
 
-  // A Garda program left by an earlier run may be attached in the other
-  // mode, which blocks attaching in this one: take it off first.
-  if (query.drv_prog_id) bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr);
-  if (query.skb_prog_id) bpf_xdp_detach(ifindex_, XDP_FLAGS_SKB_MODE, nullptr);
+  // Our program left by an earlier run is replaced in one step when it is
+  // attached in the mode this one gets (no moment without a program); one in
+  // the other mode blocks attaching in this one and is taken off first.
+  auto attachIn = [&](uint32_t flags, uint32_t otherFlags, uint32_t otherId) {
+    if (otherId) bpf_xdp_detach(ifindex_, otherFlags, nullptr);
+    return bpf_xdp_attach(ifindex_, progFd, flags, nullptr);
+  };
   int err = -EINVAL;
   if (mode != common::XdpMode::kGeneric) {
-    err = bpf_xdp_attach(ifindex_, progFd, XDP_FLAGS_DRV_MODE, nullptr);
+    err = attachIn(XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, query.skb_prog_id);
     if (err == 0) attachMode_ = "native";
   }
   if (err != 0 && mode != common::XdpMode::kNative) {
-    err = bpf_xdp_attach(ifindex_, progFd, XDP_FLAGS_SKB_MODE, nullptr);
+    err = attachIn(XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE, query.drv_prog_id);
     if (err == 0) attachMode_ = "generic";
   }
   if (err != 0) {
@@ -135,8 +196,17 @@ XdpEnforcer::XdpEnforcer(const std::string& interface, common::XdpMode mode, uns
                              " mode): " + strerror(-err));
   }
   for (uint32_t slot = maxRules; slot > 0; --slot) freeSlots_.push_back(slot - 1);
-  spdlog::info("xdp: {} attached to {} in {} mode, {} rules at most", kProgramName, interface,
-               attachMode_, maxRules);
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(progFd, &info, &len) == 0) programId_ = info.id;
+  if (!stateDir.empty()) {
+    if (std::string why = recordProgram(stateDir, interface, ifindex_, programId_); !why.empty())
+      spdlog::warn("xdp: cannot record the program's id ({}): a restart without CAP_SYS_ADMIN "
+                   "will not recognise it",
+                   why);
+  }
+  spdlog::info("xdp: {} (id {}) attached to {} in {} mode, {} rules at most", kProgramName,
+               programId_, interface, attachMode_, maxRules);
 }
 
 XdpEnforcer::~XdpEnforcer() {
@@ -277,6 +347,49 @@ bool XdpEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
   out.reserve(rules.size());
   for (const Rule* r : rules) out.push_back(count(*r));
   return true;
+}
+
+}  // namespace garda::sensor
+
+namespace garda::sensor {
+
+std::string XdpEnforcer::withdraw(const std::string& interface, const std::string& stateDir) {
+  const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+  if (ifindex == 0) {
+    if (!stateDir.empty()) std::remove(recordPath(stateDir, interface).c_str());
+    return "xdp: interface " + interface + " is not there: nothing to take off";
+  }
+  const uint32_t recorded = recordedProgram(stateDir, interface, ifindex);
+  bpf_xdp_query_opts query{};
+  query.sz = sizeof query;
+  if (int err = bpf_xdp_query(ifindex, 0, &query); err != 0)
+    throw std::runtime_error("xdp: cannot query " + interface + ": " + strerror(-err));
+  struct Attached {
+    uint32_t id;
+    uint32_t flags;
+    const char* mode;
+  };
+  std::string done;
+  for (const Attached& a : {Attached{query.drv_prog_id, XDP_FLAGS_DRV_MODE, "native"},
+                            Attached{query.skb_prog_id, XDP_FLAGS_SKB_MODE, "generic"}}) {
+    if (a.id == 0) continue;
+    std::string name;
+    if (!isOurs(a.id, recorded, &name)) {
+      done += "xdp: left program id " + std::to_string(a.id) + " (" +
+              (name.empty() ? "not recorded as garda's" : "\"" + name + "\"") + ") on " +
+              interface + "\n";
+      continue;
+    }
+    if (int err = bpf_xdp_detach(ifindex, a.flags, nullptr); err != 0)
+      throw std::runtime_error("xdp: cannot take program id " + std::to_string(a.id) + " off " +
+                               interface + ": " + strerror(-err));
+    done += "xdp: took " + std::string(kProgramName) + " (id " + std::to_string(a.id) + ", " +
+            a.mode + " mode) off " + interface + "\n";
+  }
+  if (!stateDir.empty()) std::remove(recordPath(stateDir, interface).c_str());
+  if (done.empty()) done = "xdp: no XDP program on " + interface + "\n";
+  done.pop_back();
+  return done;
 }
 
 }  // namespace garda::sensor

@@ -31,17 +31,24 @@ struct XdpCounters {
 // Each map entry holds the rule's absolute expiry converted to
 // CLOCK_BOOTTIME, and the program ignores an expired entry, so a rule stops
 // on time even when the sensor is dead; the sensor also deletes it when it
-// expires. The program stays attached when the sensor exits (clean or not);
-// a starting sensor replaces it, with empty maps, and the aggregator's
-// orderSync on hello puts back what is in force. It refuses to replace an
-// XDP program that is not Garda's.
+// expires. The program stays attached when the sensor exits (clean or not),
+// so what is in force holds through a restart or a crash; a starting sensor
+// replaces it in one step, with empty maps, and the aggregator's orderSync on
+// hello puts back what is in force. It refuses to replace an XDP program that
+// is not Garda's. Knowing its own program takes either CAP_SYS_ADMIN (to read
+// the name of a program by id) or, as under the systemd unit, the record
+// `<state_dir>/xdp-<interface>.prog` that each start writes: the id of the
+// program it attached. `withdraw` takes the program off for good (package
+// removal).
 //
 // Attaches in the calling thread's network namespace. Single-threaded.
 class XdpEnforcer final : public Enforcer {
  public:
-  // Loads and attaches to `interface`. Throws std::runtime_error with the
-  // reason (no such interface, not root, verifier, another XDP program).
-  XdpEnforcer(const std::string& interface, common::XdpMode mode, unsigned maxRules);
+  // Loads and attaches to `interface`; records the program's id in
+  // `stateDir` unless it is empty. Throws std::runtime_error with the reason
+  // (no such interface, not root, verifier, another XDP program).
+  XdpEnforcer(const std::string& interface, common::XdpMode mode, unsigned maxRules,
+              const std::string& stateDir = {});
   ~XdpEnforcer() override;
   XdpEnforcer(const XdpEnforcer&) = delete;
   XdpEnforcer& operator=(const XdpEnforcer&) = delete;
@@ -52,6 +59,13 @@ class XdpEnforcer final : public Enforcer {
   uint64_t packetsDropped(const Rule& rule) override;
   bool readDropCounts(const std::vector<const Rule*>& rules, std::vector<DropCount>& out) override;
 
+  // Takes Garda's program off `interface` (found by name or by the record in
+  // stateDir), leaves any other, and deletes the record. Returns what it did,
+  // a line per program; throws std::runtime_error when it cannot.
+  static std::string withdraw(const std::string& interface, const std::string& stateDir);
+
+  // The kernel's id of the attached program.
+  uint32_t programId() const noexcept { return programId_; }
   // "native" or "generic": how the program ended up attached.
   const std::string& attachMode() const noexcept { return attachMode_; }
   const XdpCounters& counters() const noexcept { return counters_; }
@@ -75,6 +89,7 @@ class XdpEnforcer final : public Enforcer {
   bpf_object* object_ = nullptr;
   int bySrc_ = -1, byDstSrc_ = -1, byFlow_ = -1, drops_ = -1;
   unsigned cpus_ = 1;
+  uint32_t programId_ = 0;
   std::string attachMode_;
   std::vector<uint32_t> freeSlots_;
   std::map<std::string, Entry> entries_;       // by map fd + key bytes

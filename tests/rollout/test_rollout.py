@@ -1,5 +1,5 @@
 """The rollout on real Debian 12 hosts: ansible/site.yml, upgrade.yml and
-remove-sensor.yml against three systemd containers (one aggregator, two OPD
+remove-sensor.yml against four systemd containers (one aggregator, three OPD
 sensors) booted from a cached debootstrap root. Needs root (debootstrap,
 mount, network namespaces, systemd-nspawn).
 
@@ -10,6 +10,12 @@ Steps, each a check that fails the test:
   idempotent a second site.yml run changes nothing; so does --check --diff.
   handlers   a changed setting of one sensor (site.yml) restarts that sensor
              only: the other sensor and the aggregator keep running as they were.
+  xdp        opd2 enforces with XDP under its unit (no CAP_SYS_ADMIN): a block
+             is applied there, then the sensor is killed with SIGKILL (systemd
+             restarts it) and restarted with systemctl; each time it comes back
+             up on a new boot, replaces its own XDP program (the id changes and
+             matches its record in /var/lib/garda-sensor) and the block is
+             reported applied by the new boot.
   privileges each daemon runs as its own user; the sensor's CapEff, CapPrm,
              CapAmb and CapBnd are exactly the unit's AmbientCapabilities
              (which must hold CAP_NET_RAW and CAP_NET_ADMIN and nothing beyond
@@ -22,9 +28,16 @@ Steps, each a check that fails the test:
              first and the last window of the stream is stored, across both
              boots (see GAP CRITERION below).
   remove     remove-sensor.yml takes opd2 out: its packages, config and keys
-             are gone from its host, the aggregator no longer lists it, and a
+             are gone from its host, so is its XDP program, the aggregator no longer lists it, and a
              sensor presenting opd2's old key is refused (the aggregator logs
              the refusal of that very key).
+  add        a new OPD (opd3, booted with the others but not in the inventory
+             until now) joins with `site.yml --limit opd3-host,agg-host`,
+             installing from an apt repository (garda_apt_repo) that the test
+             signs with its own key and serves over HTTP from the controller:
+             opd3 is up in `garda status` with the repository's version, apt
+             knows that repository as its origin, and opd1 and the aggregator
+             kept running as they were (the aggregator reloaded).
   cleanup    no container, mount or namespace of the test is left.
 
 GAP CRITERION. Live sensors report every window, empty or not, on a grid
@@ -51,6 +64,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import hashlib
 import os
 import re
 import shutil
@@ -66,7 +80,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import debian_root  # noqa: E402
-from testbed import CONTROLLER_NS, TestBed, run  # noqa: E402
+from testbed import CONTROLLER_ADDR, CONTROLLER_NS, TestBed, run  # noqa: E402
 
 ANSIBLE_DIR = REPO / "ansible"
 WINDOW_MS = 1000
@@ -75,7 +89,9 @@ STREAM_PPS = 200
 # granted: capture (net_raw), nftables and XDP attach (net_admin), the XDP
 # program and maps (bpf, perfmon for the verifier).
 CAPABILITY_BITS = {"cap_net_admin": 12, "cap_net_raw": 13, "cap_bpf": 39, "cap_perfmon": 38}
-HOSTS = {"agg": "198.18.100.1", "opd1": "198.18.100.11", "opd2": "198.18.100.12"}
+HOSTS = {"agg": "198.18.100.1", "opd1": "198.18.100.11", "opd2": "198.18.100.12",
+         "opd3": "198.18.100.13"}
+REPO_PORT = 8088  # the test's apt repository, served from the controller
 LOCK = Path("/run/garda-rollout.lock")
 
 
@@ -152,6 +168,8 @@ class Ansible:
         self.bed = bed
         self.work = work
         self.inventory = work / "inventory/hosts.yml"
+        self.opd3: dict | None = None  # opd3's host variables once it joins
+        self.removed: set[str] = set()  # hosts taken out of the inventory
         (work / "inventory").mkdir(parents=True)
         (work / "ansible-home").mkdir()
         self.runs = 0
@@ -183,12 +201,16 @@ class Ansible:
                         "opd2-host": {
                             "ansible_host": HOSTS["opd2"], "garda_sensor_id": "opd2",
                             "garda_opd": "Dinas Dua", "garda_protected": [HOSTS["opd2"] + "/32"],
-                            "garda_interface": "eth0", "garda_enforce": "dry-run",
+                            "garda_interface": "eth0", "garda_enforce": "xdp",
                         },
+                        **({"opd3-host": self.opd3} if self.opd3 else {}),
                     }},
                 },
             },
         }
+        sensors = inv["all"]["children"]["sensors"]["hosts"]
+        for name in self.removed:
+            sensors.pop(name, None)
         # JSON is YAML: no YAML library needed.
         self.inventory.write_text(json.dumps(inv, indent=2) + "\n")
 
@@ -243,6 +265,7 @@ class RolloutTest:
         self.bed: TestBed | None = None
         self.stream: subprocess.Popen | None = None
         self.probe: subprocess.Popen | None = None
+        self.http: subprocess.Popen | None = None
 
     def step(self, name: str, fn) -> bool:
         started = time.monotonic()
@@ -379,6 +402,66 @@ class RolloutTest:
             check(int(fields[key], 16) == 0, f"garda-aggregator {key} = {fields[key]}, expected 0")
         log(f"agg: garda-aggregator as {user}, CapEff=CapPrm=CapAmb=0, CapBnd={fields['CapBnd']}")
 
+    def xdp_program(self, host) -> int:
+        """The id of the XDP program on the host's eth0, 0 when none."""
+        link = json.loads(self.bed.ssh(host, "ip -j -d link show dev eth0").stdout)[0]
+        return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
+
+    def opd2_delivery(self, order_id: str) -> dict:
+        for o in self.garda_json(self.agg, "block", "list")["orders"]:
+            if o["id"] == order_id:
+                return o.get("deliveries", {}).get("opd2", {})
+        return {}
+
+    def wait(self, what: str, fn, timeout: float = 40.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = fn()
+            if last:
+                return last
+            time.sleep(0.5)
+        raise Failed(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
+
+    def xdp(self) -> None:
+        prog = self.xdp_program(self.opd2)
+        check(prog != 0, "opd2 (garda_enforce: xdp) has no XDP program on eth0")
+        res = self.bed.ssh(self.agg, "garda block add 198.18.77.0/24 --ttl 10m "
+                                     "--reason 'rollout test: xdp restart' --json", check=False)
+        check(res.returncode == 0, f"garda block add: rc {res.returncode}: {res.stderr.strip()}")
+        order = json.loads(res.stdout)["id"]
+        boot = self.sensors_by_id()["opd2"]["boot_id"]
+        self.wait("opd2 to apply the block with XDP",
+                  lambda: self.opd2_delivery(order).get("state") == "applied")
+        since = self.bed.ssh(self.opd2, "date +%s").stdout.strip()
+        for how, command in (("SIGKILL", "systemctl kill -s SIGKILL garda-sensor"),
+                             ("systemctl restart", "systemctl restart garda-sensor")):
+            self.bed.ssh(self.opd2, command)
+            new_boot = self.wait(f"opd2 up on a new boot after {how}", lambda: next(
+                (s["boot_id"] for s in self.sensors_by_id().values()
+                 if s["id"] == "opd2" and s["state"] == "up" and s["boot_id"] != boot), None),
+                timeout=60)
+            state = self.bed.ssh(self.opd2, "systemctl is-active garda-sensor",
+                                 check=False).stdout.strip()
+            check(state == "active", f"opd2 after {how}: garda-sensor is {state}")
+            self.wait(f"the block reported applied by opd2's boot after {how}",
+                      lambda: (lambda d: d.get("state") == "applied" and d.get("boot_id") == new_boot)(
+                          self.opd2_delivery(order)))
+            now = self.xdp_program(self.opd2)
+            record = self.bed.ssh(self.opd2, "cat /var/lib/garda-sensor/xdp-eth0.prog",
+                                  check=False).stdout.split()
+            check(now not in (0, prog), f"opd2 after {how}: XDP program {now}, was {prog}")
+            check(record[:1] == [str(now)], f"opd2 after {how}: record {record}, attached {now}")
+            log(f"opd2 after {how}: up on boot {new_boot}, XDP program {prog} -> {now}, block "
+                f"applied again")
+            prog, boot = now, new_boot
+        journal = self.bed.ssh(self.opd2, f"journalctl -u garda-sensor --since @{since} "
+                                          "--no-pager -o cat", check=False).stdout
+        check("will not replace" not in journal,
+              "opd2's journal shows a refused XDP program:\n" + journal[-3000:])
+        res = self.bed.ssh(self.agg, f"garda block rm {order}", check=False)
+        check(res.returncode == 0, f"garda block rm: rc {res.returncode}: {res.stderr.strip()}")
+
     def upgrade(self) -> None:
         before = self.sensors_by_id()
         agg_start = self.aggregator_started()
@@ -398,7 +481,7 @@ class RolloutTest:
         # Restore the inventory's package folder for later site.yml runs.
         self.ansible.write_inventory(self.work / "debs-2")
 
-        for host in self.bed.hosts.values():
+        for host in (self.agg, self.opd1, self.opd2):
             versions = self.bed.ssh(host, "dpkg-query -W -f '${Package}=${Version}\\n' 'garda-*'")
             check(all(line.endswith("=" + self.new_version) for line in versions.stdout.split()),
                   f"{host.name}: after upgrade.yml: {versions.stdout.split()}")
@@ -456,6 +539,8 @@ class RolloutTest:
         opd1_boot = self.sensors_by_id()["opd1"]["boot_id"]
         since = self.bed.ssh(self.agg, "date +%s").stdout.strip()
         self.ansible.play("remove-sensor.yml", "-e", "garda_remove_sensor=opd2-host")
+        # As the playbook says: then the host leaves the inventory.
+        self.ansible.removed.add("opd2-host")
 
         gone = self.bed.ssh(self.opd2, "dpkg-query -W -f '${Package} ${db:Status-Status}\\n' "
                                        "'garda-*' 2>/dev/null; ls /etc/garda/sensor.toml "
@@ -465,6 +550,8 @@ class RolloutTest:
               f"opd2 still has packages: {gone}")
         check("No such file" in gone and gone.count("No such file") == 2,
               f"opd2 still has its config or key: {gone}")
+        check(self.xdp_program(self.opd2) == 0,
+              f"opd2's XDP program {self.xdp_program(self.opd2)} is still on eth0 after removal")
         sensors = self.sensors_by_id()
         check(sorted(sensors) == ["opd1"], f"aggregator lists {sorted(sensors)} after removal")
         check(sensors["opd1"]["state"] == "up" and sensors["opd1"]["boot_id"] == opd1_boot,
@@ -504,17 +591,80 @@ class RolloutTest:
         log(f"aggregator: {refused.strip()}")
         check("opd2" not in self.sensors_by_id(), "opd2 shows up again after presenting its old key")
 
+    def apt_repository(self, debs: list[Path]) -> tuple[Path, Path]:
+        """A flat apt repository of `debs`, signed with a key made here; returns
+        (repository folder, the key as a binary keyring)."""
+        repo, gnupg = self.work / "apt-repo", self.work / "gnupg"
+        repo.mkdir()
+        gnupg.mkdir(mode=0o700)
+        for deb in debs:
+            shutil.copy2(deb, repo / deb.name)
+        gpg = ["gpg", "--batch", "--homedir", gnupg, "--pinentry-mode", "loopback",
+               "--passphrase", ""]
+        run([*gpg, "--quick-gen-key", "Garda rollout test <rollout@garda.test>", "ed25519",
+             "sign", "1d"])
+        keyring = self.work / "garda-archive.gpg"
+        keyring.write_bytes(subprocess.run([*gpg, "--export"], check=True,
+                                           capture_output=True).stdout)
+        packages = run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo).stdout
+        (repo / "Packages").write_text(packages)
+        data = packages.encode()
+        (repo / "Release").write_text(
+            "Origin: garda-rollout-test\nLabel: garda\nSuite: stable\nCodename: bookworm\n"
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\n"
+            f"SHA256:\n {hashlib.sha256(data).hexdigest()} {len(data)} Packages\n")
+        run([*gpg, "--clearsign", "-o", repo / "InRelease", repo / "Release"])
+        return repo, keyring
+
+    def add_opd(self) -> None:
+        repo, keyring = self.apt_repository(self.new_debs)
+        self.http = subprocess.Popen(
+            ["ip", "netns", "exec", CONTROLLER_NS, sys.executable, "-m", "http.server",
+             str(REPO_PORT), "--bind", CONTROLLER_ADDR, "--directory", str(repo)],
+            stdout=open(self.work / "apt-repo.log", "w"), stderr=subprocess.STDOUT)
+        before = self.sensors_by_id()
+        agg_started = self.aggregator_started()
+        self.ansible.opd3 = {
+            "ansible_host": HOSTS["opd3"], "garda_sensor_id": "opd3",
+            "garda_opd": "Dinas Tiga", "garda_protected": [HOSTS["opd3"] + "/32"],
+            "garda_interface": "eth0", "garda_enforce": "nftables",
+            "garda_apt_repo": (f"deb [signed-by=/usr/share/keyrings/garda-archive.gpg] "
+                               f"http://{CONTROLLER_ADDR}:{REPO_PORT}/ ./"),
+            "garda_apt_keyring": str(keyring),
+        }
+        self.ansible.write_inventory(self.work / "debs-2")
+        recap = self.ansible.play("site.yml", "--limit", "opd3-host,agg-host")
+        check(set(recap) == {"agg-host", "opd3-host"}, f"--limit ran on {sorted(recap)}")
+        check(recap["opd3-host"]["changed"] > 0, f"opd3 was not installed: {recap}")
+        opd3 = self.bed.hosts["opd3"]
+        version = self.bed.ssh(opd3, "dpkg-query -W -f '${Version}' garda-sensor").stdout.strip()
+        check(version == self.new_version, f"opd3 has garda-sensor {version}, the repository "
+              f"holds {self.new_version}")
+        policy = self.bed.ssh(opd3, "apt-cache policy garda-sensor").stdout
+        check(f"http://{CONTROLLER_ADDR}:{REPO_PORT} ./ Packages" in policy,
+              f"apt on opd3 does not know the repository as garda-sensor's origin:\n{policy}")
+        after = self.sensors_by_id()
+        check(sorted(after) == ["opd1", "opd3"], f"garda status lists {sorted(after)}")
+        check(after["opd3"]["state"] == "up", f"opd3 is {after['opd3']['state']}")
+        check(after["opd1"]["boot_id"] == before["opd1"]["boot_id"], "opd1 was restarted")
+        check(self.aggregator_started() == agg_started, "the aggregator was restarted, not reloaded")
+        requests = (self.work / "apt-repo.log").read_text(errors="replace")
+        log(f"opd3 joined from the apt repository: garda-sensor {version}; repository log:\n"
+            + "\n".join(line for line in requests.splitlines() if "GET" in line))
+
     def run(self) -> int:
         self.figures: dict[str, str] = {}
         ok = self.step("prepare (packages, debootstrap root)", self.prepare)
-        ok = ok and self.step("boot three hosts", self.boot)
+        ok = ok and self.step("boot four hosts", self.boot)
         ok = ok and self.step("site.yml installs everything", self.site)
         if ok:
             self.step("site.yml again: no change, --check --diff too", self.idempotent)
             self.step("users and capabilities", self.privileges)
             self.step("a changed sensor setting restarts that sensor only", self.handlers)
+            self.step("an XDP sensor restarts under its unit", self.xdp)
             self.step("rolling upgrade.yml under live traffic", self.upgrade)
             self.step("remove-sensor.yml", self.remove)
+            self.step("a new OPD joins with --limit, from an apt repository", self.add_opd)
         return 0
 
     def collect_logs(self) -> None:
@@ -528,7 +678,7 @@ class RolloutTest:
             (self.work / f"journal-{host.name}.log").write_text(proc.stdout + proc.stderr)
 
     def close(self) -> None:
-        for p in (self.stream, self.probe):
+        for p in (self.stream, self.probe, self.http):
             if p and p.poll() is None:
                 p.kill()
                 p.wait()
@@ -554,7 +704,8 @@ def main() -> int:
         print("test_rollout.py: needs root (debootstrap, mount, network namespaces, "
               "systemd-nspawn)", file=sys.stderr)
         return 1
-    for tool in ("debootstrap", "systemd-nspawn", "ansible-playbook", "dpkg-deb", "ssh", "cpack"):
+    for tool in ("debootstrap", "systemd-nspawn", "ansible-playbook", "dpkg-deb", "ssh", "cpack",
+                 "gpg", "dpkg-scanpackages"):
         if not shutil.which(tool):
             print(f"test_rollout.py: {tool} not found (scripts/bootstrap.sh installs it)",
                   file=sys.stderr)

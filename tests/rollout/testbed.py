@@ -47,6 +47,9 @@ WORK_ROOT = Path("/var/tmp/garda-rollout")
 # The capabilities a host's container needs beyond nspawn's default set, so
 # that the sensor unit's AmbientCapabilities can be granted inside it.
 EXTRA_CAPABILITIES = "CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON"
+# nspawn's own seccomp filter refuses bpf(2) (EPERM) unless it is added: the
+# XDP sensor (opd2) loads its program with it.
+EXTRA_SYSCALLS = "bpf"
 
 
 class BedError(RuntimeError):
@@ -190,7 +193,8 @@ class TestBed:
             host.nspawn = subprocess.Popen(
                 ["systemd-nspawn", "--register=no", "--keep-unit", "-b", "-D", str(host.root),
                  f"--network-namespace-path=/run/netns/{host.netns}", f"--machine={host.netns}",
-                 "--console=pipe", f"--capability={EXTRA_CAPABILITIES}"],
+                 "--console=pipe", f"--capability={EXTRA_CAPABILITIES}",
+                 f"--system-call-filter={EXTRA_SYSCALLS}"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=enter_cgroups)
 

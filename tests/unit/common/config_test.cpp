@@ -106,13 +106,14 @@ TEST(SensorConfig, EnforceBackendKeysAreRead) {
   auto c = parseSensorConfig(std::string(kMinimalSensor) +
                                  "[enforce]\nbackend = \"exec\"\nnft_table = \"garda_2\"\n"
                                  "xdp_mode = \"generic\"\nexec_command = \"/bin/true\"\n"
-                                 "exec_timeout_ms = 250\n",
+                                 "exec_timeout_ms = 250\nstate_dir = \"/var/lib/garda-sensor\"\n",
                              "/etc/garda/sensor.toml", false);
   EXPECT_EQ(c.backend, EnforceBackend::kExec);
   EXPECT_EQ(c.nftTable, "garda_2");
   EXPECT_EQ(c.xdpMode, XdpMode::kGeneric);
   EXPECT_EQ(c.execCommand, "/bin/true");
   EXPECT_EQ(c.execTimeoutMs, 250u);
+  EXPECT_EQ(c.stateDir, "/var/lib/garda-sensor");  // checked only with the xdp backend
 }
 
 TEST(SensorConfig, BadEnforceKeysAreRefusedWithTheReason) {
@@ -127,6 +128,14 @@ TEST(SensorConfig, BadEnforceKeysAreRefusedWithTheReason) {
             "No such file or directory");
   EXPECT_EQ(sensorError(base + "exec_timeout_ms = 10\n"),
             "sensor.toml: enforce.exec_timeout_ms = 10: must be between 100 and 600000");
+  EXPECT_EQ(sensorError(base + "state_dir = \"var/lib/garda-sensor\"\n"),
+            "sensor.toml: enforce.state_dir = \"var/lib/garda-sensor\": must be an absolute path");
+  EXPECT_EQ(sensorError(base + "backend = \"xdp\"\nstate_dir = \"/nonexistent/garda\"\n"),
+            "sensor.toml: enforce.state_dir = \"/nonexistent/garda\": must be a folder this user "
+            "can write (the xdp backend records its program's id there)");
+  EXPECT_EQ(sensorError(base + "backend = \"xdp\"\nstate_dir = \"/etc/hostname\"\n"),
+            "sensor.toml: enforce.state_dir = \"/etc/hostname\": must be a folder this user "
+            "can write (the xdp backend records its program's id there)");
   EXPECT_EQ(sensorError(base + "xdp_mode = \"offload\"\n"),
             "sensor.toml: enforce.xdp_mode = \"offload\": must be one of auto | native | generic");
   for (const char* table : {"", "1garda", "garda-x", "a234567890123456789012345678901234"})

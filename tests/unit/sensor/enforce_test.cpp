@@ -3,13 +3,19 @@
 // traffic sent by UDP sockets from one side and counted on the other; the
 // exec backend with scripts that record what they were given.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <linux/if_link.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -269,6 +275,22 @@ TEST_F(NftablesEnforceTest, DropsTheBlockedSourceAndPassesOthers) {
   EXPECT_NE(ruleset().find("comment \"ord-1\""), std::string::npos) << ruleset();
   ASSERT_EQ(remove(r), "");
   EXPECT_EQ(send(kAttacker, 4000, 20), 20);
+}
+
+TEST_F(NftablesEnforceTest, WithdrawDeletesTheTableAndItsRulesForGood) {
+  ASSERT_EQ(apply(dropRule("ord-1", std::string(kAttacker) + "/32", 60 * kSecond)), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  inVictim([&] { backend_.reset(); });  // the sensor stops: the rule holds
+  EXPECT_EQ(send(kAttacker, 4000, 10), 0);
+  std::string first, second;
+  inVictim([&] {
+    first = NftablesEnforcer::withdraw("garda");
+    second = NftablesEnforcer::withdraw("garda");
+  });
+  EXPECT_EQ(first, "nftables: deleted table inet garda and its rules");
+  EXPECT_EQ(second, "nftables: no table inet garda: nothing to delete");
+  EXPECT_EQ(ruleset(), "");
+  EXPECT_EQ(send(kAttacker, 4000, 10), 10);
 }
 
 TEST_F(NftablesEnforceTest, DropsReflectionByProtocolAndSourcePortTowardTheVictim) {
@@ -552,6 +574,178 @@ TEST_F(XdpEnforceTest, Installs1000RulesAndReportsTheTime) {
   std::printf("xdp: 1000 rules installed in %.1f ms (%.3f ms per rule)\n", ms, ms / 1000);
   RecordProperty("install_1000_ms", static_cast<int>(ms));
   EXPECT_EQ(send(kAttacker, 4000, 10), 10);
+}
+
+// The sensor under its systemd unit: CAP_NET_RAW, NET_ADMIN, BPF and PERFMON
+// and nothing else (no CAP_SYS_ADMIN, so no reading a program by id).
+class XdpRestartTest : public XdpEnforceTest {
+ protected:
+  void SetUp() override {
+    XdpEnforceTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    stateDir_ = std::filesystem::temp_directory_path() /
+                ("garda-xdp-state-" + std::to_string(getpid()) + "-" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(stateDir_);
+  }
+  void TearDown() override {
+    XdpEnforceTest::TearDown();
+    if (!stateDir_.empty()) std::filesystem::remove_all(stateDir_);
+  }
+
+  // Runs `fn` in a child process in the victim namespace with the unit's
+  // capabilities only; returns its exit status (fn's value, or 100 + n when
+  // it could not get there).
+  int unprivileged(const std::function<int()>& fn) {
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open(("/run/netns/" + victimNs_).c_str(), O_RDONLY);
+      if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) _exit(101);
+      __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct data[2]{};
+      for (int cap : {CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON}) {
+        data[cap / 32].effective |= 1u << (cap % 32);
+        data[cap / 32].permitted |= 1u << (cap % 32);
+      }
+      if (syscall(SYS_capset, &header, data) != 0) _exit(102);
+      int rc = 103;
+      try {
+        rc = fn();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child: %s\n", e.what());
+        rc = 104;
+      }
+      std::fflush(nullptr);
+      _exit(rc);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+
+  // The XDP program ids on vb: {native, generic}.
+  std::pair<uint32_t, uint32_t> attached() {
+    bpf_xdp_query_opts q{};
+    q.sz = sizeof q;
+    inVictim([&] { EXPECT_EQ(bpf_xdp_query(static_cast<int>(if_nametoindex("vb")), 0, &q), 0); });
+    return {q.drv_prog_id, q.skb_prog_id};
+  }
+  uint32_t anyAttached() {
+    auto [native, generic] = attached();
+    return native ? native : generic;
+  }
+
+  std::filesystem::path stateDir_;
+};
+
+TEST_F(XdpRestartTest, WithoutCapSysAdminARestartKnowsItsProgramByTheRecordItLeft) {
+  uint32_t first = 0;
+  inVictim([&] {
+    backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kAuto, 64, stateDir_);
+    first = backend_->programId();
+    backend_.reset();  // the sensor stops; its program stays
+  });
+  ASSERT_NE(first, 0u);
+  EXPECT_EQ(anyAttached(), first);
+  EXPECT_TRUE(std::filesystem::exists(stateDir_ / "xdp-vb.prog"));
+
+  // Started again with the unit's capabilities, it replaces the program it
+  // recorded and enforces, twice in a row.
+  const int64_t expiresAt = common::wallNowNs() + 30 * kSecond;
+  uint32_t last = first;
+  for (int round = 0; round < 2; ++round) {
+    uint32_t before = last;
+    ASSERT_EQ(unprivileged([&] {
+                XdpEnforcer xdp("vb", common::XdpMode::kAuto, 64, stateDir_);
+                if (xdp.programId() == 0 || xdp.programId() == before) return 1;
+                Rule r = dropRule("ord-restart", std::string(kAttacker) + "/32", 0);
+                r.expiresAtNs = expiresAt;
+                return xdp.apply(r).empty() ? 0 : 2;
+              }),
+              0)
+        << "round " << round;
+    last = anyAttached();
+    EXPECT_NE(last, before) << "round " << round;
+    std::ifstream record(stateDir_ / "xdp-vb.prog");
+    uint32_t recorded = 0;
+    record >> recorded;
+    EXPECT_EQ(recorded, last) << "round " << round;
+    // The rule the (now gone) child applied is in force.
+    EXPECT_EQ(send(kAttacker, 4000, 10), 0) << "round " << round;
+    EXPECT_EQ(send(kBystander, 4000, 10), 10) << "round " << round;
+  }
+}
+
+TEST_F(XdpRestartTest, WithoutCapSysAdminAProgramWithNoRecordIsRefusedWithTheWayOut) {
+  const uint32_t before = anyAttached();  // the fixture's, attached with no state dir
+  ASSERT_NE(before, 0u);
+  ASSERT_EQ(unprivileged([&] {
+              try {
+                XdpEnforcer xdp("vb", common::XdpMode::kAuto, 64, stateDir_);
+                return 1;
+              } catch (const std::runtime_error& e) {
+                std::string what = e.what();
+                bool ok = what.find("cannot read its name") != std::string::npos &&
+                          what.find("`ip link set dev vb xdp off`") != std::string::npos;
+                if (!ok) std::fprintf(stderr, "child: %s\n", what.c_str());
+                return ok ? 0 : 2;
+              }
+            }),
+            0);
+  EXPECT_EQ(anyAttached(), before);  // untouched
+}
+
+// A trivial XDP program that is not Garda's ("other_xdp": pass everything),
+// attached in generic mode; returns its fd (the caller closes it).
+int attachForeignProgram() {
+  bpf_insn insns[2]{};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  insns[0].dst_reg = BPF_REG_0;
+  insns[0].imm = XDP_PASS;
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "other_xdp", "GPL", insns, 2, nullptr);
+  EXPECT_GE(fd, 0) << std::strerror(errno);
+  EXPECT_EQ(bpf_xdp_attach(static_cast<int>(if_nametoindex("vb")), fd, XDP_FLAGS_SKB_MODE, nullptr),
+            0);
+  return fd;
+}
+
+TEST_F(XdpRestartTest, WithdrawTakesGardasProgramOffAndLeavesAnyOther) {
+  inVictim([&] {
+    backend_ = std::make_unique<XdpEnforcer>("vb", common::XdpMode::kGeneric, 64, stateDir_);
+    backend_.reset();
+  });
+  ASSERT_NE(anyAttached(), 0u);
+  // Unprivileged, as the record says whose it is.
+  ASSERT_EQ(unprivileged([&] {
+              std::string done = XdpEnforcer::withdraw("vb", stateDir_);
+              std::fprintf(stderr, "withdraw: %s\n", done.c_str());
+              return done.find("took garda_xdp") != std::string::npos ? 0 : 1;
+            }),
+            0);
+  EXPECT_EQ(anyAttached(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(stateDir_ / "xdp-vb.prog"));
+
+  int foreign = -1;
+  inVictim([&] { foreign = attachForeignProgram(); });
+  const uint32_t other = anyAttached();
+  ASSERT_NE(other, 0u);
+  inVictim([&] {
+    try {
+      XdpEnforcer xdp("vb", common::XdpMode::kAuto, 64, stateDir_);
+      ADD_FAILURE() << "replaced another XDP program";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("\"other_xdp\""), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("garda will not replace it"), std::string::npos);
+    }
+    std::string done = XdpEnforcer::withdraw("vb", stateDir_);
+    EXPECT_NE(done.find("left program id " + std::to_string(other) + " (\"other_xdp\")"),
+              std::string::npos)
+        << done;
+  });
+  EXPECT_EQ(anyAttached(), other);
+  close(foreign);
 }
 
 TEST(XdpEnforce, AMissingInterfaceIsAStartupError) {
