@@ -86,27 +86,83 @@ bool Incident::underAttack() const {
          std::any_of(droppingAt.begin(), droppingAt.end(), [](const auto& d) { return d.now; });
 }
 
+const IncidentIndex& Incident::index() const {
+  if (index_.indexed > members.size()) index_ = IncidentIndex{};  // members were replaced
+  while (index_.indexed < members.size()) indexMember(static_cast<uint32_t>(index_.indexed++));
+  return index_;
+}
+
+void Incident::indexMember(uint32_t position) const {
+  const IncidentMember& m = members[position];
+  auto sensor = index_.sensors.find(m.sensorId);
+  if (sensor == index_.sensors.end()) sensor = index_.sensors.emplace(m.sensorId, IncidentIndex::Sensor{}).first;
+  sensor->second.byKey.emplace(IncidentIndex::MemberKey{m.victim, m.vector, m.reflectionPort},
+                               position);
+  sensor->second.latestNs = std::max(sensor->second.latestNs, m.lastNs);
+  index_.victims[m.victim]++;
+  auto cls = index_.classifications.find(m.classification);
+  if (cls == index_.classifications.end())
+    index_.classifications.emplace(m.classification, 1);
+  else
+    cls->second++;
+  auto& rate = index_.rateAt[m.lastNs];
+  rate.pps += m.lastPps;
+  rate.bps += m.lastBps;
+  rate.members++;
+}
+
+IncidentMember* Incident::findMember(std::string_view sensor, const common::IpAddress& victim,
+                                     wire::Vector vector, uint16_t reflectionPort) {
+  const auto& idx = index();
+  auto s = idx.sensors.find(sensor);
+  if (s == idx.sensors.end()) return nullptr;
+  auto m = s->second.byKey.find(IncidentIndex::MemberKey{victim, vector, reflectionPort});
+  return m == s->second.byKey.end() ? nullptr : &members[m->second];
+}
+
+void Incident::updateMember(IncidentMember& m, double pps, double bps, int64_t windowNs) {
+  (void)index();
+  auto old = index_.rateAt.find(m.lastNs);
+  if (old != index_.rateAt.end()) {
+    if (--old->second.members == 0) {
+      index_.rateAt.erase(old);
+    } else {
+      old->second.pps -= m.lastPps;
+      old->second.bps -= m.lastBps;
+    }
+  }
+  m.lastPps = pps;
+  m.lastBps = bps;
+  m.lastNs = std::max(m.lastNs, windowNs);
+  auto& rate = index_.rateAt[m.lastNs];
+  rate.pps += m.lastPps;
+  rate.bps += m.lastBps;
+  rate.members++;
+  auto& latest = index_.sensors.find(m.sensorId)->second.latestNs;
+  latest = std::max(latest, m.lastNs);
+}
+
+IncidentIndex::Rate Incident::rateAt(int64_t windowNs) const {
+  const auto& idx = index();
+  auto it = idx.rateAt.find(windowNs);
+  return it == idx.rateAt.end() ? IncidentIndex::Rate{} : it->second;
+}
+
 std::vector<std::string> Incident::sensors() const {
   std::vector<std::string> out;
-  for (const auto& m : members) out.push_back(m.sensorId);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  for (const auto& [id, entry] : index().sensors) out.push_back(id);
   return out;
 }
 
 std::vector<common::IpAddress> Incident::victims() const {
   std::vector<common::IpAddress> out;
-  for (const auto& m : members) out.push_back(m.victim);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  for (const auto& [victim, n] : index().victims) out.push_back(victim);
   return out;
 }
 
 std::vector<std::string> Incident::classifications() const {
   std::vector<std::string> out;
-  for (const auto& m : members) out.push_back(m.classification);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  for (const auto& [c, n] : index().classifications) out.push_back(c);
   return out;
 }
 
@@ -282,10 +338,19 @@ SourceEvidence sourceEvidence(const Anomaly& a, const CorrelateConfig& config) {
     ev.sources.clear();
     return ev;
   }
-  std::map<common::Prefix, unsigned> counts;
-  for (const auto& s : ev.sources) counts[sourcePrefixOf(s.address)]++;
-  for (const auto& [p, n] : counts)
-    if (n >= std::max(1u, config.prefixMinSources)) ev.prefixes.push_back(p);
+  // Sources per /24 (/48): sorted prefixes, counted by runs (a handful; no
+  // map allocation per anomaly).
+  std::vector<common::Prefix> prefixes;
+  prefixes.reserve(ev.sources.size());
+  for (const auto& s : ev.sources) prefixes.push_back(sourcePrefixOf(s.address));
+  std::sort(prefixes.begin(), prefixes.end());
+  const size_t need = std::max(1u, config.prefixMinSources);
+  for (size_t i = 0; i < prefixes.size();) {
+    size_t j = i;
+    while (j < prefixes.size() && prefixes[j] == prefixes[i]) ++j;
+    if (j - i >= need) ev.prefixes.push_back(prefixes[i]);
+    i = j;
+  }
   return ev;
 }
 
@@ -375,12 +440,9 @@ Incident* Correlator::match(const Anomaly& a, const SourceEvidence& ev, bool& by
     return a.windowStartNs >= last - window && a.windowStartNs <= last + window;
   };
   for (auto& [id, inc] : open_) {
-    if (!near(inc)) continue;
-    for (const auto& m : inc.members) {
-      if (m.victim == a.victim) {
-        byVictim = true;
-        return &inc;
-      }
+    if (near(inc) && inc.index().victims.count(a.victim)) {
+      byVictim = true;
+      return &inc;
     }
   }
   for (auto& [id, inc] : open_) {
@@ -412,42 +474,43 @@ Incident& Correlator::open(const Anomaly& a, int64_t nowNs) {
 }
 
 void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
+  // Kept sorted by packets (then address) and cut at maxSources; a source
+  // that could not make the cut is not added, and nothing is sorted again
+  // when no packet count changed (an attack's steady windows).
+  auto before = [](const IncidentSource& a, const IncidentSource& b) {
+    return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
+  };
+  bool reorder = false;
   for (const auto& s : ev.sources) {
     auto it = std::find_if(inc.sources.begin(), inc.sources.end(),
                            [&](const IncidentSource& t) { return t.address == s.address; });
     if (it == inc.sources.end()) {
+      if (inc.sources.size() >= config_.maxSources && !before(s, inc.sources.back())) continue;
       inc.sources.push_back(s);
+      reorder = true;
       continue;
     }
-    it->packets = std::max(it->packets, s.packets);
+    if (s.packets > it->packets) {
+      it->packets = s.packets;
+      reorder = true;
+    }
     it->share = std::max(it->share, s.share);
     it->sightings++;
   }
-  std::sort(inc.sources.begin(), inc.sources.end(),
-            [](const IncidentSource& a, const IncidentSource& b) {
-              return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
-            });
+  if (!reorder) return;
+  std::sort(inc.sources.begin(), inc.sources.end(), before);
   if (inc.sources.size() > config_.maxSources) inc.sources.resize(config_.maxSources);
 }
 
 void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs,
                       bool fresh) {
-  const bool newSensor = std::none_of(inc.members.begin(), inc.members.end(),
-                                      [&](const auto& m) { return m.sensorId == a.sensorId; });
-  const bool newVictim = std::none_of(inc.members.begin(), inc.members.end(),
-                                      [&](const auto& m) { return m.victim == a.victim; });
-  const bool newClass = std::none_of(inc.members.begin(), inc.members.end(), [&](const auto& m) {
-    return m.classification == a.classification;
-  });
+  const auto& idx = inc.index();
+  const bool newSensor = idx.sensors.find(a.sensorId) == idx.sensors.end();
+  const bool newVictim = idx.victims.find(a.victim) == idx.victims.end();
+  const bool newClass = idx.classifications.find(a.classification) == idx.classifications.end();
   inc.droppingNoted = false;
-  auto it = std::find_if(inc.members.begin(), inc.members.end(), [&](const IncidentMember& m) {
-    return m.sensorId == a.sensorId && m.victim == a.victim && m.vector == a.vector &&
-           m.reflectionPort == a.reflectionPort;
-  });
-  IncidentMember* m = nullptr;
-  if (it != inc.members.end()) {
-    m = &*it;
-  } else if (inc.members.size() < config_.maxMembers) {
+  IncidentMember* m = inc.findMember(a.sensorId, a.victim, a.vector, a.reflectionPort);
+  if (m == nullptr && inc.members.size() < config_.maxMembers) {
     auto& added = inc.members.emplace_back();
     added.sensorId = a.sensorId;
     added.victim = a.victim;
@@ -461,13 +524,11 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
     if (!m->active && !fresh)
       addEvent(inc, a.windowStartNs, "vector_added", "again: " + memberText(*m));
     m->active = true;
-    m->lastPps = a.pps;
-    m->lastBps = a.bps;
+    inc.updateMember(*m, a.pps, a.bps, a.windowStartNs);
     m->peakPps = std::max(m->peakPps, a.pps);
     m->peakBps = std::max(m->peakBps, a.bps);
-    m->lastNs = std::max(m->lastNs, a.windowStartNs);
   }
-  if (!fresh) {
+  if (!fresh && (newSensor || newVictim || newClass)) {
     const std::string what = fmt::format("{} on {} at {}: {}", a.classification,
                                          a.victim.toString(), a.sensorId, rateText(a.pps));
     if (newSensor)
@@ -487,16 +548,11 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
   inc.lastArrivalNs = std::max(inc.lastArrivalNs, nowNs);
 
   // Concurrent rate: the members whose latest anomalous window is this one.
-  double pps = 0, bps = 0;
-  for (const auto& x : inc.members) {
-    if (x.lastNs != a.windowStartNs) continue;
-    pps += x.lastPps;
-    bps += x.lastBps;
-  }
-  inc.peakPps = std::max(inc.peakPps, pps);
-  inc.peakBps = std::max(inc.peakBps, bps);
+  const auto rate = inc.rateAt(a.windowStartNs);
+  inc.peakPps = std::max(inc.peakPps, rate.pps);
+  inc.peakBps = std::max(inc.peakBps, rate.bps);
 
-  const size_t sensors = inc.sensors().size();
+  const size_t sensors = inc.sensorCount();
   Severity sev = Severity::kLow;
   if (sensors >= config_.criticalSensors || inc.peakPps >= config_.criticalPps ||
       inc.peakBps >= config_.criticalBps)
@@ -518,24 +574,24 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
 
 bool Correlator::quietEverywhere(const Incident& inc) const {
   const int64_t after = static_cast<int64_t>(config_.resolveAfterMs) * kNsPerMs;
-  // The latest anomaly of this incident at each of its sensors (few).
-  // Windows where its orders still dropped the attack count the same.
-  std::vector<std::pair<std::string_view, int64_t>> lastAt;
-  auto seenAt = [&](std::string_view sensor, int64_t ns) {
-    auto it = std::find_if(lastAt.begin(), lastAt.end(),
-                           [&](const auto& p) { return p.first == sensor; });
-    if (it == lastAt.end())
-      lastAt.emplace_back(sensor, ns);
-    else
-      it->second = std::max(it->second, ns);
+  // Quiet at a sensor: its latest window is `after` past the incident's
+  // latest anomaly there. Windows where the incident's orders still dropped
+  // the attack count as anomalies (droppingAt: one entry per sensor, few).
+  auto quietAt = [&](const std::string& sensor, int64_t last) {
+    auto it = sensorLatestNs_.find(sensor);
+    return it != sensorLatestNs_.end() && it->second - last >= after;
   };
-  for (const auto& m : inc.members) seenAt(m.sensorId, m.lastNs);
-  for (const auto& d : inc.droppingAt) seenAt(d.sensorId, d.lastWindowNs);
-  for (const auto& [sensor, last] : lastAt) {
-    auto it = sensorLatestNs_.find(std::string(sensor));
-    if (it == sensorLatestNs_.end() || it->second - last < after) return false;
+  const auto& sensors = inc.index().sensors;
+  for (const auto& [sensor, entry] : sensors) {
+    int64_t last = entry.latestNs;
+    for (const auto& d : inc.droppingAt)
+      if (d.sensorId == sensor) last = std::max(last, d.lastWindowNs);
+    if (!quietAt(sensor, last)) return false;
   }
-  return !lastAt.empty();
+  for (const auto& d : inc.droppingAt)
+    if (sensors.find(d.sensorId) == sensors.end() && !quietAt(d.sensorId, d.lastWindowNs))
+      return false;
+  return !sensors.empty() || !inc.droppingAt.empty();
 }
 
 void Correlator::resolve(Incident& inc, int64_t atNs, std::string text) {
@@ -578,19 +634,15 @@ std::vector<IncidentChange> Correlator::observe(const DetectBatch& batch, int64_
   for (const Quiet& q : batch.quiets) {
     counters_.quiets++;
     for (auto& [id, inc] : open_) {
-      for (auto& m : inc.members) {
-        if (!m.active || m.sensorId != q.sensorId || m.victim != q.victim || m.vector != q.vector ||
-            m.reflectionPort != q.reflectionPort)
-          continue;
-        m.active = false;
-        addEvent(inc, q.windowStartNs, "quiet", "back to normal: " + memberText(m));
-      }
+      IncidentMember* m = inc.findMember(q.sensorId, q.victim, q.vector, q.reflectionPort);
+      if (m == nullptr || !m->active) continue;
+      m->active = false;
+      addEvent(inc, q.windowStartNs, "quiet", "back to normal: " + memberText(*m));
     }
   }
   std::vector<Incident*> done;
   for (auto& [id, inc] : open_) {
-    const bool here = std::any_of(inc.members.begin(), inc.members.end(),
-                                  [&](const auto& m) { return m.sensorId == batch.sensorId; });
+    const bool here = inc.index().sensors.count(batch.sensorId) > 0;
     if (here && quietEverywhere(inc)) done.push_back(&inc);
   }
   for (Incident* inc : done) {

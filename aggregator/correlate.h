@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -87,6 +88,30 @@ struct TimelineEvent {
   std::string text;
 };
 
+// What an incident's lookups need of its members, kept beside them so that
+// nothing scans them per anomaly: an incident seen city-wide holds thousands
+// (up to maxMembers), and every summary of every sensor is checked against
+// it. Derived, never serialized: Incident::index() extends it as members are
+// appended (members only ever grow, and their keys never change) and
+// rebuilds it when they were replaced; Incident::updateMember() is the one
+// way to change a member's rates and last window.
+struct IncidentIndex {
+  struct Rate {
+    double pps = 0, bps = 0;
+    uint32_t members = 0;
+  };
+  using MemberKey = std::tuple<common::IpAddress, wire::Vector, uint16_t>;  // victim, vector, port
+  struct Sensor {
+    int64_t latestNs = 0;                // latest lastNs of its members
+    std::map<MemberKey, uint32_t> byKey;  // -> position in members
+  };
+  size_t indexed = 0;                                        // members[0, indexed) are in
+  std::map<std::string, Sensor, std::less<>> sensors;        // sorted
+  std::map<common::IpAddress, uint32_t> victims;             // -> members
+  std::map<std::string, uint32_t, std::less<>> classifications;  // -> members
+  std::map<int64_t, Rate> rateAt;  // members by their last window: sum of their last rates
+};
+
 // One attack as the city sees it: every anomaly that shares a victim or
 // evidence with it, at one or many OPDs. Times are data times (window
 // starts, Unix ns) except lastArrivalNs, the caller's clock.
@@ -120,11 +145,27 @@ struct Incident {
   bool droppingNoted = false;  // the timeline says so since the last anomaly
 
   std::vector<std::string> sensors() const;          // sorted, unique
+  size_t sensorCount() const { return index().sensors.size(); }
+  // The member of (sensor, victim, vector, port), or nullptr.
+  IncidentMember* findMember(std::string_view sensor, const common::IpAddress& victim,
+                             wire::Vector vector, uint16_t reflectionPort);
+  // Sets a member's last rates and moves its last window forward to
+  // `windowNs` (never back), keeping the index right.
+  void updateMember(IncidentMember& m, double pps, double bps, int64_t windowNs);
+  // The summed last rates of the members whose last window is `windowNs`.
+  IncidentIndex::Rate rateAt(int64_t windowNs) const;
+  const IncidentIndex& index() const;
   std::vector<common::IpAddress> victims() const;    // sorted, unique
   std::vector<std::string> classifications() const;  // sorted, unique
   // The one classification, or "mixed" when there are several.
   std::string classification() const;
-  bool cityWide() const { return sensors().size() >= 2; }
+
+ private:
+  mutable IncidentIndex index_;
+  void indexMember(uint32_t position) const;
+
+ public:
+  bool cityWide() const { return sensorCount() >= 2; }
   // Still under attack: a member the detector sees, or orders still dropping.
   bool underAttack() const;
   // /24s (IPv6 /48s) holding at least `minSources` of the certain sources.

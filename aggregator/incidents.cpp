@@ -99,8 +99,11 @@ IncidentTracker::IncidentTracker(Store& store, int64_t nowNs, DetectConfig detec
 IncidentTracker::~IncidentTracker() {
   try {
     flush();
+    // Figure-only changes held back: stored (not planned or told again).
+    for (const auto& id : heldBack_)
+      if (const Incident* inc = correlator_.find(id)) store(*inc);
   } catch (const std::exception& e) {
-    spdlog::error("incidents: baselines not written at shutdown: {}", e.what());
+    spdlog::error("incidents: baselines or incidents not written at shutdown: {}", e.what());
   }
 }
 
@@ -113,6 +116,19 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
   for (const auto& c : changes) {
     const Incident* inc = correlator_.find(c.id);
     if (!inc) continue;
+    if (c.kind == IncidentChangeKind::kUpdated && !c.timeline) {
+      auto last = persistedNs_.find(c.id);
+      if (last != persistedNs_.end() && nowNs - last->second < kCoalesceNs) {
+        heldBack_.insert(c.id);
+        continue;
+      }
+    }
+    if (c.kind == IncidentChangeKind::kResolved) {
+      persistedNs_.erase(c.id);
+    } else {
+      persistedNs_[c.id] = nowNs;
+    }
+    heldBack_.erase(c.id);
     if (planner_ && c.kind != IncidentChangeKind::kResolved) {
       // Plan first, so the stored incident already says it is mitigating.
       auto text = planner_->plan(*inc, nowNs);
@@ -203,6 +219,16 @@ void IncidentTracker::onAlert(wire::Alert::Reader alert, int64_t nowNs) {
 }
 
 void IncidentTracker::tick(int64_t nowNs) {
+  if (!heldBack_.empty()) {
+    std::vector<IncidentChange> due;
+    for (const auto& id : heldBack_) {
+      auto last = persistedNs_.find(id);
+      if (last == persistedNs_.end() || nowNs - last->second >= kCoalesceNs)
+        due.push_back({IncidentChangeKind::kUpdated, id, false});
+    }
+    persist(due, nowNs);
+    for (const auto& c : due) heldBack_.erase(c.id);  // also those no longer open
+  }
   if (nowNs >= nextTickNs_) {
     persist(correlator_.tick(nowNs), nowNs);
     nextTickNs_ = nowNs + kTickNs;

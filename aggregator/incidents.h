@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "aggregator/correlate.h"
@@ -22,7 +24,13 @@ CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& settings);
 // Detection and correlation wired to the store: every freshly stored summary
 // and every alert goes through the Detector, its batch through the
 // Correlator, and every incident that changed is written to the `incidents`
-// family at once (with the id counter, so ids stay unique across restarts).
+// family (with the id counter, so ids stay unique across restarts): at once
+// when it opens, resolves or gains a timeline event (a new sensor, victim or
+// vector, an escalation, mitigation); a change of its figures alone (rates,
+// sources) is stored, re-planned and told to observers at most once per
+// kCoalesceNs per incident, the last one at the first tick after that. Under
+// an attack seen by many sensors every summary changes the incident, and
+// doing all that per summary capped ingest at a few dozen summaries/s.
 // Baselines are written every few seconds and at shutdown; at start the
 // baselines and the open incidents of the previous run are taken back, so a
 // restart in the middle of an attack continues the same incident.
@@ -79,6 +87,13 @@ class IncidentTracker {
   int64_t nextPlanNs_ = 0;
   Planner* planner_ = nullptr;
   std::vector<ChangeObserver> observers_;
+  // Figure-only changes: when each open incident was last persisted, and
+  // those with a change held back since.
+  std::map<std::string, int64_t, std::less<>> persistedNs_;
+  std::set<std::string, std::less<>> heldBack_;
+
+ public:
+  static constexpr int64_t kCoalesceNs = 250'000'000;
 };
 
 }  // namespace garda::aggregator

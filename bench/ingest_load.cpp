@@ -67,6 +67,7 @@ struct Options {
   double seconds = 10;
   double rate = 0;  // per sensor; 0 = as fast as acks allow
   unsigned victims = 10;
+  double attacked = 1.0;  // share of sensors whose windows are under attack
   unsigned inflight = 32;
   int ioThreads = 2;
   double warmupTimeout = 60;
@@ -76,6 +77,7 @@ struct Options {
 };
 
 struct Sensor {
+  unsigned index = 0;
   std::string id;
   uint64_t bootId = 0;
   zmq::socket_t socket;
@@ -138,7 +140,11 @@ std::string encodeHeartbeat(const Sensor& s) {
 class Load {
  public:
   explicit Load(const Options& o)
-      : o_(o), ctx_(o.ioThreads), window_(bench::makeLoadWindow(o.victims, o.windowMs)) {
+      : o_(o),
+        ctx_(o.ioThreads),
+        window_(bench::makeLoadWindow(o.victims, o.windowMs)),
+        normalWindow_(bench::makeLoadWindow(o.victims, o.windowMs, 4000)),
+        attackedSensors_(static_cast<unsigned>(std::ceil(o.attacked * o.sensors))) {
     ctx_.set(zmq::ctxopt::max_sockets, static_cast<int>(o.sensors) + 64);
     const std::string serverKey = common::readCurveKeyFile(o.serverKeyFile, false);
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -151,6 +157,7 @@ class Load {
     sensors_.reserve(o.sensors);
     for (unsigned i = 0; i < o.sensors; ++i) {
       Sensor s;
+      s.index = i;
       s.id = fmt::format("load-{}", i);
       s.bootId = ((uint64_t{rd()} << 32) ^ rd()) | 1;
       s.socket = zmq::socket_t(ctx_, zmq::socket_type::dealer);
@@ -267,11 +274,11 @@ class Load {
     const double pmax = latencies_.empty() ? NAN : static_cast<double>(*std::max_element(
                                                         latencies_.begin(), latencies_.end())) / 1e6;
     fmt::print(
-        "sensors={} victims={} summary_bytes={} inflight={} rate={} warmup_s={:.2f} drain_s={:.2f} "
+        "sensors={} attacked={} victims={} summary_bytes={} inflight={} rate={} warmup_s={:.2f} drain_s={:.2f} "
         "acked_per_s={:.0f} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f} sent={} stored={} "
         "duplicate={} refused={} invalid={} unacked={} bad_messages={} min_sensor_acked={} "
         "max_sensor_acked={} load_cpu_per_s={:.2f}\n",
-        sensors_.size(), o_.victims, summaryBytes_, o_.inflight, o_.rate, warmupS, drainS,
+        sensors_.size(), attackedSensors_, o_.victims, summaryBytes_, o_.inflight, o_.rate, warmupS, drainS,
         static_cast<double>(during.stored + during.duplicate) / measuredS, p50, p99, pmax,
         totals_.sent, totals_.stored, totals_.duplicate, totals_.refused, totals_.invalid,
         inflight_, totals_.badMessages, minAcked, maxAcked, cpuMeasured / measuredS);
@@ -302,8 +309,9 @@ class Load {
     const int64_t startNs =
         baseStartNs_ + static_cast<int64_t>(seq) * int64_t{o_.windowMs} * 1'000'000;
     if (!s.summary) {
-      window_.startNs = startNs;
-      const std::string encoded = sensor::encodeSummary(window_, s.id, s.bootId, seq, 0, 0);
+      auto& window = s.index < attackedSensors_ ? window_ : normalWindow_;
+      window.startNs = startNs;
+      const std::string encoded = sensor::encodeSummary(window, s.id, s.bootId, seq, 0, 0);
       kj::Array<capnp::word> words =
           kj::heapArray<capnp::word>(encoded.size() / sizeof(capnp::word));
       std::memcpy(words.begin(), encoded.data(), encoded.size());
@@ -429,7 +437,9 @@ class Load {
   const Options& o_;
   zmq::context_t ctx_;
   int epfd_ = -1;
-  sensor::WindowStats window_;
+  sensor::WindowStats window_;        // under attack
+  sensor::WindowStats normalWindow_;  // the same shape, under every floor
+  unsigned attackedSensors_;          // sensors 0 .. this - 1 send window_
   int64_t baseStartNs_ = 0;
   std::vector<Sensor> sensors_;
   // Paced mode: (next due time, sensor), earliest first.
@@ -464,6 +474,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6));
   app.add_option("--window-victims", o.victims, "victims per summary")
       ->check(CLI::Range(0u, 2048u));
+  app.add_option("--attacked", o.attacked,
+                 "share of sensors whose windows are under attack (every victim above every "
+                 "floor); the others send the same shape at an office's normal rates")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--inflight", o.inflight, "unacked summaries allowed per sensor")
       ->check(CLI::Range(1u, 100000u));
   app.add_option("--io-threads", o.ioThreads, "ZeroMQ I/O threads")->check(CLI::Range(1, 8));

@@ -10,6 +10,8 @@
 # to load-0 is in the store. Prints one line per figure. Loopback only.
 # Environment: GARDA_LOAD_SENSORS ("10 100 1000"), GARDA_LOAD_SECONDS (10),
 # GARDA_LOAD_RATE (0: as fast as acks allow), GARDA_LOAD_VICTIMS (10),
+# GARDA_LOAD_ATTACKED (1: the share of sensors whose every window is under
+# attack, all victims above every floor; the others send normal traffic),
 # GARDA_LOAD_INFLIGHT (32), GARDA_LOAD_TMP (dir for the temp dir, default
 # /tmp; should be a disk, not tmpfs), GARDA_LOAD_KEEP=1 keeps the temp dir.
 # Raises `ulimit -n` (each sensor costs the generator two descriptors and the
@@ -22,6 +24,7 @@ counts=${GARDA_LOAD_SENSORS:-"10 100 1000"}
 seconds=${GARDA_LOAD_SECONDS:-10}
 rate=${GARDA_LOAD_RATE:-0}
 victims=${GARDA_LOAD_VICTIMS:-10}
+attacked=${GARDA_LOAD_ATTACKED:-1}
 inflight=${GARDA_LOAD_INFLIGHT:-32}
 for b in garda garda-aggregator ingest_load; do
   [[ -x $bin/$b ]] || { echo "ingest_load.sh: $bin/$b not built (ninja -C $build $b)" >&2; exit 2; }
@@ -122,7 +125,7 @@ for n in $counts; do
   t0=$(date +%s.%N)
   "$bin/ingest_load" --aggregator "tcp://127.0.0.1:$sport" --server-key "$keys/aggregator.pub" \
     --keys-dir "$keys" --sensors "$n" --seconds "$seconds" --rate "$rate" \
-    --window-victims "$victims" --inflight "$inflight" --acked-out "$work/acked-$n.txt" \
+    --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" --acked-out "$work/acked-$n.txt" \
     >"$work/load-$n.out" &
   load_pid=$!
   rc=0

@@ -12,15 +12,19 @@ namespace garda::bench {
 
 // A plausible busy window: V victims in 198.51.100.0/24 with decreasing
 // traffic, a mix of vectors, reflection ports on some, 20 top sources and 10
-// top ports each way, a few outbound sources and decode errors.
-inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs) {
+// top ports each way, a few outbound sources and decode errors. With
+// divisor 1 every victim is under attack (2 Mpps / (v + 1), far above every
+// detection floor); with divisor 4000 the same shape is an office's normal
+// traffic (500 pps and less per victim, under every floor).
+inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs,
+                                          unsigned divisor = 1) {
   sensor::WindowStats w;
   w.windowMs = windowMs;
   std::mt19937_64 rng(42);
   for (unsigned v = 0; v < victims; ++v) {
     sensor::VictimCounters c;
     c.address = *common::IpAddress::parse(fmt::format("198.51.100.{}", 1 + v % 250));
-    c.packets = 2'000'000 / (v + 1);
+    c.packets = 2'000'000 / (v + 1) / divisor;
     c.bytes = c.packets * 600;
     // Two vectors: 60% and 30% of the victim's packets (the sum may not
     // exceed them: the decoder checks).
@@ -44,7 +48,7 @@ inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs) {
       c.topDstPorts.push_back(
           {static_cast<uint16_t>(p == 0 ? 80 : 1 + rng() % 65535), c.packets / (p + 3)});
     }
-    c.distinctSources = 50'000 / (v + 1);
+    c.distinctSources = 50'000 / (v + 1) / divisor + 1;
     w.totals.packets += c.packets;
     w.totals.bytes += c.bytes;
     w.victims.push_back(std::move(c));

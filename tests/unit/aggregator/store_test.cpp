@@ -466,6 +466,73 @@ TEST_F(StoreTest, HistoryWithoutASensorIsTheCityPerSecond) {
   EXPECT_EQ(queries.history("nobody", 0, 0, 0).code, 404);
 }
 
+// ---- Incidents written to the store ---------------------------------------
+
+TEST_F(StoreTest, AnIncidentsFigureOnlyChangesAreCoalescedAndTheLastIsWritten) {
+  IncidentTracker incidents(*store_, kT0);
+  std::vector<IncidentChangeKind> told;
+  incidents.addChangeObserver(
+      [&](const Incident&, const IncidentChange& c, int64_t) { told.push_back(c.kind); });
+  const int64_t ms = 1'000'000;
+  auto window = [&](int64_t second, uint64_t syn, int64_t arrival) {
+    testing::BuiltSummary s("alpha", kT0 + second * kSecond, 1000,
+                            {{"198.18.2.10", {{wire::Vector::TCP_SYN, syn}}, {}, {}, 50000}});
+    incidents.onSummary(s.reader(), arrival);
+    incidents.tick(arrival);
+  };
+  auto storedPeak = [&](const std::string& id) {
+    auto json = store_->getIncident(id);
+    return json ? nlohmann::json::parse(*json)["peak_pps"].get<double>() : -1.0;
+  };
+  // Opened at once.
+  window(0, 40000, kT0);
+  ASSERT_EQ(incidents.correlator().openIncidents().size(), 1u);
+  const std::string id = incidents.correlator().openIncidents()[0]->id;
+  ASSERT_EQ(told, std::vector<IncidentChangeKind>{IncidentChangeKind::kOpened});
+  EXPECT_EQ(storedPeak(id), 40000);
+  // Three more windows within 250 ms of it: only the figures change, so they
+  // are held back (the incident in memory has them).
+  for (int64_t w = 1; w <= 3; ++w) window(w, 40000 + 1000 * w, kT0 + w * 60 * ms);
+  EXPECT_EQ(told.size(), 1u);
+  EXPECT_EQ(storedPeak(id), 40000);
+  EXPECT_EQ(incidents.correlator().find(id)->peakPps, 43000);
+  EXPECT_EQ(incidents.showJson(id).value()["peak_pps"], 43000) << "queries read memory";
+  // The first tick 250 ms after the last write writes the last of them, once.
+  incidents.tick(kT0 + 249 * ms);
+  EXPECT_EQ(told.size(), 1u);
+  incidents.tick(kT0 + 250 * ms);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[1], IncidentChangeKind::kUpdated);
+  EXPECT_EQ(storedPeak(id), 43000);
+  incidents.tick(kT0 + 600 * ms);
+  EXPECT_EQ(told.size(), 2u) << "nothing more to write";
+  // A change after the interval is written at once.
+  window(4, 44000, kT0 + 600 * ms);
+  ASSERT_EQ(told.size(), 3u);
+  EXPECT_EQ(storedPeak(id), 44000);
+  // One held back at shutdown is still written.
+  window(5, 45000, kT0 + 650 * ms);
+  EXPECT_EQ(storedPeak(id), 44000);
+}
+
+TEST_F(StoreTest, AnIncidentsFigureOnlyChangeHeldBackIsWrittenAtShutdown) {
+  std::string id;
+  {
+    IncidentTracker incidents(*store_, kT0);
+    auto window = [&](int64_t second, uint64_t syn, int64_t arrival) {
+      testing::BuiltSummary s("alpha", kT0 + second * kSecond, 1000,
+                              {{"198.18.2.10", {{wire::Vector::TCP_SYN, syn}}, {}, {}, 50000}});
+      incidents.onSummary(s.reader(), arrival);
+    };
+    window(0, 40000, kT0);
+    window(1, 42000, kT0 + 10'000'000);
+    id = incidents.correlator().openIncidents().at(0)->id;
+  }
+  auto json = store_->getIncident(id);
+  ASSERT_TRUE(json);
+  EXPECT_EQ(nlohmann::json::parse(*json)["peak_pps"], 42000);
+}
+
 }  // namespace
 }  // namespace garda::aggregator
 
