@@ -441,8 +441,12 @@ void Dispatcher::onReport(const std::string& sensorId, wire::OrderReport::Reader
 }
 
 void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader summary) {
+  // Most summaries list no counters, from sensors whose deliveries all drop
+  // nothing already: nothing to do, without a walk over every order.
+  if (summary.getOrderCounters().size() == 0 && !dropping_.count(sensorId)) return;
   const int64_t windowNs = summary.getWindowStartNs();
   const int64_t windowLenNs = int64_t{summary.getWindowMs()} * 1'000'000;
+  bool drops = false;
   std::map<std::string_view, const wire::OrderCounter::Reader> listed;
   for (auto c : summary.getOrderCounters())
     listed.emplace(std::string_view(c.getOrderId().cStr(), c.getOrderId().size()), c);
@@ -453,7 +457,10 @@ void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader s
     Delivery& del = d->second;
     auto c = listed.find(id);
     matched += c != listed.end();
-    if (windowNs < del.countersWindowNs) continue;  // an older window, arriving late
+    if (windowNs < del.countersWindowNs) {  // an older window, arriving late
+      drops = drops || del.dropPps != 0;
+      continue;
+    }
     if (c == listed.end()) {
       del.dropPps = 0;
       continue;
@@ -467,12 +474,17 @@ void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader s
                                ? windowNs - del.countersWindowNs
                                : windowLenNs;
     del.dropPps = spanNs > 0 ? static_cast<double>(delta) * 1e9 / static_cast<double>(spanNs) : 0;
+    drops = drops || del.dropPps != 0;
     del.packetsDropped = packets;
     del.countersPackets = packets;
     del.bytesDropped = c->second.getBytes();
     del.countersWindowNs = windowNs;
   }
   counters_.countersUnknown += listed.size() - matched;
+  if (drops || !listed.empty())
+    dropping_.insert(sensorId);
+  else
+    dropping_.erase(sensorId);
 }
 
 double Dispatcher::incidentDropPps(const std::string& incidentId,

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -158,6 +159,8 @@ class Dispatcher {
   std::map<std::string, common::MitigationMode> sensorModes_;
   common::PrefixSet neverBlock_;
   std::map<std::string, OrderRecord> orders_;
+  // Sensors some delivery of which has a drop rate (onCounters sets them).
+  std::set<std::string, std::less<>> dropping_;
   int64_t nextTickNs_ = 0;
   DispatchCounters counters_;
 };

@@ -28,7 +28,7 @@ CorrelateConfig correlateConfigFrom(const common::CorrelateSettings& settings);
 // when it opens, resolves or gains a timeline event (a new sensor, victim or
 // vector, an escalation, mitigation); a change of its figures alone (rates,
 // sources) is stored, re-planned and told to observers at most once per
-// kCoalesceNs per incident, the last one at the first tick after that. Under
+// kCoalesceNs (1 s) per incident, the last one at the first tick after that. Under
 // an attack seen by many sensors every summary changes the incident, and
 // doing all that per summary capped ingest at a few dozen summaries/s.
 // Baselines are written every few seconds and at shutdown; at start the
@@ -93,7 +93,7 @@ class IncidentTracker {
   std::set<std::string, std::less<>> heldBack_;
 
  public:
-  static constexpr int64_t kCoalesceNs = 250'000'000;
+  static constexpr int64_t kCoalesceNs = 1'000'000'000;
 };
 
 }  // namespace garda::aggregator

@@ -446,6 +446,12 @@ TEST_F(DispatcherTest, SummaryCountersGiveEachDeliveryItsCountAndDropRate) {
   dispatcher_->onCounters("alpha",
                           countersOnly("alpha", kNow + 4 * kSecond, {{*id, 500, 50000}}).reader());
   EXPECT_DOUBLE_EQ(d->dropPps, 500);
+  // A late window with no counters at all changes nothing either...
+  dispatcher_->onCounters("alpha", countersOnly("alpha", kNow + 3 * kSecond, {}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 500);
+  // ... and another sensor's summaries never touch alpha's deliveries.
+  dispatcher_->onCounters("beta", countersOnly("beta", kNow + 5 * kSecond, {}).reader());
+  EXPECT_DOUBLE_EQ(d->dropPps, 500);
   // Left out of the summary: the rule drops nothing there any more.
   dispatcher_->onCounters("alpha", countersOnly("alpha", kNow + 5 * kSecond, {}).reader());
   EXPECT_DOUBLE_EQ(d->dropPps, 0);
