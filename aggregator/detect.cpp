@@ -137,16 +137,6 @@ std::string_view classifyAttack(wire::Vector v, uint16_t reflectionPort) noexcep
   }
 }
 
-size_t Detector::KeyHash::operator()(const Key& k) const noexcept {
-  uint64_t x = common::IpAddressHash{}(k.victim);
-  x ^= (static_cast<uint64_t>(k.sensor) << 24 | static_cast<uint64_t>(k.port) << 8 | k.vector) *
-       0x9e3779b97f4a7c15ULL;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 32;
-  return static_cast<size_t>(x);
-}
-
 Detector::Detector(DetectConfig config) : config_(config) {}
 
 uint32_t Detector::sensorIndex(std::string_view id) {
@@ -172,6 +162,51 @@ void Detector::setWindow(Sensor& s, unsigned windowMs) {
   s.alpha = config_.baselineHalfLifeMs == 0
                 ? 1.0
                 : 1.0 - std::exp2(-static_cast<double>(windowMs) / config_.baselineHalfLifeMs);
+}
+
+size_t Detector::StateTable::VictimKeyHash::operator()(const VictimKey& k) const noexcept {
+  uint64_t x = common::IpAddressHash{}(k.victim) ^ (uint64_t{k.sensor} * 0x9e3779b97f4a7c15ULL);
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 32;
+  return static_cast<size_t>(x);
+}
+
+Detector::State* Detector::StateTable::find(const Key& k) {
+  auto it = byVictim_.find(VictimKey{k.victim, k.sensor});
+  if (it == byVictim_.end()) return nullptr;
+  const uint32_t sub = subOf(k);
+  for (auto& slot : it->second)
+    if (slot.sub == sub) return &slot.state;
+  return nullptr;
+}
+
+const Detector::State* Detector::StateTable::find(const Key& k) const {
+  return const_cast<StateTable*>(this)->find(k);
+}
+
+Detector::State& Detector::StateTable::operator[](const Key& k) {
+  auto& slots = byVictim_[VictimKey{k.victim, k.sensor}];
+  const uint32_t sub = subOf(k);
+  for (auto& slot : slots)
+    if (slot.sub == sub) return slot.state;
+  ++size_;
+  return slots.emplace_back(Slot{sub, State{}}).state;
+}
+
+void Detector::StateTable::erase(const Key& k) {
+  auto it = byVictim_.find(VictimKey{k.victim, k.sensor});
+  if (it == byVictim_.end()) return;
+  auto& slots = it->second;
+  const uint32_t sub = subOf(k);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].sub != sub) continue;
+    if (i + 1 != slots.size()) slots[i] = std::move(slots.back());
+    slots.pop_back();
+    --size_;
+    break;
+  }
+  if (slots.empty()) byVictim_.erase(it);
 }
 
 Detector::State& Detector::stateFor(const Key& key) {
@@ -362,10 +397,11 @@ bool Detector::observeReflectionVolume(const VictimContext& v, uint32_t sensor, 
         static_cast<double>(bytes) < config_.reflectionMinAvgBytes * static_cast<double>(packets))
       bps = 0;
     Key key{*v.victim, sensor, pc.getPort(), kReflectionVolume};
-    State& st = stateFor(key);
-    auto byPackets = states_.find(
+    const State* byPackets = states_.find(
         Key{*v.victim, sensor, pc.getPort(), static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)});
-    const bool named = byPackets != states_.end() && byPackets->second.active;
+    const bool named = byPackets != nullptr && byPackets->active;
+    // After the lookup above: an insert into this victim may move its states.
+    State& st = stateFor(key);
     // The packet rate's anomaly, when there is one, already names this port.
     if (update(key, st, s, windowStartNs, bps, config_.reflectionFloorBps) && !named) {
       emitAnomaly(key, st, s, v, windowStartNs, static_cast<double>(packets) * perSecond, bps,
@@ -444,18 +480,18 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
   for (size_t i = s.active.size(); i-- > 0;) {
     if (i >= s.active.size()) continue;
     const Key key = s.active[i];
-    auto it = states_.find(key);
-    if (it == states_.end()) {
+    State* st = states_.find(key);
+    if (st == nullptr) {
       s.active[i] = s.active.back();
       s.active.pop_back();
       continue;
     }
-    if (it->second.lastWindowStartNs >= t) continue;
+    if (st->lastWindowStartNs >= t) continue;
     const double floor = key.vector == kReflectionVolume ? config_.reflectionFloorBps
                          : key.vector == static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)
                              ? (key.port == 0 ? config_.reflectionTotalFloorPps : floorPerPort)
                              : config_.floorPps[key.vector];
-    update(key, it->second, s, t, 0.0, floor);
+    update(key, *st, s, t, 0.0, floor);
   }
   evictIfFull();
   return batch_;
@@ -512,19 +548,20 @@ void Detector::evictIfFull() {
   // inserts. Active keys are kept: an attack in progress is not stale.
   std::vector<std::pair<int64_t, Key>> ages;
   ages.reserve(states_.size());
-  for (const auto& [key, st] : states_)
+  states_.forEach([&](const Key& key, const State& st) {
     ages.emplace_back(st.active ? std::numeric_limits<int64_t>::max() : st.lastWindowStartNs, key);
+  });
   const size_t excess = states_.size() - config_.maxKeys;
   const size_t n = std::min(ages.size(), std::max(excess, config_.maxKeys / 8));
   std::nth_element(ages.begin(), ages.begin() + static_cast<std::ptrdiff_t>(n - 1), ages.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 0; i < n; ++i) {
     if (ages[i].first == std::numeric_limits<int64_t>::max()) continue;
-    auto it = states_.find(ages[i].second);
+    const State* st = states_.find(ages[i].second);
     // Found missing at the next flush: an erase record. A dirty key is
     // listed already.
-    if (!it->second.dirty) dirty_.push_back(ages[i].second);
-    states_.erase(it);
+    if (!st->dirty) dirty_.push_back(ages[i].second);
+    states_.erase(ages[i].second);
     counters_.evictions++;
   }
 }
@@ -563,12 +600,12 @@ std::vector<std::pair<std::string, std::string>> Detector::dirtyRecords() {
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(dirty_.size());
   for (const Key& key : dirty_) {
-    auto it = states_.find(key);
-    if (it == states_.end()) {
+    State* found = states_.find(key);
+    if (found == nullptr) {
       out.emplace_back(recordKey(key), std::string());
       continue;
     }
-    State& st = it->second;
+    State& st = *found;
     if (!st.dirty) continue;  // evicted and re-created: listed twice
     st.dirty = false;
     out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs, st.samples,
@@ -581,9 +618,10 @@ std::vector<std::pair<std::string, std::string>> Detector::dirtyRecords() {
 std::vector<std::pair<std::string, std::string>> Detector::allRecords() const {
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(states_.size());
-  for (const auto& [key, st] : states_)
+  states_.forEach([&](const Key& key, const State& st) {
     out.emplace_back(recordKey(key), recordValue(st.mean, st.var, st.lastWindowStartNs, st.samples,
                                                  st.above, st.below, st.active, st.reported));
+  });
   return out;
 }
 
@@ -631,13 +669,13 @@ bool Detector::baseline(std::string_view sensorId, const common::IpAddress& vict
                         uint16_t reflectionPort, BaselineView& out) const {
   auto sit = sensorIds_.find(sensorId);
   if (sit == sensorIds_.end()) return false;
-  auto it = states_.find(Key{victim, sit->second, reflectionPort, static_cast<uint8_t>(v)});
-  if (it == states_.end()) return false;
-  out.mean = it->second.mean;
-  out.sigma = std::sqrt(std::max(it->second.var, 0.0));
-  out.samples = it->second.samples;
-  out.active = it->second.active;
-  out.lastWindowStartNs = it->second.lastWindowStartNs;
+  const State* st = states_.find(Key{victim, sit->second, reflectionPort, static_cast<uint8_t>(v)});
+  if (st == nullptr) return false;
+  out.mean = st->mean;
+  out.sigma = std::sqrt(std::max(st->var, 0.0));
+  out.samples = st->samples;
+  out.active = st->active;
+  out.lastWindowStartNs = st->lastWindowStartNs;
   return true;
 }
 
