@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <regex>
 #include <stdexcept>
 
@@ -121,13 +122,33 @@ std::string keyText(const nlohmann::json& v) {
   return {};
 }
 
+// A context whose output and errors are buffered (read back by runOn).
+nft_ctx* newContext() {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (!ctx) throw std::runtime_error("nftables: cannot create a libnftables context");
+  nft_ctx_buffer_output(ctx);
+  nft_ctx_buffer_error(ctx);
+  return ctx;
+}
+
+// Runs `commands` in one transaction: "" when it went through, else the
+// first line of libnftables' error. Its output goes to `out` (or is cleared).
+std::string runOn(nft_ctx* ctx, const std::string& commands, std::string* out) {
+  int rc = nft_run_cmd_from_buffer(ctx, commands.c_str());
+  if (out)
+    *out = nft_ctx_get_output_buffer(ctx);
+  else
+    (void)nft_ctx_get_output_buffer(ctx);  // clears it
+  std::string errors = nft_ctx_get_error_buffer(ctx);
+  if (rc == 0) return {};
+  std::string first = errors.substr(0, errors.find('\n'));
+  return first.empty() ? "libnftables failed" : first;
+}
+
 }  // namespace
 
 NftablesEnforcer::NftablesEnforcer(std::string table) : table_(std::move(table)) {
-  ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (!ctx_) throw std::runtime_error("nftables: cannot create a libnftables context");
-  nft_ctx_buffer_output(ctx_);
-  nft_ctx_buffer_error(ctx_);
+  ctx_ = newContext();
   // `add` is a no-op for a table or chain that is there, so a restart keeps
   // what a previous run left (and its element timeouts).
   std::string err =
@@ -141,17 +162,11 @@ NftablesEnforcer::NftablesEnforcer(std::string table) : table_(std::move(table))
 }
 
 std::string NftablesEnforcer::withdraw(const std::string& table) {
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (!ctx) throw std::runtime_error("nftables: cannot create a libnftables context");
-  nft_ctx_buffer_output(ctx);
-  nft_ctx_buffer_error(ctx);
-  int rc = nft_run_cmd_from_buffer(ctx, ("delete table inet " + table).c_str());
-  std::string errors = nft_ctx_get_error_buffer(ctx);
-  nft_ctx_free(ctx);
-  if (rc == 0) return "nftables: deleted table inet " + table + " and its rules";
-  if (isMissing(errors)) return "nftables: no table inet " + table + ": nothing to delete";
-  throw std::runtime_error("nftables: cannot delete table inet " + table + ": " +
-                           errors.substr(0, errors.find('\n')));
+  std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx(newContext(), nft_ctx_free);
+  const std::string err = runOn(ctx.get(), "delete table inet " + table, nullptr);
+  if (err.empty()) return "nftables: deleted table inet " + table + " and its rules";
+  if (isMissing(err)) return "nftables: no table inet " + table + ": nothing to delete";
+  throw std::runtime_error("nftables: cannot delete table inet " + table + ": " + err);
 }
 
 NftablesEnforcer::~NftablesEnforcer() {
@@ -161,17 +176,9 @@ NftablesEnforcer::~NftablesEnforcer() {
 
 std::string NftablesEnforcer::run(const std::string& commands, std::string* out) {
   counters_.transactions++;
-  int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
-  if (out)
-    *out = nft_ctx_get_output_buffer(ctx_);
-  else
-    (void)nft_ctx_get_output_buffer(ctx_);  // clears it
-  std::string errors = nft_ctx_get_error_buffer(ctx_);
-  if (rc == 0) return {};
-  counters_.failures++;
-  auto nl = errors.find('\n');
-  std::string first = errors.substr(0, nl);
-  return first.empty() ? "libnftables failed" : first;
+  std::string err = runOn(ctx_, commands, out);
+  if (!err.empty()) counters_.failures++;
+  return err;
 }
 
 std::optional<nlohmann::json> NftablesEnforcer::listTable() {

@@ -349,10 +349,6 @@ bool XdpEnforcer::readDropCounts(const std::vector<const Rule*>& rules,
   return true;
 }
 
-}  // namespace garda::sensor
-
-namespace garda::sensor {
-
 std::string XdpEnforcer::withdraw(const std::string& interface, const std::string& stateDir) {
   const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
   if (ifindex == 0) {
