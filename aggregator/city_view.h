@@ -9,6 +9,7 @@
 
 #include "aggregator/store.h"
 #include "common/config.h"
+#include "common/envelope.h"
 
 namespace garda::aggregator {
 
@@ -30,6 +31,8 @@ struct SensorState {
   int64_t lastAlertNs = 0;
   std::string lastAlertVictim;
   std::string routingId;           // the sensor's current connection (not persisted)
+  // The encoding its last message came in; what we send it goes alike.
+  common::WireEncoding encoding = common::WireEncoding::kPacked;
 };
 
 // The registry of the city's sensors: every sensor listed in aggregator.toml

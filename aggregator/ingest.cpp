@@ -2,7 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -54,8 +60,78 @@ SensorIngest::SensorIngest(zmq::socket_t& router, Store& store, CityView& city,
       store_(store),
       city_(city),
       dispatcher_(dispatcher),
-      decoder_(common::DecodeLimits{config.maxMessageBytes}) {
+      decoder_(common::DecodeLimits{config.maxMessageBytes}),
+      writer_(store) {
   reload(config);
+}
+
+SensorIngest::~SensorIngest() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    spdlog::error("ingest: at shutdown: {}", e.what());
+  }
+}
+
+SensorIngest::Writer::Writer(Store& store) : store_(store) {
+  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wakeFd_ < 0)
+    throw std::runtime_error(std::string("ingest: eventfd: ") + std::strerror(errno));
+  thread_ = std::thread([this] { run(); });
+}
+
+SensorIngest::Writer::~Writer() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  ::close(wakeFd_);
+}
+
+void SensorIngest::Writer::submit(std::unique_ptr<Job> job) {
+  {
+    std::lock_guard lock(mutex_);
+    queued_.push_back(std::move(job));
+  }
+  ++inFlight_;
+  cv_.notify_all();
+}
+
+void SensorIngest::Writer::run() {
+  pthread_setname_np(pthread_self(), "garda-writer");
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queued_.empty(); });
+    if (queued_.empty()) return;  // stopping, and nothing left to write
+    auto job = std::move(queued_.front());
+    queued_.pop_front();
+    lock.unlock();
+    try {
+      job->result = store_.write(*job->batch);
+    } catch (const std::exception& e) {
+      job->result.written = true;
+      job->result.error = e.what();
+    }
+    lock.lock();
+    written_.push_back(std::move(job));
+    const uint64_t one = 1;
+    (void)!::write(wakeFd_, &one, sizeof one);
+    cv_.notify_all();
+  }
+}
+
+std::vector<std::unique_ptr<SensorIngest::Job>> SensorIngest::Writer::takeWritten(bool wait) {
+  std::unique_lock lock(mutex_);
+  if (wait) cv_.wait(lock, [&] { return written_.size() == inFlight_; });
+  uint64_t count = 0;
+  (void)!::read(wakeFd_, &count, sizeof count);  // drained: readable again at the next write
+  std::vector<std::unique_ptr<Job>> out;
+  for (auto& job : written_) out.push_back(std::move(job));
+  written_.clear();
+  inFlight_ -= out.size();
+  return out;
 }
 
 void SensorIngest::reload(const common::AggregatorConfig& config) {
@@ -102,9 +178,11 @@ void SensorIngest::refuseUnlisted(const std::string& routingId, const std::strin
   if (unlistedAudited_.insert(keyId).second) auditRefusal(keyId, what, why);
   if (body.which() == wire::Envelope::Body::SUMMARY) {
     auto sum = body.getSummary();
-    acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why});
+    acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why,
+                     decoder_.encoding()});
   } else if (body.which() == wire::Envelope::Body::HELLO) {
-    acks_.push_back({routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why});
+    acks_.push_back({routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why,
+                     decoder_.encoding()});
   }
 }
 
@@ -132,7 +210,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY) {
       auto sum = decoder_.envelope().getBody().getSummary();
       acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
-                       decoder_.detail()});
+                       decoder_.detail(), decoder_.encoding()});
     }
     return;
   }
@@ -159,12 +237,15 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
     if (body.which() == wire::Envelope::Body::SUMMARY) {
       auto sum = body.getSummary();
       acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
-                       "over this sensor's rate limit: resend later"});
+                       "over this sensor's rate limit: resend later", decoder_.encoding()});
     }
     return;
   }
-  if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId)
-    city_.touch(keyId, now).routingId = routingId;
+  if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId) {
+    auto& s = city_.touch(keyId, now);
+    s.routingId = routingId;
+    s.encoding = decoder_.encoding();  // what we send it is encoded alike
+  }
   switch (body.which()) {
     case wire::Envelope::Body::HELLO: {
       auto h = body.getHello();
@@ -175,7 +256,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
                      "key is bound to sensor '" + keyId + "' but the message claims '" + claimed +
                          "'");
         acks_.push_back({routingId, h.getBootId(), 0, wire::AckStatus::REFUSED,
-                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'"});
+                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'",
+                         decoder_.encoding()});
         return;
       }
       counters_.hellos++;
@@ -197,12 +279,23 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       if (claimed != keyId) {
         reject(IngestReject::kWrongSensorId, keyId, "summary claims '" + claimed + "'");
         acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
-                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'"});
+                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'",
+                         decoder_.encoding()});
         return;
       }
-      // Stored alone (not the envelope), so history reads need no envelope.
+      // Stored as the packed envelope it came in, as it came; a flat one
+      // (an older sensor) is packed first.
       std::string key = Store::summaryKey(keyId, sum.getWindowStartNs(), sum.getBootId());
-      bool fresh = batch.putSummary(key, sum);
+      const auto frame = std::span(static_cast<const uint8_t*>(msg.data()), msg.size());
+      std::string repacked;
+      if (!decoder_.packed()) repacked = common::packFlat(frame);
+      bool fresh =
+          inFlightKeys_.count(key) == 0 &&
+          batch.putSummary(
+              key, sum,
+              decoder_.packed()
+                  ? std::string_view(reinterpret_cast<const char*>(frame.data()), frame.size())
+                  : std::string_view(repacked));
       auto& s = city_.touch(keyId, now);
       if (fresh) {
         counters_.summariesStored++;
@@ -224,7 +317,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         counters_.summariesDuplicate++;
       }
       acks_.push_back({routingId, sum.getBootId(), sum.getSeq(),
-                       fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, ""});
+                       fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, "",
+                       decoder_.encoding()});
       return;
     }
     case wire::Envelope::Body::HEARTBEAT: {
@@ -281,7 +375,7 @@ void SensorIngest::sendAck(const Ack& a) {
   ack.setSeq(a.seq);
   ack.setStatus(a.status);
   ack.setReason(a.reason);
-  std::string bytes = common::encodeMessage(message);
+  std::string bytes = common::encodeMessage(message, a.encoding);
   // A peer that went away meanwhile is not an error: it will resend.
   try {
     if (router_.send(zmq::buffer(a.routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
@@ -292,7 +386,9 @@ void SensorIngest::sendAck(const Ack& a) {
 }
 
 void SensorIngest::drain(size_t maxMessages) {
-  Store::Batch batch = store_.batch();
+  auto job = std::make_unique<Job>();
+  job->batch = std::make_unique<Store::Batch>(store_.batch());
+  Store::Batch& batch = *job->batch;
   acks_.clear();
   for (size_t i = 0; i < maxMessages; ++i) {
     zmq::message_t id, msg;
@@ -315,15 +411,37 @@ void SensorIngest::drain(size_t maxMessages) {
     city_.takeChanges([&](const std::string& id, const std::string& json) {
       batch.putSensor(id, json);
     });
-  try {
-    store_.commit(batch);
-  } catch (const std::exception& e) {
-    // Nothing of this batch is acked: the sensors keep it and resend.
-    counters_.rejects[static_cast<size_t>(IngestReject::kStoreError)] += batch.size();
-    spdlog::error("ingest: {}", e.what());
-    acks_.clear();
+  if (batch.size() == 0 && writer_.inFlight() == 0) {
+    // Nothing to write, nothing being written: these acks (duplicates,
+    // refusals) need not wait. (While a batch is being written they wait
+    // their turn: a duplicate may be of a summary in that batch.)
+    for (const auto& a : acks_) sendAck(a);
+    return;
   }
-  for (const auto& a : acks_) sendAck(a);
+  for (const auto& key : batch.keys()) inFlightKeys_.insert(key);
+  job->acks = std::move(acks_);
+  acks_ = {};
+  writer_.submit(std::move(job));
+}
+
+void SensorIngest::collect() {
+  for (auto& job : writer_.takeWritten(false)) finish(*job);
+}
+
+void SensorIngest::flush() {
+  for (auto& job : writer_.takeWritten(true)) finish(*job);
+}
+
+void SensorIngest::finish(Job& job) {
+  for (const auto& key : job.batch->keys()) inFlightKeys_.erase(key);
+  store_.recordWrite(*job.batch, job.result);
+  if (!job.result.error.empty()) {
+    // Nothing of this batch is acked: the sensors keep it and resend.
+    counters_.rejects[static_cast<size_t>(IngestReject::kStoreError)] += job.batch->size();
+    spdlog::error("ingest: store write failed: {}", job.result.error);
+    return;
+  }
+  for (const auto& a : job.acks) sendAck(a);
 }
 
 }  // namespace garda::aggregator

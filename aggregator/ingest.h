@@ -1,10 +1,16 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <cstdint>
-#include <set>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
+#include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
 
@@ -46,13 +52,19 @@ struct IngestCounters {
 
 // Takes in what sensors send on the aggregator's ROUTER socket: checks that
 // each message speaks for the sensor its CURVE key is bound to, writes
-// summaries to the store in one batch per call, and only then acks them. A
+// summaries to the store in one batch per drain, and only then acks them. A
 // bad message is counted, logged at a limited rate and answered where the
-// sender can use the answer; it never closes the connection. Single-threaded.
+// sender can use the answer; it never closes the connection.
+// Used from one thread (the aggregator loop). The batches go through the
+// write-ahead log on a writer thread of its own, so that the loop decodes,
+// detects on and acks the summaries around it meanwhile; the acks of a batch
+// leave only once it is written (collect()).
 class SensorIngest {
  public:
   SensorIngest(zmq::socket_t& router, Store& store, CityView& city, Dispatcher& dispatcher,
                const common::AggregatorConfig& config);
+  // Waits for the batches still being written and sends their acks.
+  ~SensorIngest();
   void reload(const common::AggregatorConfig& config);
   // Fresh summaries and alerts also go to detection (optional).
   void setIncidentTracker(IncidentTracker* tracker) noexcept { incidents_ = tracker; }
@@ -61,9 +73,22 @@ class SensorIngest {
   // Every freshly stored summary is also shown to `fn` (metrics; optional).
   void setSummaryObserver(std::function<void(wire::Summary::Reader)> fn) { observer_ = std::move(fn); }
 
-  // Receives and handles up to `maxMessages` waiting messages.
+  // Receives and handles up to `maxMessages` waiting messages, and hands
+  // their batch to the writer. Call only while takesMore().
   void drain(size_t maxMessages);
+  // False while kMaxBatchesInFlight batches are being written: the messages
+  // then wait in ZeroMQ's queue (and the sensors' windows of unacked ones).
+  bool takesMore() const noexcept { return writer_.inFlight() < kMaxBatchesInFlight; }
+  // Readable when a written batch waits for collect().
+  int writtenFd() const noexcept { return writer_.wakeFd(); }
+  // Sends the acks of every batch written since the last call (or drops them
+  // when the write failed: the sensors resend).
+  void collect();
+  // collect() after every batch handed over is written (shutdown, tests).
+  void flush();
   const IngestCounters& counters() const noexcept { return counters_; }
+
+  static constexpr size_t kMaxBatchesInFlight = 2;
 
  private:
   struct Ack {
@@ -72,10 +97,41 @@ class SensorIngest {
     uint64_t seq;
     wire::AckStatus status;
     std::string reason;
+    common::WireEncoding encoding;  // the summary's: a flat sender reads flat
+  };
+  // One drain's batch and the acks that wait for it.
+  struct Job {
+    std::unique_ptr<Store::Batch> batch;
+    std::vector<Ack> acks;
+    Store::WriteResult result;
+  };
+  // Writes jobs' batches in order on its own thread.
+  class Writer {
+   public:
+    explicit Writer(Store& store);
+    ~Writer();  // writes what is queued, then stops
+    void submit(std::unique_ptr<Job> job);
+    // Written jobs, oldest first; `wait` blocks until every one is.
+    std::vector<std::unique_ptr<Job>> takeWritten(bool wait);
+    size_t inFlight() const noexcept { return inFlight_; }
+    int wakeFd() const noexcept { return wakeFd_; }
+
+   private:
+    void run();
+    Store& store_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Job>> queued_, written_;
+    bool stop_ = false;
+    size_t inFlight_ = 0;  // submitted, not yet taken back (loop thread only)
+    int wakeFd_ = -1;      // eventfd: written_ is not empty
+    std::thread thread_;
   };
   void handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch);
   void reject(IngestReject why, const std::string& who, const std::string& detail);
   void sendAck(const Ack& ack);
+  // A written job: its keys leave inFlightKeys_, its acks go (or not).
+  void finish(Job& job);
   void auditRefusal(const std::string& keyId, const char* what, const std::string& why);
   // A message on a connection whose sensor a reload removed: counted,
   // audited once per sensor and reload, and a hello or summary answered
@@ -105,6 +161,10 @@ class SensorIngest {
   std::vector<Ack> acks_;
   std::set<std::string> unlistedAudited_;
   IngestCounters counters_;
+  // Summary keys in batches handed to the writer and not yet written: a
+  // resend arriving meanwhile is a duplicate too.
+  std::unordered_set<std::string> inFlightKeys_;
+  Writer writer_;  // last: its thread stops before the rest goes
 };
 
 }  // namespace garda::aggregator

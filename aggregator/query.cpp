@@ -438,7 +438,8 @@ void ConsoleServer::reload(const common::AggregatorConfig& config) {
   for (const auto& c : config.consoles) roles_[c.name] = c.role;
 }
 
-void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, const QueryResult& r) {
+void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, const QueryResult& r,
+                          common::WireEncoding encoding) {
   capnp::MallocMessageBuilder message;
   auto rep = common::initEnvelope(message).getBody().initReply();
   rep.setRequestId(requestId);
@@ -447,7 +448,7 @@ void ConsoleServer::reply(const std::string& routingId, uint64_t requestId, cons
   if (r.ok) rep.setJson(r.body.dump());
   if (r.ok && !r.data.empty())
     rep.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.data.data()), r.data.size()));
-  std::string bytes = common::encodeMessage(message);
+  std::string bytes = common::encodeMessage(message, encoding);
   (void)router_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
 }
@@ -470,7 +471,7 @@ void ConsoleServer::drain(size_t maxMessages) {
       if (logLimiter_.allow())
         spdlog::warn("console: bad request from '{}': {} {}", name, common::envelopeRejectName(r),
                      decoder_.detail());
-      reply(id.to_string(), 0, QueryResult::fail(400, "bad request"));
+      reply(id.to_string(), 0, QueryResult::fail(400, "bad request"), decoder_.encoding());
       continue;
     }
     counters_.queries++;
@@ -484,7 +485,7 @@ void ConsoleServer::drain(size_t maxMessages) {
       spdlog::error("console: query from '{}' failed: {}", name, e.what());
       result = QueryResult::fail(500, e.what());
     }
-    reply(id.to_string(), q.getRequestId(), result);
+    reply(id.to_string(), q.getRequestId(), result, decoder_.encoding());
   }
 }
 

@@ -115,7 +115,9 @@ class ConsoleServer {
   const ConsoleCounters& counters() const noexcept { return counters_; }
 
  private:
-  void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r);
+  // In the query's encoding: an older console reads flat.
+  void reply(const std::string& routingId, uint64_t requestId, const QueryResult& r,
+             common::WireEncoding encoding);
 
   zmq::socket_t& router_;
   QueryService& queries_;

@@ -193,6 +193,14 @@ bool AggregatorServer::sendToSensor(const std::string& sensorId, const std::stri
     if (!sensorSocket_.send(zmq::buffer(s->routingId),
                             zmq::send_flags::sndmore | zmq::send_flags::dontwait))
       return false;
+    // Messages are built packed; a sensor that spoke flat (an older
+    // release, during a rolling upgrade) gets them flat.
+    if (s->encoding == common::WireEncoding::kFlat)
+      return sensorSocket_
+          .send(zmq::buffer(common::toFlat(
+                    std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()))),
+                zmq::send_flags::dontwait)
+          .has_value();
     return sensorSocket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
   } catch (const zmq::error_t& e) {
     // EHOSTUNREACH (router_mandatory): the connection is gone.
@@ -222,18 +230,23 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
       notifier_.reloaded(ok ? statusLine(common::wallNowNs())
                             : "reload refused, running the previous configuration: " + error);
     }
-    zmq::pollitem_t items[] = {{zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
-                               {sensorSocket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, http_ ? http_->wakeFd() : -1, ZMQ_POLLIN, 0}};
+    // While the writer has its fill of batches, sensor messages wait in
+    // ZeroMQ's queue; a written batch wakes the loop to send its acks.
+    zmq::pollitem_t items[] = {
+        {zap_.socket().handle(), 0, ZMQ_POLLIN, 0},
+        {sensorSocket_.handle(), 0, static_cast<short>(ingest_.takesMore() ? ZMQ_POLLIN : 0), 0},
+        {consoleSocket_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, ingest_.writtenFd(), ZMQ_POLLIN, 0},
+        {nullptr, http_ ? http_->wakeFd() : -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, http_ ? 4 : 3, std::chrono::milliseconds(100));
+      zmq::poll(items, http_ ? 5 : 4, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
     }
     if (items[0].revents & ZMQ_POLLIN) zap_.handlePending();
-    if (items[1].revents & ZMQ_POLLIN) ingest_.drain(4096);
+    ingest_.collect();
+    if ((items[1].revents & ZMQ_POLLIN) && ingest_.takesMore()) ingest_.drain(4096);
     if (items[2].revents & ZMQ_POLLIN) console_.drain(64);
     const int64_t wall = common::wallNowNs();
     dispatcher_.tick(wall);
@@ -275,6 +288,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
       nextInsecureWarning = now + 60'000'000'000;
     }
   }
+  ingest_.flush();  // the acks of what is still being written
   notifier_.stopping();
   spdlog::info("aggregator: stopping");
 }

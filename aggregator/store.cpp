@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/envelope.h"
 #include "schemas/garda.capnp.h"
 
 namespace garda::aggregator {
@@ -195,23 +196,53 @@ std::string Store::summaryValue(wire::Summary::Reader summary) {
 }
 
 std::string Store::flatSummary(std::string_view stored) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(stored.data());
+  if (!stored.empty() && bytes[0] == kEnvelopeMarker) {
+    // The envelope the summary came in, packed as it came: the summary is
+    // its body.
+    std::string flat = common::toFlat(std::span(bytes + 1, stored.size() - 1));
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(flat.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), flat.data(), words.asBytes().size());
+    capnp::FlatArrayMessageReader reader(words);
+    capnp::MallocMessageBuilder copy;
+    copy.setRoot(reader.getRoot<wire::Envelope>().getBody().getSummary());
+    return common::encodeMessage(copy, common::WireEncoding::kFlat);
+  }
   // A packed message starts with the tag byte of its segment table word,
   // whose word-count half is never zero: a tag of 0x10 or more. A flat one
   // (how summaries were stored before) starts with its segment count - 1,
   // under 0x10 for any message within the size limit.
-  if (stored.empty() || static_cast<uint8_t>(stored[0]) < 0x10) return std::string(stored);
-  kj::ArrayInputStream in(
-      kj::arrayPtr(reinterpret_cast<const kj::byte*>(stored.data()), stored.size()));
+  if (!common::isPackedWire(std::span(bytes, stored.size()))) return std::string(stored);
+  kj::ArrayInputStream in(kj::arrayPtr(bytes, stored.size()));
   capnp::PackedMessageReader reader(in);
   capnp::MallocMessageBuilder flat;
   flat.setRoot(reader.getRoot<wire::Summary>());
-  auto words = capnp::messageToFlatArray(flat);
-  auto bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  return common::encodeMessage(flat, common::WireEncoding::kFlat);
+}
+
+bool Store::Batch::putSummary(const std::string& key, wire::Summary::Reader sum,
+                              std::string_view packedEnvelope) {
+  if (!isNew(key)) return false;
+  // Marker and envelope go into the batch as two slices: no joined copy.
+  const char marker = static_cast<char>(kEnvelopeMarker);
+  const rocksdb::Slice keySlice(key),
+      parts[2] = {rocksdb::Slice(&marker, 1),
+                  rocksdb::Slice(packedEnvelope.data(), packedEnvelope.size())};
+  check(batch_.Put(store_.cf("summaries"), rocksdb::SliceParts(&keySlice, 1),
+                   rocksdb::SliceParts(parts, 2)),
+        "store batch");
+  added(key);
+  addCityTotals(sum);
+  return true;
 }
 
 bool Store::Batch::putSummary(const std::string& key, wire::Summary::Reader sum) {
   if (!putSummary(key, summaryValue(sum))) return false;
+  addCityTotals(sum);
+  return true;
+}
+
+void Store::Batch::addCityTotals(wire::Summary::Reader sum) {
   // A new summary (putSummary refuses resends): the city seconds grow
   // exactly once per stored window.
   auto t = sum.getTotals();
@@ -227,19 +258,27 @@ bool Store::Batch::putSummary(const std::string& key, wire::Summary::Reader sum)
   c.sensorMs = sum.getWindowMs();
   c.summaries = 1;
   addCityTotals(sum.getWindowStartNs(), sum.getWindowMs(), c);
-  return true;
 }
 
-bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
+bool Store::Batch::isNew(const std::string& key) {
   if (keys_.count(key) != 0) return false;
-  std::string existing;
+  rocksdb::PinnableSlice existing;
   auto s = store_.db_->Get({}, store_.cf("summaries"), key, &existing);
   if (s.ok()) return false;
   if (!s.IsNotFound()) throw std::runtime_error("store read failed: " + s.ToString());
-  check(batch_.Put(store_.cf("summaries"), key, rocksdb::Slice(value.data(), value.size())),
-        "store batch");
+  return true;
+}
+
+void Store::Batch::added(const std::string& key) {
   keys_.insert(key);
   ++count_;
+}
+
+bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
+  if (!isNew(key)) return false;
+  check(batch_.Put(store_.cf("summaries"), key, rocksdb::Slice(value.data(), value.size())),
+        "store batch");
+  added(key);
   return true;
 }
 
@@ -328,8 +367,15 @@ void Store::Batch::putSensor(const std::string& sensorId, const std::string& jso
 }
 
 void Store::commit(Batch& b) {
-  if (b.batch_.Count() == 0) return;
-  // Taken back if the write fails, so a second commit of the batch does not
+  const WriteResult r = write(b);
+  recordWrite(b, r);
+  if (!r.error.empty()) throw std::runtime_error("store write failed: " + r.error);
+}
+
+Store::WriteResult Store::write(Batch& b) const {
+  WriteResult r;
+  if (b.batch_.Count() == 0) return r;
+  // Taken back if the write fails, so a second write of the batch does not
   // add the city seconds twice.
   b.batch_.SetSavePoint();
   for (const auto& [second, totals] : b.city_)
@@ -338,18 +384,26 @@ void Store::commit(Batch& b) {
   rocksdb::WriteOptions wo;
   const auto started = std::chrono::steady_clock::now();
   auto s = db_->Write(wo, &b.batch_);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  counters_.writeSecondsSum += seconds;
-  size_t bucket = 0;
-  while (bucket < StoreCounters::kWriteBuckets.size() &&
-         seconds > StoreCounters::kWriteBuckets[bucket])
-    ++bucket;
-  counters_.writeLatency[bucket]++;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  r.written = true;
   if (!s.ok()) {
     (void)b.batch_.RollbackToSavePoint();
+    r.error = s.ToString();
+  }
+  return r;
+}
+
+void Store::recordWrite(const Batch& b, const WriteResult& r) {
+  if (!r.written) return;
+  counters_.writeSecondsSum += r.seconds;
+  size_t bucket = 0;
+  while (bucket < StoreCounters::kWriteBuckets.size() &&
+         r.seconds > StoreCounters::kWriteBuckets[bucket])
+    ++bucket;
+  counters_.writeLatency[bucket]++;
+  if (!r.error.empty()) {
     counters_.writeErrors++;
-    throw std::runtime_error("store write failed: " + s.ToString());
+    return;
   }
   counters_.summaryWrites += b.count_;
   counters_.cityMerges += b.city_.size();

@@ -86,10 +86,14 @@ struct RetentionResult {
 //   evidence:  incident id, 0x00, sensor id: a packed Cap'n Proto Evidence
 //              (every part of one sensor's answer, joined); retention deletes
 //              it with its incident
-// Summary values are packed Cap'n Proto messages (summaryValue) kept in blob
-// files; the other families hold JSON.
+// Summary values are kept in blob files, in one of three forms (flatSummary
+// reads all three): what ingest stores, kEnvelopeMarker and then the packed
+// Envelope the summary came in, as it came; a packed message with the summary
+// as its root (summaryValue; releases before the packed wire); or flat (the
+// first releases). The other families hold JSON.
 // A summary write goes through the write-ahead log before the caller acks,
-// so an ack survives the aggregator being killed. Single-threaded use.
+// so an ack survives the aggregator being killed. Single-threaded use, but
+// for write() (see there).
 class Store {
  public:
   // Opens (creating if needed) the database under `dir`. Throws
@@ -100,6 +104,11 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   static std::string summaryKey(std::string_view sensorId, int64_t windowStartNs, uint64_t bootId);
+  // Starts a stored envelope. Neither older form can start with it: a packed
+  // message's first tag byte is 0xff only if all four bytes of its segment
+  // count are non-zero, a flat one's first byte only with 256 or more
+  // segments, both far past any size limit.
+  static constexpr uint8_t kEnvelopeMarker = 0xff;
   // The stored form of a summary: a packed Cap'n Proto message with the
   // summary as its root.
   static std::string summaryValue(wire::Summary::Reader summary);
@@ -119,16 +128,27 @@ class Store {
     // The sensor's registry record, written atomically with the summaries.
     void putSensor(const std::string& sensorId, const std::string& json);
     size_t size() const noexcept { return count_; }
+    // The summary keys put in this batch.
+    const std::unordered_set<std::string>& keys() const noexcept { return keys_; }
 
     // The same from the decoded summary: stores it in the packed form
     // (summaryValue) and, when new, adds it to the city's seconds.
     bool putSummary(const std::string& key, wire::Summary::Reader summary);
+    // What ingest does: stores the packed Envelope `summary` came in, as it
+    // came (behind kEnvelopeMarker: no copy, no packing), and when new adds
+    // it to the city's seconds.
+    bool putSummary(const std::string& key, wire::Summary::Reader summary,
+                    std::string_view packedEnvelope);
 
    private:
     friend class Store;
     explicit Batch(Store& s) : store_(s) {}
     // Adds one summary's totals to the city seconds it covers.
     void addCityTotals(int64_t windowStartNs, unsigned windowMs, const CityTotals& totals);
+    void addCityTotals(wire::Summary::Reader summary);
+    // Neither in this batch nor in the store; then counts a key put.
+    bool isNew(const std::string& key);
+    void added(const std::string& key);
 
     Store& store_;
     rocksdb::WriteBatch batch_;
@@ -139,6 +159,18 @@ class Store {
   Batch batch() { return Batch(*this); }
   // Writes the batch (WAL first). Throws std::runtime_error on failure.
   void commit(Batch& b);
+
+  // commit() in two halves, for a batch written on another thread: write()
+  // is safe beside any other use of the store (it touches only the batch and
+  // RocksDB, which is thread-safe); recordWrite() counts it, on the thread
+  // that owns the store.
+  struct WriteResult {
+    bool written = false;  // false: an empty batch, nothing done
+    double seconds = 0;
+    std::string error;  // RocksDB's reason; empty when stored
+  };
+  WriteResult write(Batch& b) const;
+  void recordWrite(const Batch& b, const WriteResult& r);
 
   // Summaries of one sensor with window start in [sinceNs, untilNs), the
   // `limit` most recent, in time order; `fn(key, value)` with the value as a

@@ -311,7 +311,9 @@ class Load {
     if (!s.summary) {
       auto& window = s.index < attackedSensors_ ? window_ : normalWindow_;
       window.startNs = startNs;
-      const std::string encoded = sensor::encodeSummary(window, s.id, s.bootId, seq, 0, 0);
+      const std::string packed = sensor::encodeSummary(window, s.id, s.bootId, seq, 0, 0);
+      const std::string encoded =
+          common::toFlat(std::span(reinterpret_cast<const uint8_t*>(packed.data()), packed.size()));
       kj::Array<capnp::word> words =
           kj::heapArray<capnp::word>(encoded.size() / sizeof(capnp::word));
       std::memcpy(words.begin(), encoded.data(), encoded.size());

@@ -1,6 +1,9 @@
 #include "common/envelope.h"
 
+#include <capnp/serialize-packed.h>
 #include <kj/exception.h>
+#include <kj/io.h>
+#include <kj/vector.h>
 
 #include <cstring>
 
@@ -167,26 +170,88 @@ std::string checkEnvelopeSanity(wire::Envelope::Reader e) {
 
 EnvelopeDecoder::EnvelopeDecoder(DecodeLimits limits) : limits_(limits) {}
 
+bool EnvelopeDecoder::reserve(size_t words) noexcept {
+  if (scratch_.size() >= words) return true;
+  try {
+    scratch_ = kj::heapArray<capnp::word>(words);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+EnvelopeReject EnvelopeDecoder::unpack(std::span<const uint8_t> bytes, size_t& words) noexcept {
+  // Unpacked with Cap'n Proto's own PackedInputStream into the scratch
+  // buffer, as the flat message it stands for. The segment table is read
+  // first and bounds the rest: a few bytes of zero runs cannot unpack into
+  // more than maxBytes of flat message.
+  try {
+    kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
+    capnp::_::PackedInputStream packed(in);
+    uint32_t first[2];
+    packed.read(first, sizeof first);
+    const uint64_t segments = uint64_t{first[0]} + 1;
+    if (segments > kMaxSegments) {
+      detail_ = std::to_string(segments) + " segments";
+      return EnvelopeReject::kMalformed;
+    }
+    const size_t tableWords = (segments + 2) / 2;  // count + sizes, padded to a word
+    const size_t maxWords = limits_.maxBytes / sizeof(capnp::word);
+    std::vector<uint32_t> sizes(tableWords * 2);
+    sizes[0] = first[0];
+    sizes[1] = first[1];
+    if (tableWords > 1) packed.read(sizes.data() + 2, (tableWords - 1) * sizeof(capnp::word));
+    uint64_t total = tableWords;
+    for (size_t i = 1; i <= segments; ++i) total += sizes[i];
+    if (total > maxWords) {
+      detail_ = "unpacks to " + std::to_string(total * sizeof(capnp::word)) + " bytes, limit " +
+                std::to_string(limits_.maxBytes);
+      return EnvelopeReject::kTooLarge;
+    }
+    if (!reserve(total)) return EnvelopeReject::kTooLarge;
+    std::memcpy(static_cast<void*>(scratch_.begin()), sizes.data(),
+                tableWords * sizeof(capnp::word));
+    const size_t rest = (total - tableWords) * sizeof(capnp::word);
+    if (rest > 0) packed.read(scratch_.begin() + tableWords, rest);
+    if (in.tryGetReadBuffer().size() != 0) {
+      detail_ = "bytes after the packed message";
+      return EnvelopeReject::kMalformed;
+    }
+    words = total;
+    return EnvelopeReject::kNone;
+  } catch (const kj::Exception& e) {
+    detail_ = e.getDescription().cStr();
+  } catch (const std::exception& e) {
+    detail_ = e.what();
+  }
+  return EnvelopeReject::kMalformed;
+}
+
 EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept {
   reader_.reset();
   detail_.clear();
+  packed_ = false;
   if (bytes.empty()) return EnvelopeReject::kEmpty;
   if (bytes.size() > limits_.maxBytes) {
     detail_ = std::to_string(bytes.size()) + " bytes, limit " + std::to_string(limits_.maxBytes);
     return EnvelopeReject::kTooLarge;
   }
-  if (bytes.size() % sizeof(capnp::word) != 0) return EnvelopeReject::kNotWords;
-  const size_t words = bytes.size() / sizeof(capnp::word);
-  const capnp::word* data = reinterpret_cast<const capnp::word*>(bytes.data());
-  // Cap'n Proto reads words in place; copy only when the frame is misaligned.
-  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
-    try {
-      if (scratch_.size() < words) scratch_ = kj::heapArray<capnp::word>(words);
-    } catch (...) {
-      return EnvelopeReject::kTooLarge;
-    }
-    std::memcpy(scratch_.begin(), bytes.data(), bytes.size());
+  size_t words = 0;
+  const capnp::word* data = nullptr;
+  if (isPackedWire(bytes)) {
+    packed_ = true;
+    if (auto r = unpack(bytes, words); r != EnvelopeReject::kNone) return r;
     data = scratch_.begin();
+  } else {
+    if (bytes.size() % sizeof(capnp::word) != 0) return EnvelopeReject::kNotWords;
+    words = bytes.size() / sizeof(capnp::word);
+    data = reinterpret_cast<const capnp::word*>(bytes.data());
+    // Cap'n Proto reads words in place; copy only when the frame is misaligned.
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+      if (!reserve(words)) return EnvelopeReject::kTooLarge;
+      std::memcpy(scratch_.begin(), bytes.data(), bytes.size());
+      data = scratch_.begin();
+    }
   }
   try {
     capnp::ReaderOptions options;
@@ -226,10 +291,48 @@ EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept 
   return EnvelopeReject::kNone;
 }
 
-std::string encodeMessage(capnp::MessageBuilder& builder) {
-  auto words = capnp::messageToFlatArray(builder);
-  auto bytes = words.asBytes();
+bool isPackedWire(std::span<const uint8_t> bytes) noexcept {
+  return !bytes.empty() && bytes[0] >= 0x10;
+}
+
+std::string encodeMessage(capnp::MessageBuilder& builder, WireEncoding encoding) {
+  if (encoding == WireEncoding::kFlat) {
+    auto words = capnp::messageToFlatArray(builder);
+    auto bytes = words.asBytes();
+    return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  }
+  kj::VectorOutputStream out(4096);
+  capnp::writePackedMessage(out, builder);
+  auto bytes = out.getArray();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string packFlat(std::span<const uint8_t> flat) {
+  KJ_REQUIRE(flat.size() % sizeof(capnp::word) == 0, "not a flat message");
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(flat.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), flat.data(), flat.size());
+  capnp::FlatArrayMessageReader reader(words);
+  kj::Vector<kj::ArrayPtr<const capnp::word>> segments;
+  for (uint id = 0;; ++id) {
+    auto s = reader.getSegment(id);
+    if (s == nullptr) break;
+    segments.add(s);
+  }
+  kj::VectorOutputStream out(flat.size() / 2 + 64);
+  capnp::writePackedMessage(out, segments.asPtr());
+  auto bytes = out.getArray();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string toFlat(std::span<const uint8_t> wire, size_t maxBytes) {
+  EnvelopeDecoder d(DecodeLimits{.maxBytes = maxBytes});
+  if (!isPackedWire(wire))
+    return std::string(reinterpret_cast<const char*>(wire.data()), wire.size());
+  size_t words = 0;
+  if (d.unpack(wire, words) != EnvelopeReject::kNone)
+    KJ_FAIL_REQUIRE("not a packed message", d.detail());
+  return std::string(reinterpret_cast<const char*>(d.scratch_.begin()),
+                     words * sizeof(capnp::word));
 }
 
 wire::Envelope::Builder initEnvelope(capnp::MessageBuilder& builder) {

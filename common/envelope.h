@@ -19,13 +19,13 @@ namespace garda::common {
 // are metric labels.
 enum class EnvelopeReject : uint8_t {
   kNone = 0,
-  kEmpty,          // zero bytes
-  kTooLarge,       // over DecodeLimits::maxBytes
-  kNotWords,       // length not a multiple of 8: not a Cap'n Proto message
-  kMalformed,      // bad segment table or pointers, or a traversal/nesting limit hit
-  kBadVersion,     // a protocol version this build does not speak
-  kUnknownBody,    // a union member from a newer schema
-  kInsane,         // well-formed, but values that cannot be true
+  kEmpty,        // zero bytes
+  kTooLarge,     // over DecodeLimits::maxBytes
+  kNotWords,     // flat, and its length is not a multiple of 8: not a Cap'n Proto message
+  kMalformed,    // bad segment table or pointers, or a traversal/nesting limit hit
+  kBadVersion,   // a protocol version this build does not speak
+  kUnknownBody,  // a union member from a newer schema
+  kInsane,       // well-formed, but values that cannot be true
   kCount
 };
 const char* envelopeRejectName(EnvelopeReject r) noexcept;
@@ -35,7 +35,22 @@ constexpr uint32_t kMaxEvidencePackets = 1000;
 constexpr uint32_t kMinEvidenceSnapLen = 64;
 constexpr uint32_t kMaxEvidenceSnapLen = 65535;
 
+// Messages go on the wire in Cap'n Proto's packed encoding (the zero bytes of
+// fixed-width fields squeezed out: a busy summary is about a third of its
+// flat size). Receivers also take the flat encoding that releases before the
+// packed wire sent, and answer a peer in the encoding it spoke. The two are
+// told apart by the first byte: a flat message starts with its segment count
+// - 1 (under 0x10: at most 16 segments, which nothing Garda sends reaches),
+// a packed one with the tag byte of that word, whose non-zero segment-size
+// half makes it 0x10 or more. See docs/protocol.md, "Encoding".
+enum class WireEncoding : uint8_t { kPacked, kFlat };
+bool isPackedWire(std::span<const uint8_t> bytes) noexcept;
+
+// Cap'n Proto's own bound on segments in a stream message.
+constexpr uint64_t kMaxSegments = 512;
+
 struct DecodeLimits {
+  // A frame's bytes and, packed, the bytes of the flat message it unpacks to.
   size_t maxBytes = 4 << 20;
   // Words the reader may traverse, as a multiple of the message's own size:
   // more than 1 because validation and the consumer each read it once, and
@@ -62,11 +77,22 @@ class EnvelopeDecoder {
   EnvelopeReject decode(std::span<const uint8_t> bytes) noexcept;
   // Valid after decode() returned kNone.
   wire::Envelope::Reader envelope() const { return root_; }
+  // How the last message came: packed (what this release sends) or flat.
+  bool packed() const noexcept { return packed_; }
+  WireEncoding encoding() const noexcept {
+    return packed_ ? WireEncoding::kPacked : WireEncoding::kFlat;
+  }
   // A person-readable reason for the last rejection.
   const std::string& detail() const noexcept { return detail_; }
 
  private:
+  friend std::string toFlat(std::span<const uint8_t> wire, size_t maxBytes);
+  bool reserve(size_t words) noexcept;
+  // Unpacks a packed frame into scratch_ as its flat message of `words`.
+  EnvelopeReject unpack(std::span<const uint8_t> bytes, size_t& words) noexcept;
+
   DecodeLimits limits_;
+  bool packed_ = false;
   kj::Array<capnp::word> scratch_;
   std::optional<capnp::FlatArrayMessageReader> reader_;
   wire::Envelope::Reader root_;
@@ -78,8 +104,14 @@ class EnvelopeDecoder {
 // what is wrong. May throw kj::Exception on malformed data (decode() wraps it).
 std::string checkEnvelopeSanity(wire::Envelope::Reader e);
 
-// Serialises a built message into one flat byte string (a ZeroMQ frame).
-std::string encodeMessage(capnp::MessageBuilder& builder);
+// Serialises a built message into one byte string (a ZeroMQ frame), packed
+// unless a peer that speaks only flat asks otherwise.
+std::string encodeMessage(capnp::MessageBuilder& builder,
+                          WireEncoding encoding = WireEncoding::kPacked);
+// A flat message's packed form, and either encoding's flat form (at most
+// maxBytes unpacked). Both throw kj::Exception on bytes that are not one.
+std::string packFlat(std::span<const uint8_t> flat);
+std::string toFlat(std::span<const uint8_t> wire, size_t maxBytes = 64 << 20);
 
 // Sets version and send time; returns the body builder to fill in.
 wire::Envelope::Builder initEnvelope(capnp::MessageBuilder& builder);

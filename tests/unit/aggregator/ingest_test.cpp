@@ -140,8 +140,10 @@ TEST_F(IngestOverCurve, SummaryClaimingAnotherSensorIsRefused) {
   EXPECT_NE(ack->second.find("bound to sensor 'alpha'"), std::string::npos) << ack->second;
 }
 
-// The next message of `kind` from the aggregator, or nothing within `ms`.
-bool receive(zmq::socket_t& dealer, wire::Envelope::Body::Which kind, int ms) {
+// The bytes of the next message of `kind` from the aggregator, or nothing
+// within `ms`.
+std::optional<std::string> receiveBytes(zmq::socket_t& dealer, wire::Envelope::Body::Which kind,
+                                        int ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   while (std::chrono::steady_clock::now() < deadline) {
     zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
@@ -152,9 +154,22 @@ bool receive(zmq::socket_t& dealer, wire::Envelope::Body::Which kind, int ms) {
     if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) ==
             common::EnvelopeReject::kNone &&
         d.envelope().getBody().which() == kind)
-      return true;
+      return msg.to_string();
   }
-  return false;
+  return std::nullopt;
+}
+
+bool receive(zmq::socket_t& dealer, wire::Envelope::Body::Which kind, int ms) {
+  return receiveBytes(dealer, kind, ms).has_value();
+}
+
+bool packed(const std::string& bytes) {
+  return common::isPackedWire(
+      std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+std::string flat(const std::string& bytes) {
+  return common::toFlat(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 std::string hello(const std::string& id, uint64_t boot) {
@@ -172,6 +187,37 @@ TEST_F(IngestOverCurve, HelloIsAnsweredWithAnOrderSyncAndThenHeartbeats) {
       << "every hello gets the sensor's active orders (none yet)";
   EXPECT_TRUE(receive(dealer_, wire::Envelope::Body::HEARTBEAT, 3000))
       << "the aggregator's loop heartbeats every connected sensor";
+}
+
+TEST_F(IngestOverCurve, AnOlderSensorSpeakingFlatIsStoredAndAnsweredFlat) {
+  // A sensor of a release before the packed wire, during a rolling upgrade.
+  const std::string summary =
+      sensor::encodeSummary(window(1'700'000'000'000'000'000, 1000), "alpha", 7, 1, 0, 0);
+  ASSERT_TRUE(packed(summary));
+  send(flat(hello("alpha", 7)));
+  auto sync = receiveBytes(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000);
+  ASSERT_TRUE(sync);
+  EXPECT_FALSE(packed(*sync)) << "what the aggregator sends a flat sensor is flat";
+  send(flat(summary));
+  auto ack = receiveBytes(dealer_, wire::Envelope::Body::ACK, 2000);
+  ASSERT_TRUE(ack);
+  EXPECT_FALSE(packed(*ack));
+  common::EnvelopeDecoder d;
+  ASSERT_EQ(d.decode(std::span(reinterpret_cast<const uint8_t*>(ack->data()), ack->size())),
+            common::EnvelopeReject::kNone);
+  EXPECT_EQ(d.envelope().getBody().getAck().getStatus(), wire::AckStatus::STORED);
+  // Upgraded, it resends the same window packed: the same key, a duplicate,
+  // and from then on it is answered packed.
+  send(summary);
+  ack = receiveBytes(dealer_, wire::Envelope::Body::ACK, 2000);
+  ASSERT_TRUE(ack);
+  EXPECT_TRUE(packed(*ack));
+  ASSERT_EQ(d.decode(std::span(reinterpret_cast<const uint8_t*>(ack->data()), ack->size())),
+            common::EnvelopeReject::kNone);
+  EXPECT_EQ(d.envelope().getBody().getAck().getStatus(), wire::AckStatus::DUPLICATE);
+  auto beat = receiveBytes(dealer_, wire::Envelope::Body::HEARTBEAT, 3000);
+  ASSERT_TRUE(beat);
+  EXPECT_TRUE(packed(*beat));
 }
 
 class IngestRateLimited : public IngestOverCurve {

@@ -55,7 +55,7 @@ std::string summaryValue(const std::string& sensorId, int64_t startNs, unsigned 
   auto list = s.initVictims(victims);
   for (unsigned i = 0; i < victims; ++i)
     list[i].setAddress(common::AddressBytes(testing::ip("198.18.2." + std::to_string(i + 1))));
-  return common::encodeMessage(message);
+  return common::encodeMessage(message, common::WireEncoding::kFlat);
 }
 
 class StoreTest : public ::testing::Test {
@@ -174,6 +174,57 @@ TEST_F(StoreTest, SummariesAreStoredPackedAndReadBackFlatAsAreOldFlatOnes) {
   std::memcpy(words.begin(), fresh.second.data(), fresh.second.size());
   capnp::FlatArrayMessageReader reader(words);
   EXPECT_LT(Store::summaryValue(reader.getRoot<wire::Summary>()).size(), fresh.second.size());
+}
+
+TEST_F(StoreTest, ASummaryStoredAsItsPackedEnvelopeReadsBackLikeTheOtherForms) {
+  // Ingest's path: the summary's envelope, packed as it came on the wire.
+  capnp::MallocMessageBuilder m;
+  auto sum = common::initEnvelope(m).getBody().initSummary();
+  sum.setSensorId("alpha");
+  sum.setBootId(7);
+  sum.setSeq(3);
+  sum.setWindowStartNs(kT0);
+  sum.setWindowMs(1000);
+  sum.initTotals().setPackets(321);
+  sum.initVictims(2);
+  const std::string wire = common::encodeMessage(m);
+  const auto key = Store::summaryKey("alpha", kT0, 7);
+  {
+    auto batch = store_->batch();
+    ASSERT_TRUE(
+        batch.putSummary(key, m.getRoot<wire::Envelope>().asReader().getBody().getSummary(), wire));
+    // A resend in the same batch, or in a later one, is not stored again.
+    EXPECT_FALSE(
+        batch.putSummary(key, m.getRoot<wire::Envelope>().asReader().getBody().getSummary(), wire));
+    store_->commit(batch);
+  }
+  {
+    auto batch = store_->batch();
+    EXPECT_FALSE(
+        batch.putSummary(key, m.getRoot<wire::Envelope>().asReader().getBody().getSummary(), wire));
+  }
+  // The two older forms beside it.
+  put({summary("alpha", kT0 + 1'000'000'000, 1000, {50, 3200, 0, 50, 0, 0}, 1)});
+  auto old = summary("alpha", kT0 + 2'000'000'000, 1000, {9, 900, 0, 9, 0, 0}, 4);
+  {
+    auto batch = store_->batch();
+    ASSERT_TRUE(batch.putSummary(old.first, old.second));
+    store_->commit(batch);
+  }
+  std::vector<std::tuple<uint64_t, uint64_t, unsigned>> seen;  // seq, packets, victims
+  store_->scanSummaries("alpha", 0, 0, 100, [&](std::string_view, std::string_view v) {
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(v.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), v.data(), v.size());
+    capnp::FlatArrayMessageReader reader(words);
+    auto s = reader.getRoot<wire::Summary>();
+    seen.emplace_back(s.getSeq(), s.getTotals().getPackets(), s.getVictims().size());
+  });
+  EXPECT_EQ(seen, (std::vector<std::tuple<uint64_t, uint64_t, unsigned>>{
+                      {3, 321, 2}, {1, 50, 1}, {1, 9, 4}}));
+  // The city seconds count the envelope's summary as any other.
+  std::vector<uint64_t> packets;
+  store_->scanCity(0, 0, 10, [&](int64_t, const CityTotals& t) { packets.push_back(t.packets); });
+  EXPECT_EQ(packets, (std::vector<uint64_t>{321, 50}));
 }
 
 TEST_F(StoreTest, CitySecondSumsEverySensorsSummaryWithThatStart) {

@@ -65,12 +65,18 @@ void fillValidSummary(wire::Summary::Builder s) {
   vectors[0].setBytes(3200);
 }
 
-std::string summaryMessage(const std::function<void(wire::Summary::Builder)>& tweak = {}) {
+std::string summaryMessage(const std::function<void(wire::Summary::Builder)>& tweak = {},
+                           WireEncoding encoding = WireEncoding::kPacked) {
   capnp::MallocMessageBuilder m;
   auto s = initEnvelope(m).getBody().initSummary();
   fillValidSummary(s);
   if (tweak) tweak(s);
-  return encodeMessage(m);
+  return encodeMessage(m, encoding);
+}
+
+// The tests that patch a message's structure patch its flat form.
+std::string flatSummaryMessage() {
+  return summaryMessage({}, WireEncoding::kFlat);
 }
 
 std::string helloMessage(const std::function<void(wire::Hello::Builder)>& tweak = {}) {
@@ -384,7 +390,7 @@ TEST(EnvelopeDecoder, RejectsEmpty) {
 }
 
 TEST(EnvelopeDecoder, RejectsMessagesOverTheByteLimit) {
-  const std::string bytes = summaryMessage();
+  const std::string bytes = flatSummaryMessage();
   Decoded d = decode(bytes, {.maxBytes = 64});
   EXPECT_EQ(d.reject, EnvelopeReject::kTooLarge);
   EXPECT_EQ(d.detail, std::to_string(bytes.size()) + " bytes, limit 64");
@@ -393,6 +399,71 @@ TEST(EnvelopeDecoder, RejectsMessagesOverTheByteLimit) {
   EXPECT_EQ(decode(bytes, {.maxBytes = bytes.size() - 1}).reject, EnvelopeReject::kTooLarge);
   // The size check comes before anything else: an odd-length frame over the limit is too large.
   EXPECT_EQ(decode(std::string(101, 'x'), {.maxBytes = 100}).reject, EnvelopeReject::kTooLarge);
+}
+
+TEST(EnvelopeDecoder, APackedMessageIsHeldToTheLimitByWhatItUnpacksTo) {
+  const std::string packed = summaryMessage();
+  const std::string flat = flatSummaryMessage();
+  ASSERT_LT(packed.size(), flat.size());
+  EXPECT_EQ(decode(packed, {.maxBytes = flat.size()}).reject, EnvelopeReject::kNone);
+  Decoded d = decode(packed, {.maxBytes = flat.size() - 8});
+  EXPECT_EQ(d.reject, EnvelopeReject::kTooLarge);
+  EXPECT_EQ(d.detail, "unpacks to " + std::to_string(flat.size()) + " bytes, limit " +
+                          std::to_string(flat.size() - 8));
+}
+
+TEST(EnvelopeDecoder, ZeroRunsClaimingMoreThanTheLimitAreRefusedBeforeUnpacking) {
+  // A segment table claiming a 32 GiB segment (2^32 - 1 words and the table's), then zero runs (tag
+  // 0x00 and a count of 255 more zero words: 2 KiB of flat message in 2 bytes).
+  std::string bomb;
+  bomb += static_cast<char>(0xf0);  // tag: bytes 4-7 of the table word are non-zero
+  bomb += std::string(4, '\xff');   // segment 0 of 2^32 - 1 words
+  for (int i = 0; i < 1000; ++i) bomb += std::string("\0\xff", 2);
+  Decoded d = decode(bomb);
+  EXPECT_EQ(d.reject, EnvelopeReject::kTooLarge);
+  EXPECT_NE(d.detail.find("unpacks to 34359738368 bytes"), std::string::npos) << d.detail;
+  // Within the limit but shorter than its table says: malformed, not a crash.
+  std::string shortSegment;
+  shortSegment += static_cast<char>(0x10);
+  shortSegment += static_cast<char>(100);    // 100 words promised
+  shortSegment += std::string("\0\x05", 2);  // 6 zero words given
+  EXPECT_EQ(decode(shortSegment).reject, EnvelopeReject::kMalformed);
+}
+
+TEST(EnvelopeDecoder, PackedAndFlatFormsDecodeAlikeAndTheDecoderSaysWhichCame) {
+  EnvelopeDecoder d;
+  capnp::MallocMessageBuilder m;
+  fillValidSummary(initEnvelope(m).getBody().initSummary());
+  const std::string packed = encodeMessage(m), flat = encodeMessage(m, WireEncoding::kFlat);
+  EXPECT_TRUE(
+      isPackedWire(std::span(reinterpret_cast<const uint8_t*>(packed.data()), packed.size())));
+  EXPECT_FALSE(isPackedWire(std::span(reinterpret_cast<const uint8_t*>(flat.data()), flat.size())));
+  Frame fp(packed), ff(flat);
+  ASSERT_EQ(d.decode(fp.span()), EnvelopeReject::kNone) << d.detail();
+  EXPECT_TRUE(d.packed());
+  EXPECT_EQ(d.encoding(), WireEncoding::kPacked);
+  const auto packedSum = d.envelope().getBody().getSummary();
+  const std::string fromPacked = std::to_string(packedSum.getSeq()) + "/" +
+                                 std::to_string(packedSum.getVictims()[0].getPackets()) + "/" +
+                                 std::string(packedSum.getSensorId());
+  ASSERT_EQ(d.decode(ff.span()), EnvelopeReject::kNone) << d.detail();
+  EXPECT_FALSE(d.packed());
+  const auto flatSum = d.envelope().getBody().getSummary();
+  EXPECT_EQ(fromPacked, std::to_string(flatSum.getSeq()) + "/" +
+                            std::to_string(flatSum.getVictims()[0].getPackets()) + "/" +
+                            std::string(flatSum.getSensorId()));
+  // Converting either way gives back the other form, byte for byte.
+  EXPECT_EQ(toFlat(fp.span()), flat);
+  EXPECT_EQ(packFlat(ff.span()), packed);
+  EXPECT_EQ(toFlat(ff.span()), flat);
+}
+
+TEST(EnvelopeDecoder, BytesAfterAPackedMessageAreMalformed) {
+  const std::string packed = summaryMessage();
+  for (const std::string& tail : {std::string(1, '\0'), std::string("\x01\x07", 2)}) {
+    Decoded d = decode(packed + tail);
+    EXPECT_EQ(d.reject, EnvelopeReject::kMalformed) << tail.size();
+  }
 }
 
 TEST(EnvelopeDecoder, RandomBytesNeverCrashAndOddLengthsAreNotWords) {
@@ -415,6 +486,8 @@ TEST(EnvelopeDecoder, RandomBytesNeverCrashAndOddLengthsAreNotWords) {
     counts[static_cast<size_t>(r)]++;
     if (size == 0) {
       EXPECT_EQ(r, EnvelopeReject::kEmpty);
+    } else if (static_cast<uint8_t>(bytes[0]) >= 0x10) {
+      EXPECT_NE(r, EnvelopeReject::kNotWords) << "packed: any length";
     } else if (size % 8 != 0) {
       EXPECT_EQ(r, EnvelopeReject::kNotWords) << size << " bytes";
     } else {
@@ -428,11 +501,11 @@ TEST(EnvelopeDecoder, RandomBytesNeverCrashAndOddLengthsAreNotWords) {
 }
 
 TEST(EnvelopeDecoder, MutatedSummariesNeverCrashAndAcceptedOnesAreSane) {
-  const std::string good = summaryMessage();
+  const std::string packed = summaryMessage(), flat = flatSummaryMessage();
   std::mt19937_64 rng(7451);
   EnvelopeDecoder d;
   for (int i = 0; i < 20000; ++i) {
-    std::string bytes = good;
+    std::string bytes = i % 2 ? packed : flat;
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < flips; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
     Frame f(bytes);
@@ -458,7 +531,9 @@ TEST(EnvelopeDecoder, EveryTruncationOfASummaryIsRejected) {
   v.vectorBytes[0] = 640;
   w.victims = {v};
   w.decodeStatus[static_cast<size_t>(sensor::DecodeStatus::kTruncatedL4)] = 1;
-  const std::string bytes = sensor::encodeSummary(w, "kominfo-jkt-1", 1, 1, 0, 0);
+  const std::string packed = sensor::encodeSummary(w, "kominfo-jkt-1", 1, 1, 0, 0);
+  Frame fp(packed);
+  const std::string bytes = toFlat(fp.span());
   Frame f(bytes);
 
   EnvelopeDecoder d;
@@ -473,10 +548,14 @@ TEST(EnvelopeDecoder, EveryTruncationOfASummaryIsRejected) {
     }
   }
   EXPECT_EQ(d.decode(f.span()), EnvelopeReject::kNone) << d.detail();
+  // Packed, every cut ends inside the segments the table promised.
+  for (size_t n = 1; n < packed.size(); ++n)
+    EXPECT_EQ(d.decode(fp.prefix(n)), EnvelopeReject::kMalformed) << n << " of " << packed.size();
+  EXPECT_EQ(d.decode(fp.span()), EnvelopeReject::kNone) << d.detail();
 }
 
 TEST(EnvelopeDecoder, SegmentTableClaimingMoreThanTheFrameIsMalformed) {
-  const std::string good = summaryMessage();
+  const std::string good = flatSummaryMessage();
   ASSERT_EQ(decode(good).reject, EnvelopeReject::kNone);
 
   std::string longSegment = good;
@@ -585,7 +664,7 @@ size_t bodyTagOffset(const std::string& flat) {
 
 TEST(EnvelopeDecoder, UnknownBodyMemberIsReportedAsUnknown) {
   static_assert(static_cast<unsigned>(wire::Envelope::Body::EVIDENCE) == 11);
-  const std::string good = summaryMessage();
+  const std::string good = flatSummaryMessage();
   const size_t at = bodyTagOffset(good);
   uint16_t tag;
   std::memcpy(&tag, good.data() + at, 2);
