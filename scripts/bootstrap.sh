@@ -14,7 +14,7 @@ packages=(
   # libraries (see docs/decisions.md for why each is here)
   capnproto libcapnp-dev
   libzmq3-dev cppzmq-dev libsodium-dev
-  librocksdb-dev
+  librocksdb-dev libjemalloc-dev
   libspdlog-dev libfmt-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev
   libpcap-dev libbpf-dev libnftables-dev libsystemd-dev
