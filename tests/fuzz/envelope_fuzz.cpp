@@ -113,13 +113,14 @@ void readStoredSummary(wire::Summary::Reader s) {
   use(s.getVictimPacketsCut());
 }
 
-// The aggregator's ingest (aggregator/ingest.cpp): the summary is copied into
-// a message of its own and stored; history reads that copy back later.
+// How older aggregators stored a summary (copied into a message of its own);
+// history still reads such copies back. (Ingest now stores the envelope as
+// it came, which the decode above already covers.)
 void consumeSummary(wire::Summary::Reader sum) {
   use(sum.getSensorId());
   capnp::MallocMessageBuilder copy;
   copy.setRoot(sum);
-  std::string stored = encodeMessage(copy);
+  std::string stored = encodeMessage(copy, WireEncoding::kFlat);
   use(sum.getBootId());
   use(sum.getSeq());
   use(sum.getKernelDrops());

@@ -84,7 +84,9 @@ Prefix prefix(const char* text) { return *Prefix::parse(text); }
 
 // initEnvelope() stamps the wall clock; seeds carry a fixed time instead, so
 // that regenerating them changes nothing.
-std::string pinSendTime(const std::string& bytes) {
+std::string pinSendTime(const std::string& packed) {
+  const std::string bytes =
+      common::toFlat(std::span(reinterpret_cast<const uint8_t*>(packed.data()), packed.size()));
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
   std::memcpy(words.begin(), bytes.data(), words.asBytes().size());
   capnp::FlatArrayMessageReader reader(words);
