@@ -338,17 +338,19 @@ SourceEvidence sourceEvidence(const Anomaly& a, const CorrelateConfig& config) {
     ev.sources.clear();
     return ev;
   }
-  // Sources per /24 (/48): sorted prefixes, counted by runs (a handful; no
-  // map allocation per anomaly).
-  std::vector<common::Prefix> prefixes;
-  prefixes.reserve(ev.sources.size());
-  for (const auto& s : ev.sources) prefixes.push_back(sourcePrefixOf(s.address));
-  std::sort(prefixes.begin(), prefixes.end());
+  // Sources per /24 (/48): their masked addresses sorted and counted by
+  // runs (a handful; no map allocation per anomaly); only a prefix that
+  // counts is made a Prefix.
+  std::vector<common::IpAddress> nets;
+  nets.reserve(ev.sources.size());
+  for (const auto& s : ev.sources)
+    nets.push_back(s.address.masked(s.address.isV4() ? 96 + 24 : 48));
+  std::sort(nets.begin(), nets.end());
   const size_t need = std::max(1u, config.prefixMinSources);
-  for (size_t i = 0; i < prefixes.size();) {
+  for (size_t i = 0; i < nets.size();) {
     size_t j = i;
-    while (j < prefixes.size() && prefixes[j] == prefixes[i]) ++j;
-    if (j - i >= need) ev.prefixes.push_back(prefixes[i]);
+    while (j < nets.size() && nets[j] == nets[i]) ++j;
+    if (j - i >= need) ev.prefixes.push_back(sourcePrefixOf(nets[i]));
     i = j;
   }
   return ev;
@@ -480,22 +482,38 @@ void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
   auto before = [](const IncidentSource& a, const IncidentSource& b) {
     return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
   };
+  if (ev.sources.empty()) return;
+  // The incident's sources by address, in an open-addressed table made for
+  // this call (slots hold index + 1; 0 is empty): one probe per evidence
+  // source instead of a scan of up to maxSources.
+  size_t slots = 16;
+  while (slots < 2 * (inc.sources.size() + ev.sources.size())) slots *= 2;
+  sourceSlots_.assign(slots, 0);
+  const size_t mask = slots - 1;
+  auto slotOf = [&](const common::IpAddress& a) -> uint32_t& {
+    for (size_t i = common::IpAddressHash{}(a)&mask;; i = (i + 1) & mask)
+      if (sourceSlots_[i] == 0 || inc.sources[sourceSlots_[i] - 1].address == a)
+        return sourceSlots_[i];
+  };
+  for (size_t i = 0; i < inc.sources.size(); ++i)
+    slotOf(inc.sources[i].address) = static_cast<uint32_t>(i + 1);
   bool reorder = false;
   for (const auto& s : ev.sources) {
-    auto it = std::find_if(inc.sources.begin(), inc.sources.end(),
-                           [&](const IncidentSource& t) { return t.address == s.address; });
-    if (it == inc.sources.end()) {
+    uint32_t& slot = slotOf(s.address);
+    if (slot == 0) {
       if (inc.sources.size() >= config_.maxSources && !before(s, inc.sources.back())) continue;
       inc.sources.push_back(s);
+      slot = static_cast<uint32_t>(inc.sources.size());
       reorder = true;
       continue;
     }
-    if (s.packets > it->packets) {
-      it->packets = s.packets;
+    auto& t = inc.sources[slot - 1];
+    if (s.packets > t.packets) {
+      t.packets = s.packets;
       reorder = true;
     }
-    it->share = std::max(it->share, s.share);
-    it->sightings++;
+    t.share = std::max(t.share, s.share);
+    t.sightings++;
   }
   if (!reorder) return;
   std::sort(inc.sources.begin(), inc.sources.end(), before);

@@ -284,6 +284,7 @@ class Correlator {
   std::vector<IncidentChange> changes_;
   uint64_t nextSequence_ = 1;
   CorrelateCounters counters_;
+  std::vector<uint32_t> sourceSlots_;  // mergeSources' table, kept to reuse its memory
 };
 
 }  // namespace garda::aggregator

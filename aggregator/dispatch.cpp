@@ -437,7 +437,16 @@ void Dispatcher::onReport(const std::string& sensorId, wire::OrderReport::Reader
   note(o, nowNs, state, sensorId, d.reason);
   if (r.getState() == wire::OrderState::REJECTED)
     spdlog::warn("orders: sensor {} rejected {}: {}", sensorId, o.id, d.reason);
-  persist(o);
+  // Written at the next tick (at most kTickNs later), with the other
+  // reports that arrive meanwhile. A crash before it loses only delivery
+  // states: the order is resent and reported again.
+  reported_.insert(o.id);
+}
+
+void Dispatcher::persistReported() {
+  for (const auto& id : reported_)
+    if (auto it = orders_.find(id); it != orders_.end()) persist(it->second);
+  reported_.clear();
 }
 
 void Dispatcher::onCounters(const std::string& sensorId, wire::Summary::Reader summary) {
@@ -520,6 +529,7 @@ nlohmann::json Dispatcher::incidentOrdersJson(const std::string& incidentId) con
 void Dispatcher::tick(int64_t nowNs) {
   if (nowNs < nextTickNs_) return;
   nextTickNs_ = nowNs + kTickNs;
+  persistReported();
   const int64_t retryNs = int64_t{retryMs_} * 1'000'000;
   for (auto& [id, o] : orders_) {
     if (o.state != "active") continue;

@@ -124,8 +124,11 @@ class Dispatcher {
   double incidentDropPps(const std::string& incidentId, const std::string& sensorId) const;
   // The incident's orders and their counters per sensor, for `incident show`.
   nlohmann::json incidentOrdersJson(const std::string& incidentId) const;
-  // Expiry and retries; call often (every loop turn is fine).
+  // Expiry and retries, and writes the orders whose reports changed them;
+  // call often (every loop turn is fine).
   void tick(int64_t nowNs);
+  // Writes the orders reports changed since the last tick (at shutdown).
+  void persistReported();
 
   // `block list`: active orders and those that ended (expired or removed)
   // within the last 10 minutes, newest first.
@@ -161,6 +164,10 @@ class Dispatcher {
   std::map<std::string, OrderRecord> orders_;
   // Sensors some delivery of which has a drop rate (onCounters sets them).
   std::set<std::string, std::less<>> dropping_;
+  // Orders changed by reports and not yet written: one write per order per
+  // tick, not one per report (a city-wide order to 1000 sensors gets 1000
+  // reports, and its record holds all 1000 deliveries).
+  std::set<std::string, std::less<>> reported_;
   int64_t nextTickNs_ = 0;
   DispatchCounters counters_;
 };

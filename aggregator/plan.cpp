@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_set>
 
 namespace garda::aggregator {
 namespace {
@@ -46,7 +47,7 @@ void Planner::reload(const common::AggregatorConfig& config) {
 void Planner::noteLegitimate(const std::string& sensorId, const common::IpAddress& victim,
                              const std::vector<common::IpAddress>& sources) {
   if (legit_.size() >= kLegitVictims) legit_.clear();  // crude bound; refilled within minutes
-  auto& l = legit_[sensorId + "|" + victim.toString()];
+  auto& l = legit_[LegitKey{sensorId, victim}];
   l.pending.push_back(sources);
   if (l.pending.size() <= kLegitDelayWindows) return;
   for (const auto& s : l.pending.front()) {
@@ -60,18 +61,18 @@ void Planner::noteLegitimate(const std::string& sensorId, const common::IpAddres
 }
 
 void Planner::noteAttacked(const std::string& sensorId, const common::IpAddress& victim) {
-  auto it = legit_.find(sensorId + "|" + victim.toString());
+  auto it = legit_.find(LegitKey{sensorId, victim});
   if (it != legit_.end()) it->second.pending.clear();
 }
 
 std::pair<size_t, size_t> Planner::legitimateIn(const Incident& incident,
                                                 const common::Prefix& p) const {
   size_t inside = 0, total = 0;
-  std::set<std::string> seen;
+  std::unordered_set<LegitKey, LegitKeyHash> seen;
   for (const auto& m : incident.members) {
-    auto key = m.sensorId + "|" + m.victim.toString();
-    if (!seen.insert(key).second) continue;
+    LegitKey key{m.sensorId, m.victim};
     auto it = legit_.find(key);
+    if (!seen.insert(std::move(key)).second) continue;
     if (it == legit_.end()) continue;
     for (const auto& s : it->second.known) {
       ++total;

@@ -85,13 +85,23 @@ class Planner {
   double maxLegitShare_ = 0.1;
   // incident id -> match key -> its order
   std::map<std::string, std::map<std::string, Planned>> planned_;
-  // "sensor|victim" -> recent legitimate sources (bounded), and the windows
+  // (sensor, victim) -> recent legitimate sources (bounded), and the windows
   // still waiting to be trusted.
   struct Legit {
     std::vector<common::IpAddress> known;
     std::vector<std::vector<common::IpAddress>> pending;
   };
-  std::unordered_map<std::string, Legit> legit_;
+  struct LegitKey {
+    std::string sensorId;
+    common::IpAddress victim;
+    bool operator==(const LegitKey&) const = default;
+  };
+  struct LegitKeyHash {
+    size_t operator()(const LegitKey& k) const noexcept {
+      return std::hash<std::string>{}(k.sensorId) ^ common::IpAddressHash{}(k.victim);
+    }
+  };
+  std::unordered_map<LegitKey, Legit, LegitKeyHash> legit_;
   PlanCounters counters_;
 };
 

@@ -289,6 +289,7 @@ void AggregatorServer::run(const std::atomic<bool>& stop, std::atomic<bool>* rel
     }
   }
   ingest_.flush();  // the acks of what is still being written
+  dispatcher_.persistReported();
   notifier_.stopping();
   spdlog::info("aggregator: stopping");
 }

@@ -103,6 +103,68 @@ TEST(Correlator, SharedSourcesAtThreeSensorsAreOneCityWideIncident) {
   EXPECT_EQ(p.seen.front().kind, IncidentChangeKind::kOpened);
 }
 
+TEST(Correlator, MergedSourcesAgreeWithAPlainScanThroughManyWindows) {
+  // An incident's sources, merged window after window from a pool larger
+  // than the cut, against the rule done the plain way: the largest count
+  // and share seen, a sighting per anomaly, sorted by packets then address,
+  // cut at maxSources, and a newcomer that cannot make the cut left out.
+  Correlator c;
+  std::mt19937_64 rng(4242);
+  struct Ref {
+    common::IpAddress address;
+    uint64_t packets;
+    double share;
+    uint32_t sightings;
+  };
+  std::vector<Ref> ref;
+  auto before = [](const Ref& a, const Ref& b) {
+    return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
+  };
+  const size_t cut = CorrelateConfig{}.maxSources;
+  for (int64_t w = 0; w < 300; ++w) {
+    std::vector<SourceSpec> srcs;
+    std::set<unsigned> picked;
+    while (picked.size() < 20) picked.insert(static_cast<unsigned>(rng() % 150));
+    for (unsigned host : picked)
+      srcs.push_back(
+          {"203.0." + std::to_string(113 + host / 100) + "." + std::to_string(host % 100 + 1),
+           1000 + rng() % 4000, 0});
+    const double pps = 100000;
+    c.observe(batchOf("dukcapil", w,
+                      {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, w, pps, srcs)}),
+              kNow + w * kSecond);
+    bool reorder = false;
+    for (const auto& s : srcs) {
+      const Ref r{ip(s.address), s.packets, static_cast<double>(s.packets) / pps, 1};
+      auto it = std::find_if(ref.begin(), ref.end(),
+                             [&](const Ref& t) { return t.address == r.address; });
+      if (it == ref.end()) {
+        if (ref.size() >= cut && !before(r, ref.back())) continue;
+        ref.push_back(r);
+        reorder = true;
+        continue;
+      }
+      if (r.packets > it->packets) it->packets = r.packets, reorder = true;
+      it->share = std::max(it->share, r.share);
+      it->sightings++;
+    }
+    if (reorder) {
+      std::sort(ref.begin(), ref.end(), before);
+      if (ref.size() > cut) ref.resize(cut);
+    }
+    auto open = c.openIncidents();
+    ASSERT_EQ(open.size(), 1u) << "window " << w;
+    const auto& got = open[0]->sources;
+    ASSERT_EQ(got.size(), ref.size()) << "window " << w;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      ASSERT_EQ(got[i].address, ref[i].address) << "window " << w << " #" << i;
+      ASSERT_EQ(got[i].packets, ref[i].packets) << "window " << w << " #" << i;
+      ASSERT_DOUBLE_EQ(got[i].share, ref[i].share) << "window " << w << " #" << i;
+      ASSERT_EQ(got[i].sightings, ref[i].sightings) << "window " << w << " #" << i;
+    }
+  }
+}
+
 TEST(Correlator, UnrelatedAttacksAtTwoSensorsAreTwoIncidents) {
   Pipeline p;
   for (int64_t w = 0; w < 4; ++w) {

@@ -180,6 +180,15 @@ TEST_F(DispatcherTest, OrdersAreStoredBeforeSendingAndSurviveARestart) {
   std::string error;
   auto id = *dispatcher_->add(block("203.0.113.0/24"), "console:analyst", kNow, error);
   report("alpha", id, wire::OrderState::APPLIED, 7, kNow + kSecond);
+  // Reports are written at the next tick, all of an order's together.
+  {
+    std::vector<std::string> stored;
+    store_->forEachOrder(
+        [&](std::string_view, std::string_view json) { stored.emplace_back(json); });
+    ASSERT_EQ(stored.size(), 1u);
+    EXPECT_NE(stored[0].find("\"sent\""), std::string::npos) << "not yet: " << stored[0];
+  }
+  dispatcher_->tick(kNow + kSecond);
   open();  // a new aggregator process on the same store
   const auto* o = dispatcher_->find(id);
   ASSERT_NE(o, nullptr);
