@@ -186,8 +186,15 @@ std::optional<std::string> Planner::plan(const Incident& incident, int64_t nowNs
         counters_.skippedCap++;
         break;
       }
+      // A prefix holding too large a share of the victims' recent
+      // legitimate sources is left out, and so is one address that is
+      // itself one of them, however many others there are: a citizen who
+      // talks to several offices is among an attack's top sources at each,
+      // yet must never be blocked city-wide.
       auto [inside, total] = legitimateIn(incident, b);
-      if (inside > 0 && static_cast<double>(inside) > maxLegitShare_ * static_cast<double>(total)) {
+      const bool host = b.length() == (b.address().isV4() ? 32u : 128u);
+      if (inside > 0 &&
+          (host || static_cast<double>(inside) > maxLegitShare_ * static_cast<double>(total))) {
         counters_.skippedLegit++;
         spdlog::info("planner: {}: not blocking {}: it holds {} of {} recent legitimate sources",
                      incident.id, b.toString(), inside, total);

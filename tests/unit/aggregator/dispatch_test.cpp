@@ -358,6 +358,26 @@ TEST_F(PlannerTest, LeavesOutBlocksThatWouldCutOffTheVictimsLegitimateClients) {
   EXPECT_EQ(planner_->counters().skippedLegit, 1u);
 }
 
+TEST_F(PlannerTest, AKnownLegitimateClientIsNeverBlockedByItselfHoweverManyOthersThereAre) {
+  // The drill's citizens: 20 clients of the victim, one of them among the
+  // attack's top sources at its offices. One of 20 is under the 10% share a
+  // prefix may cut off, but a host block of a known client is left out.
+  const auto victim = *common::IpAddress::parse("198.18.2.10");
+  std::vector<common::IpAddress> clients;
+  for (int k = 1; k <= 20; ++k)
+    clients.push_back(*common::IpAddress::parse("198.18.200." + std::to_string(k)));
+  for (int w = 0; w < 4; ++w) planner_->noteLegitimate("alpha", victim, clients);
+  Incident inc;
+  inc.id = "inc-7";
+  inc.members = {member("alpha", "198.18.2.10", wire::Vector::TCP_OTHER)};
+  inc.sources = {source("192.0.2.77"), source("198.18.200.1")};
+  planner_->plan(inc, kNow);
+  auto o = orders();
+  EXPECT_TRUE(o.count("drop any 192.0.2.77/32:any -> any:any"));
+  EXPECT_FALSE(o.count("drop any 198.18.200.1/32:any -> any:any"));
+  EXPECT_EQ(planner_->counters().skippedLegit, 1u);
+}
+
 TEST_F(PlannerTest, ConfirmModeProposesUntilAnOperatorApprovesAndDryRunNeverSends) {
   config_.mode = common::MitigationMode::kConfirm;
   config_.sensors[1].mode = common::MitigationMode::kDryRun;  // bravo
