@@ -197,26 +197,21 @@ std::string Store::summaryValue(wire::Summary::Reader summary) {
 
 std::string Store::flatSummary(std::string_view stored) {
   const auto* bytes = reinterpret_cast<const uint8_t*>(stored.data());
-  if (!stored.empty() && bytes[0] == kEnvelopeMarker) {
-    // The envelope the summary came in, packed as it came: the summary is
-    // its body.
-    std::string flat = common::toFlat(std::span(bytes + 1, stored.size() - 1));
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(flat.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), flat.data(), words.asBytes().size());
-    capnp::FlatArrayMessageReader reader(words);
-    capnp::MallocMessageBuilder copy;
-    copy.setRoot(reader.getRoot<wire::Envelope>().getBody().getSummary());
-    return common::encodeMessage(copy, common::WireEncoding::kFlat);
-  }
-  // A packed message starts with the tag byte of its segment table word,
-  // whose word-count half is never zero: a tag of 0x10 or more. A flat one
-  // (how summaries were stored before) starts with its segment count - 1,
-  // under 0x10 for any message within the size limit.
-  if (!common::isPackedWire(std::span(bytes, stored.size()))) return std::string(stored);
-  kj::ArrayInputStream in(kj::arrayPtr(bytes, stored.size()));
+  // The envelope the summary came in, packed as it came (the summary is its
+  // body), or, as older releases stored it, the summary alone: packed, or
+  // flat. A packed message starts with the tag byte of its segment table
+  // word, whose word-count half is never zero: a tag of 0x10 or more. A flat
+  // one starts with its segment count - 1, under 0x10 for any message within
+  // the size limit.
+  const bool envelope = !stored.empty() && bytes[0] == kEnvelopeMarker;
+  const size_t skip = envelope ? 1 : 0;
+  if (!envelope && !common::isPackedWire(std::span(bytes, stored.size())))
+    return std::string(stored);
+  kj::ArrayInputStream in(kj::arrayPtr(bytes + skip, stored.size() - skip));
   capnp::PackedMessageReader reader(in);
   capnp::MallocMessageBuilder flat;
-  flat.setRoot(reader.getRoot<wire::Summary>());
+  flat.setRoot(envelope ? reader.getRoot<wire::Envelope>().getBody().getSummary()
+                        : reader.getRoot<wire::Summary>());
   return common::encodeMessage(flat, common::WireEncoding::kFlat);
 }
 

@@ -385,12 +385,9 @@ class Load {
       auto& window = s.index < attackedSensors_ ? window_ : normalWindow_;
       window.startNs = startNs;
       const std::string packed = sensor::encodeSummary(window, s.id, s.bootId, seq, 0, 0);
-      const std::string encoded =
-          common::toFlat(std::span(reinterpret_cast<const uint8_t*>(packed.data()), packed.size()));
-      kj::Array<capnp::word> words =
-          kj::heapArray<capnp::word>(encoded.size() / sizeof(capnp::word));
-      std::memcpy(words.begin(), encoded.data(), encoded.size());
-      capnp::FlatArrayMessageReader reader(words);
+      kj::ArrayInputStream in(
+          kj::arrayPtr(reinterpret_cast<const kj::byte*>(packed.data()), packed.size()));
+      capnp::PackedMessageReader reader(in);
       capnp::MallocMessageBuilder message;
       message.setRoot(reader.getRoot<wire::Envelope>());
       s.summary = PackedTemplate::make(message);
