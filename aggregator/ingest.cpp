@@ -178,11 +178,9 @@ void SensorIngest::refuseUnlisted(const std::string& routingId, const std::strin
   if (unlistedAudited_.insert(keyId).second) auditRefusal(keyId, what, why);
   if (body.which() == wire::Envelope::Body::SUMMARY) {
     auto sum = body.getSummary();
-    acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why,
-                     decoder_.encoding()});
+    queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why);
   } else if (body.which() == wire::Envelope::Body::HELLO) {
-    acks_.push_back({routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why,
-                     decoder_.encoding()});
+    queueAck(routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why);
   }
 }
 
@@ -209,8 +207,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
     if (r == common::EnvelopeReject::kInsane &&
         decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY) {
       auto sum = decoder_.envelope().getBody().getSummary();
-      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
-                       decoder_.detail(), decoder_.encoding()});
+      queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
+               decoder_.detail());
     }
     return;
   }
@@ -236,8 +234,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
            "over sensor_rate_limit = " + std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
     if (body.which() == wire::Envelope::Body::SUMMARY) {
       auto sum = body.getSummary();
-      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
-                       "over this sensor's rate limit: resend later", decoder_.encoding()});
+      queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
+               "over this sensor's rate limit: resend later");
     }
     return;
   }
@@ -255,9 +253,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
         auditRefusal(keyId, "hello",
                      "key is bound to sensor '" + keyId + "' but the message claims '" + claimed +
                          "'");
-        acks_.push_back({routingId, h.getBootId(), 0, wire::AckStatus::REFUSED,
-                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'",
-                         decoder_.encoding()});
+        queueAck(routingId, h.getBootId(), 0, wire::AckStatus::REFUSED,
+                 "this key is bound to sensor '" + keyId + "', not '" + claimed + "'");
         return;
       }
       counters_.hellos++;
@@ -278,9 +275,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       std::string claimed = sum.getSensorId();
       if (claimed != keyId) {
         reject(IngestReject::kWrongSensorId, keyId, "summary claims '" + claimed + "'");
-        acks_.push_back({routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
-                         "this key is bound to sensor '" + keyId + "', not '" + claimed + "'",
-                         decoder_.encoding()});
+        queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
+                 "this key is bound to sensor '" + keyId + "', not '" + claimed + "'");
         return;
       }
       // Stored as the packed envelope it came in, as it came; a flat one
@@ -316,9 +312,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       } else {
         counters_.summariesDuplicate++;
       }
-      acks_.push_back({routingId, sum.getBootId(), sum.getSeq(),
-                       fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, "",
-                       decoder_.encoding()});
+      queueAck(routingId, sum.getBootId(), sum.getSeq(),
+               fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, "");
       return;
     }
     case wire::Envelope::Body::HEARTBEAT: {
@@ -366,6 +361,11 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   }
   reject(IngestReject::kUnexpectedBody, keyId,
          "message kind " + std::to_string(static_cast<int>(body.which())));
+}
+
+void SensorIngest::queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq,
+                            wire::AckStatus status, std::string reason) {
+  acks_.push_back({routingId, bootId, seq, status, std::move(reason), decoder_.encoding()});
 }
 
 void SensorIngest::sendAck(const Ack& a) {

@@ -129,6 +129,10 @@ class SensorIngest {
   };
   void handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch);
   void reject(IngestReject why, const std::string& who, const std::string& detail);
+  // An ack to send with this drain's batch, in the encoding of the message
+  // being handled.
+  void queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq, wire::AckStatus status,
+                std::string reason);
   void sendAck(const Ack& ack);
   // A written job: its keys leave inFlightKeys_, its acks go (or not).
   void finish(Job& job);
