@@ -127,13 +127,19 @@ def clients(a) -> None:
         rng = random.Random(k)
         interval = len(workers_) / a.rps
         next_t = time.monotonic() + rng.random() * interval
+        # Worker k's i-th request goes to target k + i: every target gets its
+        # share each second whatever the number of workers (picking by the
+        # clock pinned a worker to one target whenever the interval was a
+        # whole number of seconds, and a victim could get no client at all).
+        i = 0
         while True:
             now = time.monotonic()
             if now >= stop:
                 return
             if now < next_t:
                 time.sleep(next_t - now)
-            target = targets[(k + int(next_t * 1000)) % len(targets)]
+            target = targets[(k + i) % len(targets)]
+            i += 1
             ok = one(sources[k % len(sources)], target)
             with lock:
                 c = counts.setdefault((int(time.time()), target), [0, 0])

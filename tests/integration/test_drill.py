@@ -45,6 +45,8 @@ class DrillTest(unittest.TestCase):
                     self.assertIsNotNone(a["incident_id"])
                     self.assertGreater(len(a["orders"]), 0)
                     self.assertGreaterEqual(a["attack_drop_ratio"], 0.9)
+                    self.assertGreater(a["legit_requests"], 0,
+                                       "no client request reached its victims during the attack")
                     self.assertGreaterEqual(a["legit_success_ratio"], 0.99)
             self.assertGreaterEqual(report["legit_success_ratio"], 0.99)
             self.assertGreater(report["legit_requests"], 200)
