@@ -386,8 +386,7 @@ void SensorIngest::sendAck(const Ack& a) {
 }
 
 void SensorIngest::drain(size_t maxMessages) {
-  auto job = std::make_unique<Job>();
-  job->batch = std::make_unique<Store::Batch>(store_.batch());
+  auto job = takeJob();
   Store::Batch& batch = *job->batch;
   acks_.clear();
   for (size_t i = 0; i < maxMessages; ++i) {
@@ -416,20 +415,46 @@ void SensorIngest::drain(size_t maxMessages) {
     // refusals) need not wait. (While a batch is being written they wait
     // their turn: a duplicate may be of a summary in that batch.)
     for (const auto& a : acks_) sendAck(a);
+    giveBack(std::move(job));
     return;
   }
   for (const auto& key : batch.keys()) inFlightKeys_.insert(key);
-  job->acks = std::move(acks_);
-  acks_ = {};
+  std::swap(job->acks, acks_);  // acks_ takes the job's emptied vector
   writer_.submit(std::move(job));
 }
 
 void SensorIngest::collect() {
-  for (auto& job : writer_.takeWritten(false)) finish(*job);
+  for (auto& job : writer_.takeWritten(false)) {
+    finish(*job);
+    giveBack(std::move(job));
+  }
 }
 
 void SensorIngest::flush() {
-  for (auto& job : writer_.takeWritten(true)) finish(*job);
+  for (auto& job : writer_.takeWritten(true)) {
+    finish(*job);
+    giveBack(std::move(job));
+  }
+}
+
+std::unique_ptr<SensorIngest::Job> SensorIngest::takeJob() {
+  if (spareJobs_.empty()) {
+    auto job = std::make_unique<Job>();
+    job->batch = std::make_unique<Store::Batch>(store_.batch());
+    return job;
+  }
+  auto job = std::move(spareJobs_.back());
+  spareJobs_.pop_back();
+  return job;
+}
+
+void SensorIngest::giveBack(std::unique_ptr<Job> job) {
+  // As many as can be in use at once (being filled, and in the writer).
+  if (spareJobs_.size() > kMaxBatchesInFlight) return;
+  job->batch->clear();
+  job->acks.clear();
+  job->result = {};
+  spareJobs_.push_back(std::move(job));
 }
 
 void SensorIngest::finish(Job& job) {

@@ -136,6 +136,10 @@ class SensorIngest {
   void sendAck(const Ack& ack);
   // A written job: its keys leave inFlightKeys_, its acks go (or not).
   void finish(Job& job);
+  // A job to fill: a spare one when there is one (its batch buffer already
+  // grown to a drain's size), else a new one.
+  std::unique_ptr<Job> takeJob();
+  void giveBack(std::unique_ptr<Job> job);
   void auditRefusal(const std::string& keyId, const char* what, const std::string& why);
   // A message on a connection whose sensor a reload removed: counted,
   // audited once per sensor and reload, and a hello or summary answered
@@ -168,6 +172,7 @@ class SensorIngest {
   // Summary keys in batches handed to the writer and not yet written: a
   // resend arriving meanwhile is a duplicate too.
   std::unordered_set<std::string> inFlightKeys_;
+  std::vector<std::unique_ptr<Job>> spareJobs_;
   Writer writer_;  // last: its thread stops before the rest goes
 };
 

@@ -269,6 +269,13 @@ void Store::Batch::added(const std::string& key) {
   ++count_;
 }
 
+void Store::Batch::clear() {
+  batch_.Clear();
+  keys_.clear();
+  count_ = 0;
+  city_.clear();
+}
+
 bool Store::Batch::putSummary(const std::string& key, std::string_view value) {
   if (!isNew(key)) return false;
   check(batch_.Put(store_.cf("summaries"), key, rocksdb::Slice(value.data(), value.size())),

@@ -130,6 +130,9 @@ class Store {
     size_t size() const noexcept { return count_; }
     // The summary keys put in this batch.
     const std::unordered_set<std::string>& keys() const noexcept { return keys_; }
+    // Empties the batch for reuse; its buffer keeps its capacity, so the
+    // next batch neither regrows it nor faults its pages in again.
+    void clear();
 
     // The same from the decoded summary: stores it in the packed form
     // (summaryValue) and, when new, adds it to the city's seconds.
