@@ -167,6 +167,17 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
   for (const Incident* inc : correlator_.openIncidents())
     for (const auto& m : inc->members)
       if (m.sensorId == sensor) underIncident.push_back(m.victim);
+  const int64_t start = summary.getWindowStartNs();
+  auto next = nextLearnNs_.try_emplace(sensor, start).first;
+  // Due, or the sensor's clock went back (a new boot, a reset clock).
+  const bool learn = start >= next->second || next->second - start > 2 * kLearnEveryNs;
+  if (!learn) {
+    // What was pending for an attacked victim must still be dropped.
+    for (const auto& a : batch.anomalies) planner_->noteAttacked(sensor, a.victim);
+    for (const auto& v : underIncident) planner_->noteAttacked(sensor, v);
+    return;
+  }
+  next->second = start + kLearnEveryNs;
   std::vector<common::IpAddress> sources;
   for (auto v : summary.getVictims()) {
     auto victim = common::readAddress(v.getAddress());

@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "aggregator/correlate.h"
 #include "aggregator/detect.h"
@@ -73,7 +74,12 @@ class IncidentTracker {
  private:
   void persist(const std::vector<IncidentChange>& changes, int64_t nowNs);
   void store(const Incident& inc);
+  // Teaches the planner the clients of the summary's unattacked victims, at
+  // most once per kLearnEveryNs of a sensor's data time (a sensor with 50 ms
+  // windows would otherwise teach the same clients 20 times a second); every
+  // window still tells it which victims are attacked.
   void noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch);
+  static constexpr int64_t kLearnEveryNs = 1'000'000'000;
   // Holds open the incidents whose orders at the summary's sensor still drop
   // at or above their floor.
   void holdDropping(wire::Summary::Reader summary, int64_t nowNs);
@@ -91,6 +97,8 @@ class IncidentTracker {
   // those with a change held back since.
   std::map<std::string, int64_t, std::less<>> persistedNs_;
   std::set<std::string, std::less<>> heldBack_;
+  // Sensor -> the window start from which it teaches clients again.
+  std::unordered_map<std::string, int64_t> nextLearnNs_;
 
  public:
   static constexpr int64_t kCoalesceNs = 1'000'000'000;

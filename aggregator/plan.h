@@ -65,6 +65,9 @@ class Planner {
   void forget(const std::string& incidentId) { planned_.erase(incidentId); }
 
   const PlanCounters& counters() const noexcept { return counters_; }
+  // How many of the incident's victims' trusted legitimate sources `p`
+  // holds, and of how many.
+  std::pair<size_t, size_t> legitimateIn(const Incident& incident, const common::Prefix& p) const;
   const Dispatcher& dispatcher() const noexcept { return dispatcher_; }
 
  private:
@@ -72,8 +75,6 @@ class Planner {
     std::string orderId;
     int64_t expiresAtNs = 0;
   };
-  // How many of the victims' recent legitimate sources `p` holds, and of how many.
-  std::pair<size_t, size_t> legitimateIn(const Incident& incident, const common::Prefix& p) const;
   void order(const Incident& incident, OrderSpec spec, const std::string& key, int64_t nowNs,
              size_t& created);
 

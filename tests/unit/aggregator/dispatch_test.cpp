@@ -653,6 +653,38 @@ TEST_F(DroppingIncidentTest, TheAttacksTailUnderTheThresholdIsNotLearntAsLegitim
   EXPECT_EQ(order()->state, "active");
 }
 
+TEST_F(DroppingIncidentTest, ClientsAreLearntOncePerSecondOfDataTimeWhateverTheWindow) {
+  // A sensor with 100 ms windows: its victim's 5 clients, quiet traffic.
+  Incident inc;
+  IncidentMember member;
+  member.sensorId = "alpha";
+  member.victim = *common::IpAddress::parse(kVictim);
+  inc.members.push_back(member);
+  const auto clients = *common::Prefix::parse("192.0.2.0/24");
+  auto window100 = [&](int64_t k, const char* from = "192.0.2") {
+    testing::VictimSpec v;
+    v.address = kVictim;
+    v.vectors = {{wire::Vector::TCP_SYN, 5}};
+    v.sources = testing::sources(from, 1, 5, 2);
+    const int64_t start = kNow + k * kSecond / 10;
+    testing::BuiltSummary s("alpha", start, 100, {v});
+    tracker_->onSummary(s.reader(), start + kSecond / 10);
+  };
+  // 2.5 s: taught at 0, 1 and 2 s, still waiting (trusted after three more
+  // lessons without an anomaly). Taught every window, 25 would be trusted.
+  int64_t k = 0;
+  for (; k < 25; ++k) window100(k);
+  EXPECT_EQ(planner_->legitimateIn(inc, clients), std::make_pair(size_t{0}, size_t{0}));
+  // The fourth lesson, at 3 s, trusts the first.
+  for (; k < 31; ++k) window100(k);
+  EXPECT_EQ(planner_->legitimateIn(inc, clients), std::make_pair(size_t{5}, size_t{5}));
+  // A sensor whose clock went back a minute (a reset) is taught from its
+  // new time on, not only once its data time passes the old schedule.
+  const auto others = *common::Prefix::parse("198.51.100.0/24");
+  for (k = -600; k < -569; ++k) window100(k, "198.51.100");
+  EXPECT_EQ(planner_->legitimateIn(inc, others), std::make_pair(size_t{5}, size_t{10}));
+}
+
 TEST_F(DroppingIncidentTest, DropsUnderTheFloorDoNotHoldTheIncident) {
   // 500 pps dropped is under the SYN floor: the attack is over.
   int64_t t = attackThenDrops(30, 500);
