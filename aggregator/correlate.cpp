@@ -249,7 +249,8 @@ nlohmann::json incidentToJson(const Incident& inc, unsigned prefixMinSources) {
           {"source_prefixes", prefixes},
           {"members", members},
           {"timeline", timeline},
-          {"timeline_dropped", inc.timelineDropped}};
+          {"timeline_dropped", inc.timelineDropped},
+          {"anomalies_past_member_cap", inc.anomaliesPastMemberCap}};
 }
 
 Incident incidentFromJson(const nlohmann::json& j) {
@@ -285,6 +286,7 @@ Incident incidentFromJson(const nlohmann::json& j) {
   inc.distinctSources = required<uint64_t>(j, "distinct_sources");
   inc.spoofedSources = required<bool>(j, "spoofed_sources");
   inc.timelineDropped = j.value("timeline_dropped", uint64_t{0});
+  inc.anomaliesPastMemberCap = j.value("anomalies_past_member_cap", uint64_t{0});
   for (const auto& m : required<nlohmann::json>(j, "members")) {
     IncidentMember out;
     out.sensorId = required<std::string>(m, "sensor");
@@ -528,7 +530,9 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
   const bool newClass = idx.classifications.find(a.classification) == idx.classifications.end();
   inc.droppingNoted = false;
   IncidentMember* m = inc.findMember(a.sensorId, a.victim, a.vector, a.reflectionPort);
-  if (m == nullptr && inc.members.size() < config_.maxMembers) {
+  const bool added = m == nullptr && inc.members.size() < config_.maxMembers;
+  if (m == nullptr && !added) inc.anomaliesPastMemberCap++;
+  if (added) {
     auto& added = inc.members.emplace_back();
     added.sensorId = a.sensorId;
     added.victim = a.victim;
@@ -546,16 +550,22 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
     m->peakPps = std::max(m->peakPps, a.pps);
     m->peakBps = std::max(m->peakBps, a.bps);
   }
-  if (!fresh && (newSensor || newVictim || newClass)) {
-    const std::string what = fmt::format("{} on {} at {}: {}", a.classification,
-                                         a.victim.toString(), a.sensorId, rateText(a.pps));
-    if (newSensor)
-      addEvent(inc, a.windowStartNs, "sensor_joined",
-               fmt::format("sensor {} joined: {}", a.sensorId, what));
-    else if (newVictim)
-      addEvent(inc, a.windowStartNs, "victim_added", "new victim: " + what);
-    else if (newClass)
-      addEvent(inc, a.windowStartNs, "vector_added", "new vector: " + what);
+  // Only for a member taken in (one past the cap would be "new" at every
+  // window); a full timeline counts it without formatting its text.
+  if (!fresh && added && (newSensor || newVictim || newClass)) {
+    if (inc.timeline.size() >= config_.maxTimeline) {
+      inc.timelineDropped++;
+    } else {
+      const std::string what = fmt::format("{} on {} at {}: {}", a.classification,
+                                           a.victim.toString(), a.sensorId, rateText(a.pps));
+      if (newSensor)
+        addEvent(inc, a.windowStartNs, "sensor_joined",
+                 fmt::format("sensor {} joined: {}", a.sensorId, what));
+      else if (newVictim)
+        addEvent(inc, a.windowStartNs, "victim_added", "new victim: " + what);
+      else
+        addEvent(inc, a.windowStartNs, "vector_added", "new vector: " + what);
+    }
   }
 
   mergeSources(inc, ev);

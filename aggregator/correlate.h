@@ -132,6 +132,9 @@ struct Incident {
   std::vector<IncidentSource> sources;  // certain sources, most packets first
   std::vector<TimelineEvent> timeline;
   uint64_t timelineDropped = 0;
+  // Anomalies of members it could not take (maxMembers reached): counted,
+  // so a city-wide attack larger than the cap says it is.
+  uint64_t anomaliesPastMemberCap = 0;
   // Sensors where its orders dropped the attack (above the detection floor):
   // the attack goes on there though the sensor may no longer see it (XDP
   // drops before capture). Not serialized: the next window's counters set

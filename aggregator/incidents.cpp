@@ -163,21 +163,22 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
   // A victim of an open incident is not learnt from either: the window in
   // which an order cuts the attack off is under the threshold yet full of
   // attack sources, which must never pass for clients.
-  std::vector<common::IpAddress> underIncident;
-  for (const Incident* inc : correlator_.openIncidents())
-    for (const auto& m : inc->members)
-      if (m.sensorId == sensor) underIncident.push_back(m.victim);
   const int64_t start = summary.getWindowStartNs();
   auto next = nextLearnNs_.try_emplace(sensor, start).first;
   // Due, or the sensor's clock went back (a new boot, a reset clock).
   const bool learn = start >= next->second || next->second - start > 2 * kLearnEveryNs;
   if (!learn) {
-    // What was pending for an attacked victim must still be dropped.
+    // What was pending for an anomalous victim must still be dropped. (A
+    // victim under an incident without an anomaly in this window adds
+    // nothing here, and the next lesson leaves it out.)
     for (const auto& a : batch.anomalies) planner_->noteAttacked(sensor, a.victim);
-    for (const auto& v : underIncident) planner_->noteAttacked(sensor, v);
     return;
   }
   next->second = start + kLearnEveryNs;
+  std::vector<common::IpAddress> underIncident;
+  for (const Incident* inc : correlator_.openIncidents())
+    for (const auto& m : inc->members)
+      if (m.sensorId == sensor) underIncident.push_back(m.victim);
   std::vector<common::IpAddress> sources;
   for (auto v : summary.getVictims()) {
     auto victim = common::readAddress(v.getAddress());
@@ -198,18 +199,28 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
   }
 }
 
+double IncidentTracker::floorOf(const Incident& inc) {
+  // Members are only ever added to an open incident: the floor is
+  // recomputed when their number changed (a city-wide incident has
+  // thousands, and this is asked for every summary that reports drops).
+  if (floorCache_.size() > kMaxCachedFloors) floorCache_.clear();
+  auto& [members, floor] = floorCache_[inc.id];
+  if (members == inc.members.size() && members > 0) return floor;
+  floor = 0;
+  for (const auto& m : inc.members) {
+    double f = floorsPps_[static_cast<size_t>(m.vector) % floorsPps_.size()];
+    floor = floor == 0 ? f : std::min(floor, f);
+  }
+  members = inc.members.size();
+  return floor;
+}
+
 void IncidentTracker::holdDropping(wire::Summary::Reader summary, int64_t nowNs) {
   const std::string sensor = summary.getSensorId();
+  const bool counters = summary.getOrderCounters().size() > 0;
   for (const Incident* inc : correlator_.openIncidents()) {
-    double floor = 0;
-    for (const auto& m : inc->members) {
-      double f = floorsPps_[static_cast<size_t>(m.vector) % floorsPps_.size()];
-      floor = floor == 0 ? f : std::min(floor, f);
-    }
-    const double pps = summary.getOrderCounters().size() == 0
-                           ? 0
-                           : planner_->dispatcher().incidentDropPps(inc->id, sensor);
-    if (pps <= 0 || pps < floor) {
+    const double pps = counters ? planner_->dispatcher().incidentDropPps(inc->id, sensor) : 0;
+    if (pps <= 0 || pps < floorOf(*inc)) {
       correlator_.endHold(inc->id, sensor);
       continue;
     }

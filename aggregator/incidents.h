@@ -83,6 +83,10 @@ class IncidentTracker {
   // Holds open the incidents whose orders at the summary's sensor still drop
   // at or above their floor.
   void holdDropping(wire::Summary::Reader summary, int64_t nowNs);
+  // The lowest floor of the incident's members' vectors: the drop rate
+  // under which its orders no longer hold it open.
+  double floorOf(const Incident& inc);
+  static constexpr size_t kMaxCachedFloors = 1024;
 
   Store& store_;
   std::array<double, kWireVectorCount> floorsPps_;
@@ -99,6 +103,8 @@ class IncidentTracker {
   std::set<std::string, std::less<>> heldBack_;
   // Sensor -> the window start from which it teaches clients again.
   std::unordered_map<std::string, int64_t> nextLearnNs_;
+  // Incident id -> (its member count, its floor) when last computed.
+  std::unordered_map<std::string, std::pair<size_t, double>> floorCache_;
 
  public:
   static constexpr int64_t kCoalesceNs = 1'000'000'000;

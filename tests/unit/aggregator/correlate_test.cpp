@@ -401,6 +401,36 @@ TEST(Correlator, SameVictimJoinsWithoutOtherEvidence) {
   EXPECT_TRUE(changes[0].timeline);
 }
 
+TEST(Correlator, AnomaliesPastTheMemberCapAreCountedAndAnnounceNothing) {
+  CorrelateConfig config;
+  config.maxMembers = 3;
+  Correlator c(config);
+  // Six OPDs see one botnet (the same sources) on their own servers, for
+  // two windows: the incident takes three members and counts the rest.
+  for (int64_t w = 1; w <= 2; ++w)
+    for (int k = 0; k < 6; ++k) {
+      const std::string sensor = "opd" + std::to_string(k);
+      c.observe(batchOf(sensor, w,
+                        {anomaly(sensor, "198.18." + std::to_string(k) + ".10",
+                                 wire::Vector::TCP_SYN, 0, w, 45000,
+                                 testing::sources("203.0.113", 1, 4, 9000))}),
+                kNow + w * kSecond);
+    }
+  ASSERT_EQ(c.openIncidents().size(), 1u);
+  const Incident& inc = *c.openIncidents()[0];
+  EXPECT_EQ(inc.members.size(), 3u);
+  EXPECT_EQ(inc.anomaliesPastMemberCap, 6u);  // opd3..opd5, twice each
+  // "joined" only for the two members taken in after the first.
+  const auto joined = std::count_if(inc.timeline.begin(), inc.timeline.end(),
+                                    [](const TimelineEvent& e) { return e.kind == "sensor_joined"; });
+  EXPECT_EQ(joined, 2);
+  const auto j = incidentToJson(inc);
+  EXPECT_EQ(j["anomalies_past_member_cap"], 6u);
+  EXPECT_EQ(j["sensors"].size(), 3u);
+  Incident back = incidentFromJson(j);
+  EXPECT_EQ(back.anomaliesPastMemberCap, 6u);
+}
+
 TEST(Correlator, MitigatingIsSetByTheCaller) {
   Correlator c;
   c.observe(batchOf("dukcapil", 1,
