@@ -176,9 +176,12 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
   }
   next->second = start + kLearnEveryNs;
   std::vector<common::IpAddress> underIncident;
-  for (const Incident* inc : correlator_.openIncidents())
-    for (const auto& m : inc->members)
-      if (m.sensorId == sensor) underIncident.push_back(m.victim);
+  for (const Incident* inc : correlator_.openIncidents()) {
+    // The incident's index has the sensor's members: not a scan of all.
+    auto at = inc->index().sensors.find(sensor);
+    if (at == inc->index().sensors.end()) continue;
+    for (const auto& [key, position] : at->second.byKey) underIncident.push_back(std::get<0>(key));
+  }
   std::vector<common::IpAddress> sources;
   for (auto v : summary.getVictims()) {
     auto victim = common::readAddress(v.getAddress());

@@ -12,7 +12,10 @@
 # GARDA_LOAD_RATE (0: as fast as acks allow), GARDA_LOAD_VICTIMS (10),
 # GARDA_LOAD_ATTACKED (1: the share of sensors whose every window is under
 # attack, all victims above every floor; the others send normal traffic),
-# GARDA_LOAD_INFLIGHT (32), GARDA_LOAD_TMP (dir for the temp dir, default
+# GARDA_LOAD_INFLIGHT (32), GARDA_LOAD_IO_THREADS (the generator's ZeroMQ
+# I/O threads, 2), GARDA_LOAD_NICE (runs the generator under `nice -n` this:
+# it stands in for sensors on other machines, and then takes only what CPU
+# the aggregator leaves), GARDA_LOAD_TMP (dir for the temp dir, default
 # /tmp; should be a disk, not tmpfs), GARDA_LOAD_KEEP=1 keeps the temp dir.
 # Raises `ulimit -n` (each sensor costs the generator two descriptors and the
 # aggregator one) up to the hard limit, and says so.
@@ -123,9 +126,10 @@ for n in $counts; do
   thread_ticks "$agg_pid" >"$work/threads0"
   read -r busy0 all0 < <(machine_busy)
   t0=$(date +%s.%N)
-  "$bin/ingest_load" --aggregator "tcp://127.0.0.1:$sport" --server-key "$keys/aggregator.pub" \
+  ${GARDA_LOAD_NICE:+nice -n "$GARDA_LOAD_NICE"} "$bin/ingest_load" --aggregator "tcp://127.0.0.1:$sport" --server-key "$keys/aggregator.pub" \
     --keys-dir "$keys" --sensors "$n" --seconds "$seconds" --rate "$rate" \
-    --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" --acked-out "$work/acked-$n.txt" \
+    --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" \
+    --io-threads "${GARDA_LOAD_IO_THREADS:-2}" --acked-out "$work/acked-$n.txt" \
     >"$work/load-$n.out" &
   load_pid=$!
   rc=0
@@ -141,7 +145,7 @@ for n in $counts; do
   echo "sensors=$n aggregator_cpu_per_s=$(echo "($cpu1 - $cpu0) / ($t1 - $t0)" | bc -l | xargs printf %.2f)" \
     "aggregator_cpu_us_per_stored=$(echo "($cpu1 - $cpu0) * 1000000 / (${stored:-0} + 1)" | bc -l | xargs printf %.0f)" \
     "aggregator_rss_kib=$(proc_kib "$agg_pid" VmRSS) aggregator_peak_rss_kib=$(proc_kib "$agg_pid" VmHWM)" \
-    "store_kib=$(du -sk "$data" | cut -f1)" \
+    "store_kib=$(du -sk "$data" 2>/dev/null | cut -f1)" \
     "aggregator_threads_cpu_per_s=$(threads_cpu_per_s "$work/threads0" "$work/threads1" "$(echo "$t1 - $t0" | bc -l)")" \
     "machine_busy_cores=$(echo "($busy1 - $busy0) / ($all1 - $all0) * $(nproc)" | bc -l | xargs printf %.2f)/$(nproc)"
 
