@@ -323,6 +323,7 @@ SourceEvidence sourceEvidence(const Anomaly& a, const CorrelateConfig& config) {
   SourceEvidence ev;
   const double victimPackets = static_cast<double>(a.victimPackets);
   uint64_t explained = 0;
+  ev.sources.reserve(a.topSources.size());
   for (const auto& s : a.topSources) {
     if (s.packets < 2 * s.error) continue;  // mostly overestimate: not certain
     const uint64_t certain = s.packets - s.error;

@@ -331,7 +331,7 @@ bool Detector::update(const Key& key, State& st, Sensor& s, int64_t windowStartN
   return false;
 }
 
-void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, const VictimContext& v,
+void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, VictimContext& v,
                            int64_t windowStartNs, double pps, double bps, double floor) {
   auto& a = batch_.anomalies.emplace_back();
   a.sensorId = s.id;
@@ -355,6 +355,15 @@ void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, con
   counters_.anomalies++;
   if (a.onset) counters_.onsets++;
   if (!v.hasStats) return;
+  if (v.readInto < batch_.anomalies.size() - 1) {
+    const Anomaly& first = batch_.anomalies[v.readInto];
+    a.victimPackets = first.victimPackets;
+    a.distinctSources = first.distinctSources;
+    a.topSources = first.topSources;
+    a.topDstPorts = first.topDstPorts;
+    return;
+  }
+  v.readInto = batch_.anomalies.size() - 1;
   a.victimPackets = v.stats.getPackets();
   a.distinctSources = v.stats.getDistinctSources();
   auto sources = v.stats.getTopSources();
@@ -369,7 +378,7 @@ void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, con
   for (auto p : ports) a.topDstPorts.push_back({p.getPort(), p.getPackets()});
 }
 
-bool Detector::observeReflectionVolume(const VictimContext& v, uint32_t sensor, Sensor& s,
+bool Detector::observeReflectionVolume(VictimContext& v, uint32_t sensor, Sensor& s,
                                        int64_t windowStartNs) {
   uint64_t fragPackets = 0, fragBytes = 0;
   for (auto vc : v.stats.getVectors())
@@ -533,7 +542,8 @@ const DetectBatch& Detector::observeAlert(wire::Alert::Reader alert) {
   const double floor = vectorIndex(alert.getVector()) == vectorIndex(wire::Vector::UDP_REFLECTION)
                            ? config_.reflectionTotalFloorPps
                            : config_.floorPps[vi];
-  emitAnomaly(key, st, s, VictimContext{}, alert.getWindowStartNs(), pps, 0.0, floor);
+  VictimContext none;  // an alert carries no victim statistics
+  emitAnomaly(key, st, s, none, alert.getWindowStartNs(), pps, 0.0, floor);
   st.reported = true;
   auto& a = batch_.anomalies.back();
   a.fromAlert = true;

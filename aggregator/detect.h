@@ -280,6 +280,9 @@ class Detector {
     wire::VictimStats::Reader stats;
     const common::IpAddress* victim = nullptr;
     bool hasStats = false;
+    // The first anomaly of the victim's window reads its top sources and
+    // ports off the wire; the others copy them from its anomaly.
+    size_t readInto = SIZE_MAX;  // index in batch_.anomalies
   };
 
   uint32_t sensorIndex(std::string_view id);
@@ -293,11 +296,11 @@ class Detector {
   // should be reported; quiets are appended to the batch directly.
   bool update(const Key& key, State& st, Sensor& s, int64_t windowStartNs, double pps,
               double floor);
-  void emitAnomaly(const Key& key, const State& st, const Sensor& s, const VictimContext& v,
+  void emitAnomaly(const Key& key, const State& st, const Sensor& s, VictimContext& v,
                    int64_t windowStartNs, double pps, double bps, double floor);
   void emitQuiet(const Key& key, const Sensor& s, int64_t windowStartNs);
   // The victim's reflection ports by volume; true when one is active.
-  bool observeReflectionVolume(const VictimContext& v, uint32_t sensor, Sensor& s,
+  bool observeReflectionVolume(VictimContext& v, uint32_t sensor, Sensor& s,
                                int64_t windowStartNs);
   void markDirty(const Key& key, State& st);
   void deactivate(Sensor& s, const Key& key);

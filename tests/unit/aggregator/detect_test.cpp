@@ -271,17 +271,24 @@ TEST(Detector, SeveralAttacksOnOneVictimAreMixed) {
       {kVictim,
        {{wire::Vector::TCP_SYN, 50000}, {wire::Vector::UDP_REFLECTION, 30000}},
        {{123, 30000}},
-       {},
+       testing::sources("203.0.113", 1, 5, 900),
        0},
-      {"198.18.2.11", {{wire::Vector::ICMP, 9000}}, {}, {}, 0}};
+      {"198.18.2.11", {{wire::Vector::ICMP, 9000}}, {}, testing::sources("192.0.2", 1, 3, 500), 0}};
   feed(d, "alpha", 0, v);
   auto b = feed(d, "alpha", 1, v);
   ASSERT_EQ(b.anomalies.size(), 3u);
   for (const auto& a : b.anomalies) {
-    if (a.victim == ip(kVictim))
+    // Each anomaly carries its own victim's top sources, read once per
+    // victim and shared by its anomalies.
+    if (a.victim == ip(kVictim)) {
       EXPECT_EQ(a.victimClassification, kMixedAttack) << a.classification;
-    else
+      ASSERT_EQ(a.topSources.size(), 5u) << a.classification;
+      EXPECT_EQ(a.topSources[4].address, ip("203.0.113.5"));
+    } else {
       EXPECT_EQ(a.victimClassification, "icmp_flood");
+      ASSERT_EQ(a.topSources.size(), 3u);
+      EXPECT_EQ(a.topSources[0].address, ip("192.0.2.1"));
+    }
   }
 }
 
