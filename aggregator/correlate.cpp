@@ -645,9 +645,18 @@ std::vector<IncidentChange> Correlator::observe(const DetectBatch& batch, int64_
   auto& latest = sensorLatestNs_[batch.sensorId];
   latest = std::max(latest, batch.windowStartNs);
 
+  SourceEvidence ev;
+  const Anomaly* evidenceOf = nullptr;
   for (const Anomaly& a : batch.anomalies) {
     counters_.anomalies++;
-    SourceEvidence ev = sourceEvidence(a, config_);
+    // A victim's anomalies in one window (one per vector) come together and
+    // carry the same sources: their evidence is worked out once.
+    if (evidenceOf == nullptr || evidenceOf->victim != a.victim ||
+        evidenceOf->victimPackets != a.victimPackets ||
+        evidenceOf->distinctSources != a.distinctSources || evidenceOf->topSources != a.topSources) {
+      ev = sourceEvidence(a, config_);
+      evidenceOf = &a;
+    }
     bool byVictim = false;
     Incident* inc = match(a, ev, byVictim);
     const bool fresh = inc == nullptr;

@@ -78,6 +78,7 @@ struct SourceSample {
   common::IpAddress address;
   uint64_t packets = 0;  // Space-Saving estimate in the window (upper bound)
   uint64_t error = 0;    // its overestimate bound: packets - error is certain
+  bool operator==(const SourceSample&) const = default;
 };
 
 struct PortSample {
