@@ -534,14 +534,14 @@ void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev,
   const bool added = m == nullptr && inc.members.size() < config_.maxMembers;
   if (m == nullptr && !added) inc.anomaliesPastMemberCap++;
   if (added) {
-    auto& added = inc.members.emplace_back();
-    added.sensorId = a.sensorId;
-    added.victim = a.victim;
-    added.vector = a.vector;
-    added.reflectionPort = a.reflectionPort;
-    added.classification = std::string(a.classification);
-    added.firstNs = a.windowStartNs;
-    m = &added;
+    auto& member = inc.members.emplace_back();
+    member.sensorId = a.sensorId;
+    member.victim = a.victim;
+    member.vector = a.vector;
+    member.reflectionPort = a.reflectionPort;
+    member.classification = std::string(a.classification);
+    member.firstNs = a.windowStartNs;
+    m = &member;
   }
   if (m != nullptr) {
     if (!m->active && !fresh)
