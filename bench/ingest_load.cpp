@@ -340,12 +340,14 @@ class Load {
     const double pmax = latencies_.empty() ? NAN : static_cast<double>(*std::max_element(
                                                         latencies_.begin(), latencies_.end())) / 1e6;
     fmt::print(
-        "sensors={} attacked={} victims={} summary_bytes={} inflight={} rate={} warmup_s={:.2f} "
+        "sensors={} attacked={} victims={} summary_bytes={} inflight={} rate={} window_ms={} "
+        "warmup_s={:.2f} "
         "drain_s={:.2f} "
         "acked_per_s={:.0f} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f} sent={} stored={} "
         "duplicate={} refused={} invalid={} unacked={} bad_messages={} min_sensor_acked={} "
         "max_sensor_acked={} order_reports={} load_cpu_per_s={:.2f}\n",
-        sensors_.size(), attackedSensors_, o_.victims, summaryBytes_, o_.inflight, o_.rate, warmupS,
+        sensors_.size(), attackedSensors_, o_.victims, summaryBytes_, o_.inflight, o_.rate,
+        o_.windowMs, warmupS,
         drainS, static_cast<double>(during.stored + during.duplicate) / measuredS, p50, p99, pmax,
         totals_.sent, totals_.stored, totals_.duplicate, totals_.refused, totals_.invalid,
         inflight_, totals_.badMessages, minAcked, maxAcked, totals_.orderReports,
@@ -570,6 +572,10 @@ int main(int argc, char** argv) {
   app.add_option("--inflight", o.inflight, "unacked summaries allowed per sensor")
       ->check(CLI::Range(1u, 100000u));
   app.add_option("--io-threads", o.ioThreads, "ZeroMQ I/O threads")->check(CLI::Range(1, 8));
+  app.add_option("--window-ms", o.windowMs,
+                 "each summary's window (data time advances this much per summary; "
+                 "counts are scaled to keep the same rates)")
+      ->check(CLI::Range(100, 60'000));
   app.add_option("--warmup-timeout", o.warmupTimeout, "seconds to wait for every sensor's first ack");
   app.add_option("--drain-seconds", o.drainSeconds, "give up on acks after this long without one (after the measured time)");
   app.add_option("--acked-out", o.ackedOut, "write load-0's boot id and stored seqs here");

@@ -12,7 +12,8 @@
 # GARDA_LOAD_RATE (0: as fast as acks allow), GARDA_LOAD_VICTIMS (10),
 # GARDA_LOAD_ATTACKED (1: the share of sensors whose every window is under
 # attack, all victims above every floor; the others send normal traffic),
-# GARDA_LOAD_INFLIGHT (32), GARDA_LOAD_IO_THREADS (the generator's ZeroMQ
+# GARDA_LOAD_INFLIGHT (32), GARDA_LOAD_WINDOW_MS (1000 / GARDA_LOAD_RATE when
+# paced, at least 100; else 1000), GARDA_LOAD_IO_THREADS (the generator's ZeroMQ
 # I/O threads, 2), GARDA_LOAD_NICE (runs the generator under `nice -n` this:
 # it stands in for sensors on other machines, and then takes only what CPU
 # the aggregator leaves), GARDA_LOAD_TMP (dir for the temp dir, default
@@ -29,6 +30,9 @@ rate=${GARDA_LOAD_RATE:-0}
 victims=${GARDA_LOAD_VICTIMS:-10}
 attacked=${GARDA_LOAD_ATTACKED:-1}
 inflight=${GARDA_LOAD_INFLIGHT:-32}
+# A sensor sending `rate` summaries a second has windows of 1000/rate ms, or
+# of the shortest a sensor may have (100 ms: then data time runs ahead).
+window_ms=${GARDA_LOAD_WINDOW_MS:-$(awk -v r="$rate" 'BEGIN { w = r > 0 ? int(1000 / r) : 1000; print (w < 100 ? 100 : w) }')}
 for b in garda garda-aggregator ingest_load; do
   [[ -x $bin/$b ]] || { echo "ingest_load.sh: $bin/$b not built (ninja -C $build $b)" >&2; exit 2; }
 done
@@ -129,7 +133,8 @@ for n in $counts; do
   ${GARDA_LOAD_NICE:+nice -n "$GARDA_LOAD_NICE"} "$bin/ingest_load" --aggregator "tcp://127.0.0.1:$sport" --server-key "$keys/aggregator.pub" \
     --keys-dir "$keys" --sensors "$n" --seconds "$seconds" --rate "$rate" \
     --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" \
-    --io-threads "${GARDA_LOAD_IO_THREADS:-2}" --acked-out "$work/acked-$n.txt" \
+    --io-threads "${GARDA_LOAD_IO_THREADS:-2}" --window-ms "$window_ms" \
+    --acked-out "$work/acked-$n.txt" \
     >"$work/load-$n.out" &
   load_pid=$!
   rc=0

@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <random>
 
 #include "common/ip.h"
@@ -15,7 +16,8 @@ namespace garda::bench {
 // top ports each way, a few outbound sources and decode errors. With
 // divisor 1 every victim is under attack (2 Mpps / (v + 1), far above every
 // detection floor); with divisor 4000 the same shape is an office's normal
-// traffic (500 pps and less per victim, under every floor).
+// traffic (500 pps and less per victim, under every floor). Packet counts
+// are per window: the same rates whatever windowMs.
 inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs,
                                           unsigned divisor = 1) {
   sensor::WindowStats w;
@@ -63,6 +65,27 @@ inline sensor::WindowStats makeLoadWindow(unsigned victims, unsigned windowMs,
     w.outbound.push_back(
         {*common::IpAddress::parse(fmt::format("198.51.100.{}", 200 + s)), 10'000u / (s + 1), 0});
   w.decodeStatus[static_cast<size_t>(sensor::DecodeStatus::kCount) - 1] = 3;
+  // The counts above are a second's; a window of another length has the
+  // same rates.
+  if (windowMs != 1000) {
+    auto scale = [&](uint64_t& n) { n = n * windowMs / 1000; };
+    for (uint64_t* n : {&w.totals.packets, &w.totals.bytes, &w.totals.tcp, &w.totals.udp,
+                        &w.totals.icmp, &w.totals.other})
+      scale(*n);
+    for (auto& c : w.victims) {
+      for (uint64_t* n : {&c.packets, &c.bytes}) scale(*n);
+      for (auto* a : {&c.vectorPackets, &c.vectorBytes}) std::for_each(a->begin(), a->end(), scale);
+      for (auto* a : {&c.reflectionPackets, &c.reflectionBytes})
+        std::for_each(a->begin(), a->end(), scale);
+      for (auto& src : c.topSources) {
+        scale(src.packets);
+        scale(src.error);
+      }
+      for (auto* ports : {&c.topSrcPorts, &c.topDstPorts})
+        for (auto& p : *ports) scale(p.packets);
+    }
+    for (auto& o : w.outbound) scale(o.packets);
+  }
   return w;
 }
 
