@@ -178,6 +178,14 @@ std::string renderIncident(const nlohmann::json& i) {
       common::formatTimeNs(i.value("opened_at_ns", int64_t{0})));
   if (i.value("resolved_at_ns", int64_t{0}) > 0)
     out += fmt::format("  resolved:  {}\n", common::formatTimeNs(i.value("resolved_at_ns", int64_t{0})));
+  // Bigger than it can list: say so, or the agent believes the lists whole.
+  if (const auto past = i.value("anomalies_past_member_cap", uint64_t{0}); past > 0)
+    out += fmt::format(
+        "  note:      larger than listed: {} anomalies at (sensor, victim) pairs past its member "
+        "cap\n",
+        past);
+  if (const auto dropped = i.value("timeline_dropped", uint64_t{0}); dropped > 0)
+    out += fmt::format("  note:      {} timeline events not kept (timeline full)\n", dropped);
   auto sources = i.value("top_sources", nlohmann::json::array());
   if (!sources.empty()) {
     out += "  top sources:\n";

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "console/render.h"
 #include "tests/unit/aggregator/summary_builder.h"
 
 namespace garda::aggregator {
@@ -429,6 +430,9 @@ TEST(Correlator, AnomaliesPastTheMemberCapAreCountedAndAnnounceNothing) {
   EXPECT_EQ(j["sensors"].size(), 3u);
   Incident back = incidentFromJson(j);
   EXPECT_EQ(back.anomaliesPastMemberCap, 6u);
+  // The console tells the agent the lists are not whole.
+  EXPECT_NE(console::renderIncident(j).find("larger than listed: 6 anomalies"), std::string::npos)
+      << console::renderIncident(j);
 }
 
 TEST(Correlator, MitigatingIsSetByTheCaller) {
