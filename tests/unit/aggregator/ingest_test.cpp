@@ -7,10 +7,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <zmq.hpp>
 
 #include "aggregator/server.h"
+#include "aggregator/store.h"
 #include "common/envelope.h"
 #include "common/keys.h"
 #include "common/zmq_link.h"
@@ -111,6 +113,58 @@ TEST_F(IngestOverCurve, StoresThenAcksAndAResendIsADuplicate) {
   auto second = nextAck(1);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->first, wire::AckStatus::DUPLICATE);
+}
+
+TEST_F(IngestOverCurve, BurstOfResendsStoredOnceAndAckedAfterTheirOriginals) {
+  // 4000 windows in chunks of 500, each chunk sent again after the next
+  // one: the resends meet their originals in the same drain, in a batch the
+  // writer thread is still writing, or in the store, as timing has it.
+  // Whichever, each window is stored once, and its DUPLICATE ack never
+  // comes before its STORED one (a duplicate is acked only once the
+  // original's write is done).
+  constexpr uint64_t kWindows = 4000, kChunk = 500;
+  std::vector<std::string> summaries;
+  for (uint64_t seq = 1; seq <= kWindows; ++seq)
+    summaries.push_back(sensor::encodeSummary(
+        window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000, 1000),
+        "alpha", 7, seq, 0, 0));
+  for (uint64_t chunk = 0; chunk <= kWindows / kChunk; ++chunk) {
+    for (uint64_t i = chunk * kChunk; i < std::min(kWindows, (chunk + 1) * kChunk); ++i)
+      send(summaries[i]);
+    if (chunk > 0)
+      for (uint64_t i = (chunk - 1) * kChunk; i < chunk * kChunk; ++i) send(summaries[i]);
+  }
+  std::map<uint64_t, std::vector<wire::AckStatus>> acks;
+  size_t received = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (received < 2 * kWindows && std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    zmq::message_t msg;
+    while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
+      common::EnvelopeDecoder d;
+      if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) !=
+              common::EnvelopeReject::kNone ||
+          d.envelope().getBody().which() != wire::Envelope::Body::ACK)
+        continue;
+      auto ack = d.envelope().getBody().getAck();
+      acks[ack.getSeq()].push_back(ack.getStatus());
+      ++received;
+    }
+  }
+  ASSERT_EQ(received, 2 * kWindows);
+  for (uint64_t seq = 1; seq <= kWindows; ++seq) {
+    ASSERT_EQ(acks[seq].size(), 2u) << seq;
+    EXPECT_EQ(acks[seq][0], wire::AckStatus::STORED) << seq;
+    EXPECT_EQ(acks[seq][1], wire::AckStatus::DUPLICATE) << seq;
+  }
+  // And in the store, once each.
+  stopAggregator();
+  Store store((dir_ / "data").string());
+  size_t stored = 0;
+  store.scanSummaries("alpha", 0, INT64_MAX, 10 * kWindows,
+                      [&](std::string_view, std::string_view) { ++stored; });
+  EXPECT_EQ(stored, kWindows);
 }
 
 TEST_F(IngestOverCurve, InsaneSummaryIsAnsweredInvalidWithTheReason) {
