@@ -160,9 +160,6 @@ void IncidentTracker::persist(const std::vector<IncidentChange>& changes, int64_
 
 void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch) {
   std::string sensor = summary.getSensorId();
-  // A victim of an open incident is not learnt from either: the window in
-  // which an order cuts the attack off is under the threshold yet full of
-  // attack sources, which must never pass for clients.
   const int64_t start = summary.getWindowStartNs();
   auto next = nextLearnNs_.try_emplace(sensor, start).first;
   // Due, or the sensor's clock went back (a new boot, a reset clock).
@@ -175,6 +172,9 @@ void IncidentTracker::noteLegitimate(wire::Summary::Reader summary, const Detect
     return;
   }
   next->second = start + kLearnEveryNs;
+  // A victim of an open incident is not learnt from either: the window in
+  // which an order cuts the attack off is under the threshold yet full of
+  // attack sources, which must never pass for clients.
   std::vector<common::IpAddress> underIncident;
   for (const Incident* inc : correlator_.openIncidents()) {
     // The incident's index has the sensor's members: not a scan of all.

@@ -75,9 +75,9 @@ class IncidentTracker {
   void persist(const std::vector<IncidentChange>& changes, int64_t nowNs);
   void store(const Incident& inc);
   // Teaches the planner the clients of the summary's unattacked victims, at
-  // most once per kLearnEveryNs of a sensor's data time (a sensor with 50 ms
-  // windows would otherwise teach the same clients 20 times a second); every
-  // window still tells it which victims are attacked.
+  // most once per kLearnEveryNs of a sensor's data time (a sensor with 100 ms
+  // windows would otherwise teach the same clients ten times a second);
+  // every window still tells it which victims are attacked.
   void noteLegitimate(wire::Summary::Reader summary, const DetectBatch& batch);
   static constexpr int64_t kLearnEveryNs = 1'000'000'000;
   // Holds open the incidents whose orders at the summary's sensor still drop
