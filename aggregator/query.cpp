@@ -24,10 +24,90 @@ constexpr uint32_t kMaxAuditLimit = 10'000;
 constexpr uint32_t kMaxHistoryPoints = 10'000;
 constexpr std::string_view kConsolePrefix = "console:";
 
-// History rows summed into `points` equal time buckets over [since, until)
-// (or the rows' own span): counts are summed, `victims` and `sensors` keep
-// their largest value, `windows` counts the rows in the bucket. Buckets
-// without rows are left out. points = 0: the rows as they are.
+// The bucket width for `points` buckets over [lo, hi): at least 1 ms.
+int64_t bucketWidth(int64_t lo, int64_t hi, uint32_t points) {
+  return std::max<int64_t>((hi - lo + points - 1) / points, 1'000'000);
+}
+
+// Sensors reporting in the second, averaged over it, to two decimals.
+double citySensors(const CityTotals& t) {
+  const double perSecond = static_cast<double>(CityTotals::kWindowNs / 1'000'000);
+  return std::round(static_cast<double>(t.sensorMs) / perSecond * 100) / 100;
+}
+
+nlohmann::json cityRowJson(int64_t startNs, const CityTotals& t) {
+  return {{"start_ns", startNs},
+          {"window_ms", CityTotals::kWindowNs / 1'000'000},
+          {"packets", t.packets},
+          {"bytes", t.bytes},
+          {"tcp", t.tcp},
+          {"udp", t.udp},
+          {"icmp", t.icmp},
+          {"other", t.other},
+          {"victims", cityVictims(t)},
+          {"kernel_drops", t.kernelDrops},
+          {"sensors", citySensors(t)},
+          {"summaries", t.summaries}};
+}
+
+}  // namespace
+
+uint64_t cityVictims(const CityTotals& t) {
+  const double perSecond = static_cast<double>(CityTotals::kWindowNs / 1'000'000);
+  return static_cast<uint64_t>(std::llround(static_cast<double>(t.victimMs) / perSecond));
+}
+
+nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>& rows,
+                              uint32_t points, int64_t sinceNs, int64_t untilNs) {
+  if (points == 0 || rows.empty()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [start, t] : rows) out.push_back(cityRowJson(start, t));
+    return out;
+  }
+  // As downsample() does it, field by field, without a JSON object per
+  // second first (a whole-city history with points reads up to
+  // kMaxHistoryLimit seconds): counts summed, victims and sensors their
+  // largest value, windows the seconds in the bucket.
+  const int64_t lo = sinceNs > 0 ? sinceNs : rows.front().first;
+  int64_t hi = untilNs;
+  if (hi <= 0)
+    for (const auto& row : rows) hi = std::max(hi, row.first + CityTotals::kWindowNs);
+  if (hi <= lo) hi = lo + 1;
+  const int64_t width = bucketWidth(lo, hi, points);
+  struct Bucket {
+    CityTotals sum;
+    uint64_t victims = 0;
+    double sensors = 0;
+    uint64_t windows = 0;
+  };
+  std::map<int64_t, Bucket> buckets;
+  for (const auto& [start, t] : rows) {
+    const int64_t index = start < lo ? 0 : std::min<int64_t>((start - lo) / width, points - 1);
+    Bucket& b = buckets[index];
+    // Each second rounded first, as its row would be.
+    b.victims = std::max(b.victims, cityVictims(t));
+    b.sensors = std::max(b.sensors, citySensors(t));
+    b.sum += t;
+    b.windows++;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [index, b] : buckets)
+    out.push_back({{"start_ns", lo + index * width},
+                   {"window_ms", width / 1'000'000},
+                   {"windows", b.windows},
+                   {"packets", b.sum.packets},
+                   {"bytes", b.sum.bytes},
+                   {"tcp", b.sum.tcp},
+                   {"udp", b.sum.udp},
+                   {"icmp", b.sum.icmp},
+                   {"other", b.sum.other},
+                   {"victims", b.victims},
+                   {"kernel_drops", b.sum.kernelDrops},
+                   {"sensors", b.sensors},
+                   {"summaries", b.sum.summaries}});
+  return out;
+}
+
 nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs, int64_t untilNs) {
   if (points == 0 || rows.empty()) return rows;
   int64_t lo = sinceNs, hi = untilNs;
@@ -37,7 +117,7 @@ nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs,
       hi = std::max(hi, r["start_ns"].get<int64_t>() + r["window_ms"].get<int64_t>() * 1'000'000);
   }
   if (hi <= lo) hi = lo + 1;
-  const int64_t width = std::max<int64_t>((hi - lo + points - 1) / points, 1'000'000);
+  const int64_t width = bucketWidth(lo, hi, points);
   static const std::set<std::string> kMax = {"victims", "sensors"};
   static const std::set<std::string> kSkip = {"start_ns", "window_ms", "boot_id", "seq", "sensor"};
   std::map<int64_t, nlohmann::json> buckets;
@@ -62,8 +142,6 @@ nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs,
   for (auto& [index, b] : buckets) out.push_back(std::move(b));
   return out;
 }
-
-}  // namespace
 
 bool isOperatorCommand(wire::Query::Command::Which w) {
   switch (w) {
@@ -300,26 +378,13 @@ QueryResult QueryService::history(const std::string& sensorId, int64_t sinceNs, 
     // The city: one row per second over every sensor. `victims` and
     // `sensors` are averages over the second (sensors with windows under a
     // second report several times in it).
-    store_.scanCity(sinceNs, untilNs, limit, [&](int64_t startNs, const CityTotals& t) {
-      const double perSecond = static_cast<double>(CityTotals::kWindowNs / 1'000'000);
-      windows.push_back(
-          {{"start_ns", startNs},
-           {"window_ms", CityTotals::kWindowNs / 1'000'000},
-           {"packets", t.packets},
-           {"bytes", t.bytes},
-           {"tcp", t.tcp},
-           {"udp", t.udp},
-           {"icmp", t.icmp},
-           {"other", t.other},
-           {"victims", static_cast<uint64_t>(std::llround(t.victimMs / perSecond))},
-           {"kernel_drops", t.kernelDrops},
-           {"sensors", std::round(t.sensorMs / perSecond * 100) / 100},
-           {"summaries", t.summaries}});
-    });
+    std::vector<std::pair<int64_t, CityTotals>> rows;
+    store_.scanCity(sinceNs, untilNs, limit,
+                    [&](int64_t startNs, const CityTotals& t) { rows.emplace_back(startNs, t); });
     return {true, 200, "",
             {{"sensor", ""},
              {"city", true},
-             {"windows", downsample(std::move(windows), points, sinceNs, untilNs)}}};
+             {"windows", downsampleCity(rows, points, sinceNs, untilNs)}}};
   }
   forEachSummary(sensorId, sinceNs, untilNs, limit, [&](wire::Summary::Reader s) {
     auto t = s.getTotals();

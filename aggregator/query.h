@@ -47,6 +47,18 @@ bool isOperatorCommand(wire::Query::Command::Which w);
 // console and HTTP both build a wire::Query and call run(), which checks the
 // role, audits operator actions and returns the CLI's --json shape.
 // Single-threaded (the aggregator loop).
+// History rows summed into `points` equal time buckets over [since, until)
+// (or the rows' own span): counts are summed, `victims` and `sensors` keep
+// their largest value, `windows` counts the rows in the bucket. Buckets
+// without rows are left out. points = 0: the rows as they are.
+nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs, int64_t untilNs);
+// The city's seconds (from Store::scanCity) as history rows, downsampled as
+// downsample() would, without a JSON object per second on the way.
+nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>& rows,
+                              uint32_t points, int64_t sinceNs, int64_t untilNs);
+// A city second's (sensor, victim) pairs, averaged over the second.
+uint64_t cityVictims(const CityTotals& t);
+
 class QueryService {
  public:
   QueryService(Store& store, CityView& city, Dispatcher& dispatcher, IncidentTracker& incidents);
