@@ -15,8 +15,8 @@
 # GARDA_HTTP_CLIENTS ("8 64"), GARDA_HTTP_PCAP (../shared/data/pcaps/amp.TCP.
 # syn.optionallyACK.optionallysamePort.pcapng: 818 s, 819 windows), GARDA_HTTP_PATHS ("/api/v1/status
 # /api/v1/history?points=100 /metrics"), GARDA_HTTP_KEEP=1 keeps the temp dir.
-# (bench/ingest_load is not used: on main it fails with "Exceeded message
-# traversal limit" at the aggregator.)
+# The sensors are real garda-sensor processes (bench/ingest_load measures
+# ingest alone, with simulated sensors).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -97,13 +97,13 @@ ingest() {  # seconds: sensors replay in a loop in the background
   ingest_t0=$(date +%s.%N)
   ingest_s0=$(scrape)
 }
-ingest_wait() {
-  for p in $load_pid; do wait "$p" || true; done
+ingest_wait() {  # sets ingest_rate; not in $(...): a subshell cannot wait for the loops
+  local pid t1 s1
+  for pid in $load_pid; do wait "$pid" || true; done
   load_pid=
-  local t1 s1
   t1=$(date +%s.%N)
   s1=$(scrape)
-  echo "($s1 - $ingest_s0) / ($t1 - $ingest_t0)" | bc -l | xargs printf %.0f
+  ingest_rate=$(echo "($s1 - $ingest_s0) / ($t1 - $ingest_t0)" | bc -l | xargs printf %.0f)
 }
 for ((i = 0; i < sensors; i++)); do
   {
@@ -116,7 +116,8 @@ done
 
 echo "# http_load: sensors=$sensors pcap=$(basename "$pcap") seconds=$seconds cpus=$(nproc) $(date -u +%FT%TZ)"
 ingest "$seconds"
-echo "ingest_alone summaries_per_s=$(ingest_wait)"
+ingest_wait
+echo "ingest_alone summaries_per_s=$ingest_rate"
 
 for c in $clients; do
   for p in $paths; do
@@ -124,7 +125,8 @@ for c in $clients; do
     ingest "$seconds"
     wrk -t2 -c "$c" -d "${seconds}s" --latency -H "Authorization: Bearer $token" \
       "http://127.0.0.1:$hport$p" >"$work/wrk-$tag.out" 2>&1 || true
-    during=$(ingest_wait)
+    ingest_wait
+    during=$ingest_rate
     p50=$(awk '$1 == "50%" { print $2 }' "$work/wrk-$tag.out")
     p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk-$tag.out")
     rps=$(awk '/Requests\/sec/ { print $2 }' "$work/wrk-$tag.out")
