@@ -145,7 +145,14 @@ Store::Store(const std::string& dir) {
   for (const auto& name : kFamilies) {
     rocksdb::ColumnFamilyOptions cfo;
     cfo.OptimizeLevelStyleCompaction(64 << 20);
-    if (name == "city") cfo.merge_operator = std::make_shared<CityTotalsAdd>();
+    if (name == "city") {
+      cfo.merge_operator = std::make_shared<CityTotalsAdd>();
+      // Each written batch adds one operand to every second it covers; a
+      // read folds them all until a flush. Past this many in the memtable,
+      // the write folds them into one value (a memtable read per second per
+      // batch), so a whole-city history reads a bounded number per second.
+      cfo.max_successive_merges = 8;
+    }
     if (name == "summaries") tuneSummaries(cfo);
     descriptors.emplace_back(name, cfo);
   }
