@@ -24,10 +24,20 @@ constexpr uint32_t kMaxAuditLimit = 10'000;
 constexpr uint32_t kMaxHistoryPoints = 10'000;
 constexpr std::string_view kConsolePrefix = "console:";
 
-// The bucket width for `points` buckets over [lo, hi): at least 1 ms.
-int64_t bucketWidth(int64_t lo, int64_t hi, uint32_t points) {
-  return std::max<int64_t>((hi - lo + points - 1) / points, 1'000'000);
-}
+// `points` equal buckets over [lo, hi), each at least 1 ms wide; a start
+// before lo falls in the first, one past the last bucket in the last.
+struct BucketGrid {
+  BucketGrid(int64_t lo, int64_t hi, uint32_t points)
+      : lo(lo),
+        width(std::max<int64_t>((std::max(hi, lo + 1) - lo + points - 1) / points, 1'000'000)),
+        points(points) {}
+  int64_t index(int64_t start) const {
+    return start < lo ? 0 : std::min<int64_t>((start - lo) / width, points - 1);
+  }
+  int64_t startOf(int64_t index) const { return lo + index * width; }
+  int64_t lo, width;
+  uint32_t points;
+};
 
 // Sensors reporting in the second, averaged over it, to two decimals.
 double citySensors(const CityTotals& t) {
@@ -68,12 +78,10 @@ nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>&
   // second first (a whole-city history with points reads up to
   // kMaxHistoryLimit seconds): counts summed, victims and sensors their
   // largest value, windows the seconds in the bucket.
-  const int64_t lo = sinceNs > 0 ? sinceNs : rows.front().first;
   int64_t hi = untilNs;
   if (hi <= 0)
     for (const auto& row : rows) hi = std::max(hi, row.first + CityTotals::kWindowNs);
-  if (hi <= lo) hi = lo + 1;
-  const int64_t width = bucketWidth(lo, hi, points);
+  const BucketGrid grid(sinceNs > 0 ? sinceNs : rows.front().first, hi, points);
   struct Bucket {
     CityTotals sum;
     uint64_t victims = 0;
@@ -82,8 +90,7 @@ nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>&
   };
   std::map<int64_t, Bucket> buckets;
   for (const auto& [start, t] : rows) {
-    const int64_t index = start < lo ? 0 : std::min<int64_t>((start - lo) / width, points - 1);
-    Bucket& b = buckets[index];
+    Bucket& b = buckets[grid.index(start)];
     // Each second rounded first, as its row would be.
     b.victims = std::max(b.victims, cityVictims(t));
     b.sensors = std::max(b.sensors, citySensors(t));
@@ -92,8 +99,8 @@ nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>&
   }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [index, b] : buckets)
-    out.push_back({{"start_ns", lo + index * width},
-                   {"window_ms", width / 1'000'000},
+    out.push_back({{"start_ns", grid.startOf(index)},
+                   {"window_ms", grid.width / 1'000'000},
                    {"windows", b.windows},
                    {"packets", b.sum.packets},
                    {"bytes", b.sum.bytes},
@@ -110,22 +117,20 @@ nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>&
 
 nlohmann::json downsample(nlohmann::json rows, uint32_t points, int64_t sinceNs, int64_t untilNs) {
   if (points == 0 || rows.empty()) return rows;
-  int64_t lo = sinceNs, hi = untilNs;
-  if (lo <= 0) lo = rows.front()["start_ns"].get<int64_t>();
+  int64_t hi = untilNs;
   if (hi <= 0) {
     for (const auto& r : rows)
       hi = std::max(hi, r["start_ns"].get<int64_t>() + r["window_ms"].get<int64_t>() * 1'000'000);
   }
-  if (hi <= lo) hi = lo + 1;
-  const int64_t width = bucketWidth(lo, hi, points);
+  const BucketGrid grid(sinceNs > 0 ? sinceNs : rows.front()["start_ns"].get<int64_t>(), hi, points);
   static const std::set<std::string> kMax = {"victims", "sensors"};
   static const std::set<std::string> kSkip = {"start_ns", "window_ms", "boot_id", "seq", "sensor"};
   std::map<int64_t, nlohmann::json> buckets;
   for (const auto& r : rows) {
-    const int64_t start = r["start_ns"].get<int64_t>();
-    const int64_t index = start < lo ? 0 : std::min<int64_t>((start - lo) / width, points - 1);
+    const int64_t index = grid.index(r["start_ns"].get<int64_t>());
     auto& b = buckets[index];
-    if (b.is_null()) b = {{"start_ns", lo + index * width}, {"window_ms", width / 1'000'000}, {"windows", 0}};
+    if (b.is_null())
+      b = {{"start_ns", grid.startOf(index)}, {"window_ms", grid.width / 1'000'000}, {"windows", 0}};
     b["windows"] = b["windows"].get<uint64_t>() + 1;
     for (const auto& [key, value] : r.items()) {
       if (kSkip.count(key) || !value.is_number()) continue;

@@ -43,10 +43,6 @@ struct Caller {
 // True for the commands that change something (operator only, audited).
 bool isOperatorCommand(wire::Query::Command::Which w);
 
-// Every console query and action, once, for every transport: the ZeroMQ
-// console and HTTP both build a wire::Query and call run(), which checks the
-// role, audits operator actions and returns the CLI's --json shape.
-// Single-threaded (the aggregator loop).
 // History rows summed into `points` equal time buckets over [since, until)
 // (or the rows' own span): counts are summed, `victims` and `sensors` keep
 // their largest value, `windows` counts the rows in the bucket. Buckets
@@ -59,6 +55,10 @@ nlohmann::json downsampleCity(const std::vector<std::pair<int64_t, CityTotals>>&
 // A city second's (sensor, victim) pairs, averaged over the second.
 uint64_t cityVictims(const CityTotals& t);
 
+// Every console query and action, once, for every transport: the ZeroMQ
+// console and HTTP both build a wire::Query and call run(), which checks the
+// role, audits operator actions and returns the CLI's --json shape.
+// Single-threaded (the aggregator loop).
 class QueryService {
  public:
   QueryService(Store& store, CityView& city, Dispatcher& dispatcher, IncidentTracker& incidents);
