@@ -192,7 +192,7 @@ std::optional<std::string> Planner::plan(const Incident& incident, int64_t nowNs
       // talks to several offices is among an attack's top sources at each,
       // yet must never be blocked city-wide.
       auto [inside, total] = legitimateIn(incident, b);
-      const bool host = b.length() == (b.address().isV4() ? 32u : 128u);
+      const bool host = b.length128() == 128;
       if (inside > 0 &&
           (host || static_cast<double>(inside) > maxLegitShare_ * static_cast<double>(total))) {
         counters_.skippedLegit++;
