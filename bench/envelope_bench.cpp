@@ -1,8 +1,12 @@
 // Summary encode and Envelope decode (with validation): the link's hot path.
 // Run: build/bin/bench_envelope
 #include <benchmark/benchmark.h>
+#include <capnp/serialize-packed.h>
+#include <kj/io.h>
 
+#include "bench/load_window.h"
 #include "common/envelope.h"
+#include "common/packed_reader.h"
 #include "sensor/uplink.h"
 
 namespace {
@@ -39,9 +43,8 @@ void BM_EncodeSummary(benchmark::State& state) {
 }
 BENCHMARK(BM_EncodeSummary)->Arg(10)->Arg(1000);
 
-void BM_DecodeSummary(benchmark::State& state) {
-  auto w = makeWindow(static_cast<size_t>(state.range(0)));
-  std::string bytes = garda::sensor::encodeSummary(w, "dukcapil", 7, 1, 0, 0);
+// Decodes (and validates) the same frame over and over.
+void decodeLoop(benchmark::State& state, const std::string& bytes) {
   garda::common::EnvelopeDecoder decoder;
   for (auto _ : state) {
     auto r = decoder.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
@@ -50,7 +53,52 @@ void BM_DecodeSummary(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.counters["bytes_per_summary"] = static_cast<double>(bytes.size());
 }
+
+void BM_DecodeSummary(benchmark::State& state) {
+  auto w = makeWindow(static_cast<size_t>(state.range(0)));
+  decodeLoop(state, garda::sensor::encodeSummary(w, "dukcapil", 7, 1, 0, 0));
+}
 BENCHMARK(BM_DecodeSummary)->Arg(10)->Arg(1000);
+
+// The realistic busy window of ingest_load (10 victims, 20 top sources
+// each): what the aggregator decodes 20,000 times a second.
+std::string loadSummary() {
+  return garda::sensor::encodeSummary(garda::bench::makeLoadWindow(10, 1000), "load-0", 7, 1, 0,
+                                      0);
+}
+
+void BM_DecodeLoadSummary(benchmark::State& state) { decodeLoop(state, loadSummary()); }
+BENCHMARK(BM_DecodeLoadSummary);
+
+// Unpacking alone, on the same frame into the same buffer: Cap'n Proto's
+// PackedInputStream (0, what the decoder used before session 7), PackedReader
+// (1, what it uses) and PackedReader's path for CPUs without SSSE3 (2).
+void BM_UnpackLoadSummary(benchmark::State& state) {
+  const std::string bytes = loadSummary();
+  const std::string flat = garda::common::toFlat(
+      std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 1 << 20);
+  std::vector<capnp::word> out(flat.size() / sizeof(capnp::word));
+  const auto way = state.range(0);
+  for (auto _ : state) {
+    if (way == 0) {
+      kj::ArrayInputStream in(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+      capnp::_::PackedInputStream packed(in);
+      packed.read(out.data(), flat.size());
+    } else {
+      garda::common::PackedReader packed(
+          std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+      benchmark::DoNotOptimize(way == 1 ? packed.read(out.data(), out.size())
+                                        : packed.readPortable(out.data(), out.size()));
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * flat.size()));
+  state.SetLabel(way == 0   ? "capnp::PackedInputStream"
+                 : way == 1 ? "PackedReader::read"
+                            : "PackedReader::readPortable");
+}
+BENCHMARK(BM_UnpackLoadSummary)->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 

@@ -5,10 +5,12 @@
 #include <kj/io.h>
 #include <kj/vector.h>
 
+#include <array>
 #include <cstring>
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/packed_reader.h"
 
 namespace garda::common {
 namespace {
@@ -181,50 +183,50 @@ bool EnvelopeDecoder::reserve(size_t words) noexcept {
 }
 
 EnvelopeReject EnvelopeDecoder::unpack(std::span<const uint8_t> bytes, size_t& words) noexcept {
-  // Unpacked with Cap'n Proto's own PackedInputStream into the scratch
-  // buffer, as the flat message it stands for. The segment table is read
-  // first and bounds the rest: a few bytes of zero runs cannot unpack into
-  // more than maxBytes of flat message.
-  try {
-    kj::ArrayInputStream in(kj::arrayPtr(bytes.data(), bytes.size()));
-    capnp::_::PackedInputStream packed(in);
-    uint32_t first[2];
-    packed.read(first, sizeof first);
-    const uint64_t segments = uint64_t{first[0]} + 1;
-    if (segments > kMaxSegments) {
-      detail_ = std::to_string(segments) + " segments";
-      return EnvelopeReject::kMalformed;
-    }
-    const size_t tableWords = (segments + 2) / 2;  // count + sizes, padded to a word
-    const size_t maxWords = limits_.maxBytes / sizeof(capnp::word);
-    std::vector<uint32_t> sizes(tableWords * 2);
-    sizes[0] = first[0];
-    sizes[1] = first[1];
-    if (tableWords > 1) packed.read(sizes.data() + 2, (tableWords - 1) * sizeof(capnp::word));
-    uint64_t total = tableWords;
-    for (size_t i = 1; i <= segments; ++i) total += sizes[i];
-    if (total > maxWords) {
-      detail_ = "unpacks to " + std::to_string(total * sizeof(capnp::word)) + " bytes, limit " +
-                std::to_string(limits_.maxBytes);
-      return EnvelopeReject::kTooLarge;
-    }
-    if (!reserve(total)) return EnvelopeReject::kTooLarge;
-    std::memcpy(static_cast<void*>(scratch_.begin()), sizes.data(),
-                tableWords * sizeof(capnp::word));
-    const size_t rest = (total - tableWords) * sizeof(capnp::word);
-    if (rest > 0) packed.read(scratch_.begin() + tableWords, rest);
-    if (in.tryGetReadBuffer().size() != 0) {
-      detail_ = "bytes after the packed message";
-      return EnvelopeReject::kMalformed;
-    }
-    words = total;
-    return EnvelopeReject::kNone;
-  } catch (const kj::Exception& e) {
-    detail_ = e.getDescription().cStr();
-  } catch (const std::exception& e) {
-    detail_ = e.what();
+  // Unpacked into the scratch buffer as the flat message it stands for. The
+  // segment table is read first and bounds the rest: a few bytes of zero runs
+  // cannot unpack into more than maxBytes of flat message. As with Cap'n
+  // Proto's own reader, a run may not reach across the table's end.
+  PackedReader packed(bytes);
+  uint32_t first[2];
+  if (!packed.read(first, 1)) {
+    detail_ = "packed segment table cut short";
+    return EnvelopeReject::kMalformed;
   }
-  return EnvelopeReject::kMalformed;
+  const uint64_t segments = uint64_t{first[0]} + 1;
+  if (segments > kMaxSegments) {
+    detail_ = std::to_string(segments) + " segments";
+    return EnvelopeReject::kMalformed;
+  }
+  const size_t tableWords = (segments + 2) / 2;  // count + sizes, padded to a word
+  const size_t maxWords = limits_.maxBytes / sizeof(capnp::word);
+  std::array<uint32_t, kMaxSegments + 2> sizes;
+  sizes[0] = first[0];
+  sizes[1] = first[1];
+  if (tableWords > 1 && !packed.read(sizes.data() + 2, tableWords - 1)) {
+    detail_ = "packed segment table cut short";
+    return EnvelopeReject::kMalformed;
+  }
+  uint64_t total = tableWords;
+  for (size_t i = 1; i <= segments; ++i) total += sizes[i];
+  if (total > maxWords) {
+    detail_ = "unpacks to " + std::to_string(total * sizeof(capnp::word)) + " bytes, limit " +
+              std::to_string(limits_.maxBytes);
+    return EnvelopeReject::kTooLarge;
+  }
+  if (!reserve(total)) return EnvelopeReject::kTooLarge;
+  std::memcpy(static_cast<void*>(scratch_.begin()), sizes.data(),
+              tableWords * sizeof(capnp::word));
+  if (!packed.read(scratch_.begin() + tableWords, total - tableWords)) {
+    detail_ = "packed segments cut short or a run past their end";
+    return EnvelopeReject::kMalformed;
+  }
+  if (packed.remaining() != 0) {
+    detail_ = "bytes after the packed message";
+    return EnvelopeReject::kMalformed;
+  }
+  words = total;
+  return EnvelopeReject::kNone;
 }
 
 EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept {

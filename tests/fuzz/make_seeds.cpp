@@ -4,12 +4,15 @@
 //
 // envelope/: one real encoded Envelope per body kind (and per query command),
 //   built with the same builders the daemons use; the summaries come from
-//   encodeSummary(), one of them from counting a real attack capture.
+//   encodeSummary(), one of them from counting a real attack capture. Each
+//   packed, as the wire carries it, and flat (flat-NAME).
 // packet/:   frames from the shared captures, one per kind of outcome
 //   (link type, decode status, IP version, L4 protocol, fragment, VLAN), cut
 //   to kMaxFrameBytes, plus IP packets re-wrapped in the link types no
 //   capture uses. Format: one byte, the index into packet_fuzz.cpp's
 //   kLinkTypes, then the frame.
+// packed/:  the envelope seeds in the packed encoding, each after a 0 byte
+//   (packed_fuzz's shape byte: read them as a message).
 // The config/ seeds are written by hand (the operator guide's examples and
 // broken variants of them).
 //
@@ -96,19 +99,30 @@ std::string pinSendTime(const std::string& packed) {
   return common::encodeMessage(copy);
 }
 
-// Every seed must be one the aggregator accepts.
-void writeEnvelopeBytes(const fs::path& dir, const std::string& name, const std::string& raw) {
+// Every seed must be one the aggregator accepts, or be refused for the
+// reason it was made for.
+void writeEnvelopeBytes(const fs::path& dir, const std::string& name, const std::string& raw,
+                        common::EnvelopeReject expected = common::EnvelopeReject::kNone) {
   const std::string bytes = pinSendTime(raw);
   common::EnvelopeDecoder check;
   auto r = check.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-  if (r != common::EnvelopeReject::kNone)
-    throw std::runtime_error("seed " + name + " is rejected: " + common::envelopeRejectName(r) +
-                             ": " + check.detail());
+  if (r != expected)
+    throw std::runtime_error("seed " + name + " is " +
+                             (r == common::EnvelopeReject::kNone ? std::string("accepted")
+                                                                 : std::string("rejected: ") +
+                                                                       common::envelopeRejectName(r)) +
+                             ", expected " + common::envelopeRejectName(expected) + ": " +
+                             check.detail());
   writeFile(dir / name, bytes.data(), bytes.size());
+  // The flat encoding too, which receivers still take from older releases.
+  const std::string flat =
+      common::toFlat(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  writeFile(dir / ("flat-" + name), flat.data(), flat.size());
 }
 
-void writeEnvelope(const fs::path& dir, const std::string& name, capnp::MessageBuilder& m) {
-  writeEnvelopeBytes(dir, name, common::encodeMessage(m));
+void writeEnvelope(const fs::path& dir, const std::string& name, capnp::MessageBuilder& m,
+                   common::EnvelopeReject expected = common::EnvelopeReject::kNone) {
+  writeEnvelopeBytes(dir, name, common::encodeMessage(m), expected);
 }
 
 void fillOrder(wire::Order::Builder o, const char* id, wire::OrderAction action, bool remove) {
@@ -346,7 +360,10 @@ void writeEnvelopeSeeds(const fs::path& dir, const fs::path& data) {
     }
     e.setDone(true);
     e.setReason("full");
-    writeEnvelope(dir, count > 1000 ? "evidence-too-many" : "evidence", m);
+    if (count > 1000)
+      writeEnvelope(dir, "evidence-too-many", m, common::EnvelopeReject::kInsane);
+    else
+      writeEnvelope(dir, "evidence", m);
   }
   {
     capnp::MallocMessageBuilder m;
@@ -459,6 +476,24 @@ void writePacketSeeds(const fs::path& dir, const fs::path& data) {
   }
 }
 
+void writePackedSeeds(const fs::path& dir, const fs::path& envelopes) {
+  fs::create_directories(dir);
+  std::vector<fs::path> names;
+  for (const auto& e : fs::directory_iterator(envelopes))
+    if (!e.path().filename().string().starts_with("flat-")) names.push_back(e.path());
+  std::sort(names.begin(), names.end());
+  for (const auto& path : names) {
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string flat =
+        common::toFlat(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    const std::string seed =
+        std::string(1, '\0') +
+        common::packFlat(std::span(reinterpret_cast<const uint8_t*>(flat.data()), flat.size()));
+    writeFile(dir / path.filename(), seed.data(), seed.size());
+  }
+}
+
 }  // namespace
 }  // namespace garda::fuzz
 
@@ -472,6 +507,7 @@ int main(int argc, char** argv) {
     const fs::path data = argv[2];
     garda::fuzz::writeEnvelopeSeeds(out / "envelope", data);
     garda::fuzz::writePacketSeeds(out / "packet", data);
+    garda::fuzz::writePackedSeeds(out / "packed", out / "envelope");
   } catch (const std::exception& e) {
     std::cerr << "fuzz_make_seeds: " << e.what() << "\n";
     return 1;
