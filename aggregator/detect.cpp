@@ -172,26 +172,39 @@ size_t Detector::StateTable::VictimKeyHash::operator()(const VictimKey& k) const
   return static_cast<size_t>(x);
 }
 
-Detector::State* Detector::StateTable::find(const Key& k) {
-  auto it = byVictim_.find(VictimKey{k.victim, k.sensor});
-  if (it == byVictim_.end()) return nullptr;
+Detector::State* Detector::StateTable::Victim::find(const Key& k) {
+  if (!looked_) {
+    auto it = table_->byVictim_.find(VictimKey{victim_, sensor_});
+    slots_ = it == table_->byVictim_.end() ? nullptr : &it->second;
+    looked_ = true;
+  }
+  if (slots_ == nullptr) return nullptr;
   const uint32_t sub = subOf(k);
-  for (auto& slot : it->second)
+  for (auto& slot : *slots_)
     if (slot.sub == sub) return &slot.state;
   return nullptr;
 }
+
+Detector::State& Detector::StateTable::Victim::at(const Key& k) {
+  if (slots_ == nullptr) {
+    slots_ = &table_->byVictim_[VictimKey{victim_, sensor_}];
+    looked_ = true;
+  }
+  const uint32_t sub = subOf(k);
+  for (auto& slot : *slots_)
+    if (slot.sub == sub) return slot.state;
+  ++table_->size_;
+  return slots_->emplace_back(Slot{sub, State{}}).state;
+}
+
+Detector::State* Detector::StateTable::find(const Key& k) { return victim(k.victim, k.sensor).find(k); }
 
 const Detector::State* Detector::StateTable::find(const Key& k) const {
   return const_cast<StateTable*>(this)->find(k);
 }
 
 Detector::State& Detector::StateTable::operator[](const Key& k) {
-  auto& slots = byVictim_[VictimKey{k.victim, k.sensor}];
-  const uint32_t sub = subOf(k);
-  for (auto& slot : slots)
-    if (slot.sub == sub) return slot.state;
-  ++size_;
-  return slots.emplace_back(Slot{sub, State{}}).state;
+  return victim(k.victim, k.sensor).at(k);
 }
 
 void Detector::StateTable::erase(const Key& k) {
@@ -378,8 +391,8 @@ void Detector::emitAnomaly(const Key& key, const State& st, const Sensor& s, Vic
   for (auto p : ports) a.topDstPorts.push_back({p.getPort(), p.getPackets()});
 }
 
-bool Detector::observeReflectionVolume(VictimContext& v, uint32_t sensor, Sensor& s,
-                                       int64_t windowStartNs) {
+bool Detector::observeReflectionVolume(VictimContext& v, StateTable::Victim& states,
+                                       uint32_t sensor, Sensor& s, int64_t windowStartNs) {
   uint64_t fragPackets = 0, fragBytes = 0;
   for (auto vc : v.stats.getVectors())
     if (vc.getVector() == wire::Vector::FRAGMENT) {
@@ -406,11 +419,11 @@ bool Detector::observeReflectionVolume(VictimContext& v, uint32_t sensor, Sensor
         static_cast<double>(bytes) < config_.reflectionMinAvgBytes * static_cast<double>(packets))
       bps = 0;
     Key key{*v.victim, sensor, pc.getPort(), kReflectionVolume};
-    const State* byPackets = states_.find(
+    const State* byPackets = states.find(
         Key{*v.victim, sensor, pc.getPort(), static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)});
     const bool named = byPackets != nullptr && byPackets->active;
     // After the lookup above: an insert into this victim may move its states.
-    State& st = stateFor(key);
+    State& st = states.at(key);
     // The packet rate's anomaly, when there is one, already names this port.
     if (update(key, st, s, windowStartNs, bps, config_.reflectionFloorBps) && !named) {
       emitAnomaly(key, st, s, v, windowStartNs, static_cast<double>(packets) * perSecond, bps,
@@ -446,11 +459,12 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
       continue;
     }
     VictimContext ctx{victim, &*address, true};
+    auto states = states_.victim(*address, index);
     const size_t first = batch_.anomalies.size();
     bool portActive = false;
     for (auto pc : victim.getReflectionPorts()) {
       Key key{*address, index, pc.getPort(), static_cast<uint8_t>(wire::Vector::UDP_REFLECTION)};
-      State& st = stateFor(key);
+      State& st = states.at(key);
       double pps = static_cast<double>(pc.getPackets()) * perSecond;
       if (update(key, st, s, t, pps, floorPerPort)) {
         emitAnomaly(key, st, s, ctx, t, pps, static_cast<double>(pc.getBytes()) * 8 * perSecond,
@@ -459,14 +473,14 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
       }
       portActive = portActive || st.active;
     }
-    portActive = observeReflectionVolume(ctx, index, s, t) || portActive;
+    portActive = observeReflectionVolume(ctx, states, index, s, t) || portActive;
     for (auto vc : victim.getVectors()) {
       const size_t vi = vectorIndex(vc.getVector());
       if (vi >= kWireVectorCount) continue;  // a vector from a newer schema
       const bool reflection = vc.getVector() == wire::Vector::UDP_REFLECTION;
       const double floor = reflection ? config_.reflectionTotalFloorPps : config_.floorPps[vi];
       Key key{*address, index, 0, static_cast<uint8_t>(vi)};
-      State& st = stateFor(key);
+      State& st = states.at(key);
       double pps = static_cast<double>(vc.getPackets()) * perSecond;
       // The ports' own anomalies already name a reflection attack; the
       // total only speaks for a spread that no single port shows.

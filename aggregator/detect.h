@@ -223,12 +223,36 @@ class Detector {
   };
   // The states by key, grouped by (sensor, victim): a summary touches all
   // of a victim's keys (its vectors, reflection ports and their volume) in
-  // one go, so one hash lookup finds them all, held side by side, where a
-  // table keyed by the whole key paid a cache miss or two per key (a fifth
-  // of the ingest thread with 1000 sensors). References to a state stay
-  // valid until the next insert into, or erase from, the same victim.
+  // one go, so one hash lookup (victim()) finds them all, held side by side,
+  // where a table keyed by the whole key paid a cache miss or two per key (a
+  // fifth of the ingest thread with 1000 sensors). References to a state
+  // stay valid until the next insert into, or erase from, the same victim.
   class StateTable {
+    struct Slot;
+
    public:
+    // One victim's states on one sensor, looked up at most once: found at
+    // the first find() and made at the first at(). Keys given to it must be
+    // of that victim and sensor. Valid until the victim is erased from the
+    // table (so: not across evictIfFull()).
+    class Victim {
+     public:
+      State* find(const Key& k);
+      State& at(const Key& k);  // inserted with default values if missing
+
+     private:
+      friend class StateTable;
+      Victim(StateTable& table, const common::IpAddress& victim, uint32_t sensor)
+          : table_(&table), victim_(victim), sensor_(sensor) {}
+      StateTable* table_;
+      common::IpAddress victim_;
+      uint32_t sensor_;
+      std::vector<Slot>* slots_ = nullptr;
+      bool looked_ = false;
+    };
+    Victim victim(const common::IpAddress& victim, uint32_t sensor) {
+      return Victim(*this, victim, sensor);
+    }
     State* find(const Key& k);
     const State* find(const Key& k) const;
     State& operator[](const Key& k);  // inserted with default values if missing
@@ -301,8 +325,8 @@ class Detector {
                    int64_t windowStartNs, double pps, double bps, double floor);
   void emitQuiet(const Key& key, const Sensor& s, int64_t windowStartNs);
   // The victim's reflection ports by volume; true when one is active.
-  bool observeReflectionVolume(VictimContext& v, uint32_t sensor, Sensor& s,
-                               int64_t windowStartNs);
+  bool observeReflectionVolume(VictimContext& v, StateTable::Victim& states, uint32_t sensor,
+                               Sensor& s, int64_t windowStartNs);
   void markDirty(const Key& key, State& st);
   void deactivate(Sensor& s, const Key& key);
   void evictIfFull();

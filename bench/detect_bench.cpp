@@ -4,9 +4,14 @@
 #include <benchmark/benchmark.h>
 #include <capnp/message.h>
 
+#include <memory>
+#include <vector>
+
 #include "aggregator/correlate.h"
 #include "aggregator/detect.h"
+#include "bench/load_window.h"
 #include "common/envelope.h"
+#include "sensor/uplink.h"
 
 namespace {
 
@@ -58,6 +63,44 @@ void BM_DetectNormalSummary(benchmark::State& state) {
   state.counters["keys"] = static_cast<double>(detector.trackedKeys());
 }
 BENCHMARK(BM_DetectNormalSummary)->Arg(10)->Arg(1000);
+
+// A city: N sensors (the argument) each sending ingest_load's normal busy
+// window (10 victims, 100 ms) in turn, so the detector's state is that of N
+// sensors and each summary's lookups are as cold as at the aggregator.
+void BM_DetectCityOfSensors(benchmark::State& state) {
+  const size_t sensors = static_cast<size_t>(state.range(0));
+  std::vector<std::unique_ptr<capnp::MallocMessageBuilder>> messages;
+  std::vector<garda::wire::Summary::Builder> summaries;
+  for (size_t i = 0; i < sensors; ++i) {
+    const std::string wire = garda::sensor::encodeSummary(
+        garda::bench::makeLoadWindow(10, 100, 4000), "load-" + std::to_string(i), 7, 1, 0, 0);
+    garda::common::EnvelopeDecoder decoder;
+    if (decoder.decode(std::span(reinterpret_cast<const uint8_t*>(wire.data()), wire.size())) !=
+        garda::common::EnvelopeReject::kNone) {
+      state.SkipWithError("load summary rejected");
+      return;
+    }
+    messages.push_back(std::make_unique<capnp::MallocMessageBuilder>());
+    messages.back()->setRoot(decoder.envelope().getBody().getSummary());
+    summaries.push_back(messages.back()->getRoot<garda::wire::Summary>());
+  }
+  garda::aggregator::Detector detector;
+  int64_t window = 1'700'000'000'000'000'000;
+  size_t next = 0;
+  for (auto _ : state) {
+    auto s = summaries[next];
+    s.setWindowStartNs(window);
+    if (++next == sensors) {
+      next = 0;
+      window += 100'000'000;
+    }
+    const auto& batch = detector.observe(s.asReader());
+    benchmark::DoNotOptimize(batch);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["keys"] = static_cast<double>(detector.trackedKeys());
+}
+BENCHMARK(BM_DetectCityOfSensors)->Arg(10)->Arg(1000);
 
 }  // namespace
 
