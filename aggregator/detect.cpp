@@ -197,7 +197,9 @@ Detector::State& Detector::StateTable::Victim::at(const Key& k) {
   return slots_->emplace_back(Slot{sub, State{}}).state;
 }
 
-Detector::State* Detector::StateTable::find(const Key& k) { return victim(k.victim, k.sensor).find(k); }
+Detector::State* Detector::StateTable::find(const Key& k) {
+  return victim(k.victim, k.sensor).find(k);
+}
 
 const Detector::State* Detector::StateTable::find(const Key& k) const {
   return const_cast<StateTable*>(this)->find(k);

@@ -38,7 +38,7 @@ constexpr std::string_view kMixedAttack = "mixed";
 // turned into windows of each sensor's own window length, so a sensor at
 // 250 ms windows and one at 1 s windows detect after the same sustained time.
 struct DetectConfig {
-  double k = 4.0;                        // sigmas above the mean
+  double k = 4.0;  // sigmas above the mean
   // M = ceil(sustainMs / windowMs), at least 1; a single window carrying
   // sustainMs worth of threshold-rate packets also counts.
   unsigned sustainMs = 2000;
@@ -103,9 +103,9 @@ struct Anomaly {
   double thresholdPps = 0;  // for a byVolume anomaly: 0 (see thresholdBps)
   double thresholdBps = 0;  // for a byVolume anomaly
   bool byVolume = false;    // found by reflectionFloorBps, not by a packet rate
-  bool warmingUp = false;  // only the floor applied
-  bool onset = false;      // first window of this activation
-  bool fromAlert = false;  // a sensor's mid-window alert
+  bool warmingUp = false;   // only the floor applied
+  bool onset = false;       // first window of this activation
+  bool fromAlert = false;   // a sensor's mid-window alert
   int64_t windowStartNs = 0;
   unsigned windowMs = 0;
   uint64_t victimPackets = 0;            // all vectors, for source shares

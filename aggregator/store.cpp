@@ -27,14 +27,8 @@ namespace garda::aggregator {
 namespace {
 
 const std::vector<std::string> kFamilies = {"default",  // rocksdb::kDefaultColumnFamilyName
-                                            "summaries",
-                                            "incidents",
-                                            "orders",
-                                            "audit",
-                                            "sensors",
-                                            "baselines",
-                                            "city",
-                                            "evidence"};
+                                            "summaries", "incidents", "orders", "audit",
+                                            "sensors",   "baselines", "city",   "evidence"};
 
 void appendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -50,6 +44,18 @@ uint64_t readBe64(std::string_view bytes) {
   uint64_t v = 0;
   for (size_t i = 0; i < 8 && i < bytes.size(); ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
   return v;
+}
+
+// A summary key's parts: id, NUL, window start, boot id (summaryKey).
+struct SummaryKeyParts {
+  std::string_view sensorId;
+  int64_t windowStartNs;
+};
+std::optional<SummaryKeyParts> splitSummaryKey(std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || key.size() != nul + 17) return std::nullopt;
+  return SummaryKeyParts{key.substr(0, nul),
+                         static_cast<int64_t>(readBe64(key.substr(nul + 1, 8)))};
 }
 
 // The `city` family's merge: field-wise add. It never fails (a failed merge
@@ -127,6 +133,8 @@ void tuneSummaries(rocksdb::ColumnFamilyOptions& cfo) {
   cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cfo.memtable_prefix_bloom_size_ratio = 0.02;
   cfo.memtable_whole_key_filtering = true;
+  cfo.write_buffer_size = 64 << 20;
+  cfo.max_write_buffer_number = 4;
 }
 
 }  // namespace
@@ -262,8 +270,25 @@ void Store::Batch::addCityTotals(wire::Summary::Reader sum) {
   addCityTotals(sum.getWindowStartNs(), sum.getWindowMs(), c);
 }
 
+int64_t& Store::newestWindowOf(std::string_view sensorId) {
+  auto it = newestWindow_.find(sensorId);
+  if (it != newestWindow_.end()) return it->second;
+  std::string prefix(sensorId);
+  prefix.push_back('\0');
+  int64_t newest = INT64_MIN;
+  std::unique_ptr<rocksdb::Iterator> i(db_->NewIterator({}, cf("summaries")));
+  i->SeekForPrev(prefix + std::string(16, '\xff'));
+  if (i->Valid() && i->key().starts_with(prefix) && i->key().size() == prefix.size() + 16)
+    newest = static_cast<int64_t>(readBe64(std::string_view(i->key().data() + prefix.size(), 8)));
+  check(i->status(), "store read failed");
+  return newestWindow_.emplace(std::string(sensorId), newest).first->second;
+}
+
 bool Store::Batch::isNew(const std::string& key) {
   if (keys_.count(key) != 0) return false;
+  if (auto parts = splitSummaryKey(key);
+      parts && parts->windowStartNs > store_.newestWindowOf(parts->sensorId))
+    return true;
   rocksdb::PinnableSlice existing;
   auto s = store_.db_->Get({}, store_.cf("summaries"), key, &existing);
   if (s.ok()) return false;
@@ -272,6 +297,10 @@ bool Store::Batch::isNew(const std::string& key) {
 }
 
 void Store::Batch::added(const std::string& key) {
+  if (auto parts = splitSummaryKey(key)) {
+    int64_t& newest = store_.newestWindowOf(parts->sensorId);
+    newest = std::max(newest, parts->windowStartNs);
+  }
   keys_.insert(key);
   ++count_;
 }
@@ -517,8 +546,7 @@ RetentionResult Store::deleteOlderThan(int64_t cutoffNs) {
   return r;
 }
 
-void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs,
-                          size_t limit,
+void Store::scanSummaries(std::string_view sensorId, int64_t sinceNs, int64_t untilNs, size_t limit,
                           const std::function<void(std::string_view, std::string_view)>& fn) {
   std::string lower = summaryKey(sensorId, std::max<int64_t>(sinceNs, 0), 0);
   std::string upper = summaryKey(sensorId, untilNs > 0 ? untilNs : INT64_MAX, 0);
@@ -557,8 +585,7 @@ void Store::putSensor(const std::string& sensorId, const std::string& json) {
   check(db_->Put({}, cf("sensors"), sensorId, json), "store sensor registry");
 }
 
-void Store::forEachSensor(
-    const std::function<void(std::string_view, std::string_view)>& fn) {
+void Store::forEachSensor(const std::function<void(std::string_view, std::string_view)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("sensors")));
   for (it->SeekToFirst(); it->Valid(); it->Next())
     fn(it->key().ToStringView(), it->value().ToStringView());
@@ -609,8 +636,10 @@ void Store::writeBaselines(const std::vector<std::pair<std::string, std::string>
   if (records.empty()) return;
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : records) {
-    if (v.empty()) check(batch.Delete(cf("baselines"), k), "store batch");
-    else check(batch.Put(cf("baselines"), k, v), "store batch");
+    if (v.empty())
+      check(batch.Delete(cf("baselines"), k), "store batch");
+    else
+      check(batch.Put(cf("baselines"), k, v), "store batch");
   }
   check(db_->Write({}, &batch), "store baselines");
 }

@@ -24,10 +24,10 @@ struct StoreCounters {
   uint64_t batches = 0;
   uint64_t writeErrors = 0;
   uint64_t auditRecords = 0;
-  uint64_t cityMerges = 0;         // city seconds updated by summary batches
+  uint64_t cityMerges = 0;  // city seconds updated by summary batches
   uint64_t retentionRuns = 0;
-  uint64_t incidentsExpired = 0;   // deleted by retention
-  uint64_t ordersExpired = 0;      // deleted by retention
+  uint64_t incidentsExpired = 0;  // deleted by retention
+  uint64_t ordersExpired = 0;     // deleted by retention
   // Batch commit (RocksDB write through the WAL) latency: counts per bucket
   // (upper bounds in seconds; the last slot is over the last bound).
   static constexpr std::array<double, 10> kWriteBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -231,8 +231,21 @@ class Store {
 
  private:
   rocksdb::ColumnFamilyHandle* cf(const char* name) const;
+  // The newest window start put (stored, or in a batch) for a sensor; read
+  // from the store at its first use since open (INT64_MIN: none).
+  int64_t& newestWindowOf(std::string_view sensorId);
 
   std::unique_ptr<rocksdb::DB> db_;
+  // By sensor id, for Batch::isNew (loop thread): a summary of a later
+  // window than any put cannot be a resend, so it needs no store read. An
+  // entry only grows (a failed write leaves it high: that costs a read).
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<std::string, int64_t, IdHash, std::equal_to<>> newestWindow_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::vector<std::string> names_;
   uint64_t auditSeq_ = 0;

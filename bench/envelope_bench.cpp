@@ -47,7 +47,8 @@ BENCHMARK(BM_EncodeSummary)->Arg(10)->Arg(1000);
 void decodeLoop(benchmark::State& state, const std::string& bytes) {
   garda::common::EnvelopeDecoder decoder;
   for (auto _ : state) {
-    auto r = decoder.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    auto r =
+        decoder.decode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     benchmark::DoNotOptimize(r);
   }
   state.SetItemsProcessed(state.iterations());
@@ -63,11 +64,12 @@ BENCHMARK(BM_DecodeSummary)->Arg(10)->Arg(1000);
 // The realistic busy window of ingest_load (10 victims, 20 top sources
 // each): what the aggregator decodes 20,000 times a second.
 std::string loadSummary() {
-  return garda::sensor::encodeSummary(garda::bench::makeLoadWindow(10, 1000), "load-0", 7, 1, 0,
-                                      0);
+  return garda::sensor::encodeSummary(garda::bench::makeLoadWindow(10, 1000), "load-0", 7, 1, 0, 0);
 }
 
-void BM_DecodeLoadSummary(benchmark::State& state) { decodeLoop(state, loadSummary()); }
+void BM_DecodeLoadSummary(benchmark::State& state) {
+  decodeLoop(state, loadSummary());
+}
 BENCHMARK(BM_DecodeLoadSummary);
 
 // Unpacking alone, on the same frame into the same buffer: Cap'n Proto's
@@ -81,7 +83,8 @@ void BM_UnpackLoadSummary(benchmark::State& state) {
   const auto way = state.range(0);
   for (auto _ : state) {
     if (way == 0) {
-      kj::ArrayInputStream in(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+      kj::ArrayInputStream in(
+          kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
       capnp::_::PackedInputStream packed(in);
       packed.read(out.data(), flat.size());
     } else {

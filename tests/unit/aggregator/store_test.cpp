@@ -272,6 +272,31 @@ TEST_F(StoreTest, ResentSummaryIsNotCountedTwiceInTheCity) {
   EXPECT_EQ(rows[0].second.summaries, 1u);
 }
 
+// Dedup reads the store only for a window no later than the sensor's newest
+// (Store::newestWindowOf); that newest is learnt from the store after a
+// reopen, and one sensor's id being a prefix of another's does not mix them.
+TEST_F(StoreTest, ResendsAreFoundWhateverTheirOrderAndAcrossAReopen) {
+  const int64_t s = 1'000'000'000;
+  EXPECT_EQ(put({summary("alpha", kT0, 1000, {1}), summary("alpha", kT0 + s, 1000, {1}),
+                 summary("alpha", kT0 + 2 * s, 1000, {1})}),
+            3u);
+  EXPECT_EQ(put({summary("alpha-2", kT0 + 9 * s, 1000, {1})}), 1u);
+  EXPECT_EQ(put({summary("alpha", kT0 + s, 1000, {1})}), 0u) << "an older window, resent";
+  reopen();
+  EXPECT_EQ(put({summary("alpha", kT0 + 2 * s, 1000, {1})}), 0u) << "the newest, resent";
+  EXPECT_EQ(put({summary("alpha-2", kT0 + 9 * s, 1000, {1})}), 0u);
+  EXPECT_EQ(put({summary("alph", kT0 + 2 * s, 1000, {1})}), 1u) << "another sensor";
+  EXPECT_EQ(put({summary("alpha", kT0 + 3 * s, 1000, {1})}), 1u);
+  // The same window from a new boot is another summary.
+  auto rebooted = summary("alpha", kT0 + 3 * s, 1000, {1});
+  rebooted.first = Store::summaryKey("alpha", kT0 + 3 * s, 8);
+  EXPECT_EQ(put({rebooted}), 1u);
+  EXPECT_EQ(put({rebooted}), 0u);
+  EXPECT_EQ(summaryCount("alpha"), 5u);
+  EXPECT_EQ(summaryCount("alpha-2"), 1u);
+  EXPECT_EQ(summaryCount("alph"), 1u);
+}
+
 TEST_F(StoreTest, ShortWindowsFallIntoTheirSecond) {
   // Four 250 ms windows of one sensor and one 1 s window of another.
   put({summary("fast", kT0, 250, {10}, 1), summary("fast", kT0 + kSecond / 4, 250, {20}, 1),

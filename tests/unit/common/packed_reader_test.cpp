@@ -72,7 +72,9 @@ Bytes pack(const std::vector<uint64_t>& words) {
   return Bytes(a.begin(), a.end());
 }
 
-Bytes bytesOf(const std::string& s) { return Bytes(s.begin(), s.end()); }
+Bytes bytesOf(const std::string& s) {
+  return Bytes(s.begin(), s.end());
+}
 
 // The reads EnvelopeDecoder makes of a whole packed message: its first word,
 // the rest of its segment table, then all its segments.
