@@ -95,7 +95,8 @@ const IncidentIndex& Incident::index() const {
 void Incident::indexMember(uint32_t position) const {
   const IncidentMember& m = members[position];
   auto sensor = index_.sensors.find(m.sensorId);
-  if (sensor == index_.sensors.end()) sensor = index_.sensors.emplace(m.sensorId, IncidentIndex::Sensor{}).first;
+  if (sensor == index_.sensors.end())
+    sensor = index_.sensors.emplace(m.sensorId, IncidentIndex::Sensor{}).first;
   sensor->second.byKey.emplace(IncidentIndex::MemberKey{m.victim, m.vector, m.reflectionPort},
                                position);
   sensor->second.latestNs = std::max(sensor->second.latestNs, m.lastNs);
@@ -478,6 +479,33 @@ Incident& Correlator::open(const Anomaly& a, int64_t nowNs) {
   return inc;
 }
 
+Correlator::SourceTable& Correlator::sourceTableFor(const Incident& inc, size_t slotsNeeded) {
+  auto sameSources = [&](const SourceTable& t) {
+    if (t.addresses.size() != inc.sources.size()) return false;
+    for (size_t i = 0; i < inc.sources.size(); ++i)
+      if (!(t.addresses[i] == inc.sources[i].address)) return false;
+    return true;
+  };
+  for (auto& t : sourceTables_)
+    if (t.incident == &inc && t.slots.size() >= slotsNeeded && sameSources(t)) return t;
+  SourceTable& t = sourceTables_[nextSourceTable_++ % sourceTables_.size()];
+  t.incident = &inc;
+  t.addresses.clear();
+  for (const auto& src : inc.sources) t.addresses.push_back(src.address);
+  // Room for the cut and one evidence on top, so growing to the cut does not
+  // make a new table.
+  size_t slots = 16;
+  while (slots < std::max(slotsNeeded, 2 * (config_.maxSources + 32))) slots *= 2;
+  t.slots.assign(slots, 0);
+  const size_t mask = slots - 1;
+  for (size_t i = 0; i < inc.sources.size(); ++i) {
+    size_t k = common::IpAddressHash{}(inc.sources[i].address) & mask;
+    while (t.slots[k] != 0) k = (k + 1) & mask;
+    t.slots[k] = static_cast<uint32_t>(i + 1);
+  }
+  return t;
+}
+
 void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
   // Kept sorted by packets (then address) and cut at maxSources; a source
   // that could not make the cut is not added, and nothing is sorted again
@@ -486,26 +514,24 @@ void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
     return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
   };
   if (ev.sources.empty()) return;
-  // The incident's sources by address, in an open-addressed table made for
-  // this call (slots hold index + 1; 0 is empty): one probe per evidence
-  // source instead of a scan of up to maxSources.
-  size_t slots = 16;
-  while (slots < 2 * (inc.sources.size() + ev.sources.size())) slots *= 2;
-  sourceSlots_.assign(slots, 0);
-  const size_t mask = slots - 1;
+  // One probe per evidence source instead of a scan of up to maxSources;
+  // the table is made again only when the sources were reordered or cut.
+  size_t needed = 16;
+  while (needed < 2 * (inc.sources.size() + ev.sources.size())) needed *= 2;
+  SourceTable& table = sourceTableFor(inc, needed);
+  const size_t mask = table.slots.size() - 1;
   auto slotOf = [&](const common::IpAddress& a) -> uint32_t& {
     for (size_t i = common::IpAddressHash{}(a)&mask;; i = (i + 1) & mask)
-      if (sourceSlots_[i] == 0 || inc.sources[sourceSlots_[i] - 1].address == a)
-        return sourceSlots_[i];
+      if (table.slots[i] == 0 || inc.sources[table.slots[i] - 1].address == a)
+        return table.slots[i];
   };
-  for (size_t i = 0; i < inc.sources.size(); ++i)
-    slotOf(inc.sources[i].address) = static_cast<uint32_t>(i + 1);
   bool reorder = false;
   for (const auto& s : ev.sources) {
     uint32_t& slot = slotOf(s.address);
     if (slot == 0) {
       if (inc.sources.size() >= config_.maxSources && !before(s, inc.sources.back())) continue;
       inc.sources.push_back(s);
+      table.addresses.push_back(s.address);
       slot = static_cast<uint32_t>(inc.sources.size());
       reorder = true;
       continue;
@@ -521,6 +547,7 @@ void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
   if (!reorder) return;
   std::sort(inc.sources.begin(), inc.sources.end(), before);
   if (inc.sources.size() > config_.maxSources) inc.sources.resize(config_.maxSources);
+  table.incident = nullptr;  // its indexes are of the order before the sort
 }
 
 void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs,
@@ -653,7 +680,8 @@ std::vector<IncidentChange> Correlator::observe(const DetectBatch& batch, int64_
     // carry the same sources: their evidence is worked out once.
     if (evidenceOf == nullptr || evidenceOf->victim != a.victim ||
         evidenceOf->victimPackets != a.victimPackets ||
-        evidenceOf->distinctSources != a.distinctSources || evidenceOf->topSources != a.topSources) {
+        evidenceOf->distinctSources != a.distinctSources ||
+        evidenceOf->topSources != a.topSources) {
       ev = sourceEvidence(a, config_);
       evidenceOf = &a;
     }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -102,12 +103,12 @@ struct IncidentIndex {
   };
   using MemberKey = std::tuple<common::IpAddress, wire::Vector, uint16_t>;  // victim, vector, port
   struct Sensor {
-    int64_t latestNs = 0;                // latest lastNs of its members
+    int64_t latestNs = 0;                 // latest lastNs of its members
     std::map<MemberKey, uint32_t> byKey;  // -> position in members
   };
-  size_t indexed = 0;                                        // members[0, indexed) are in
-  std::map<std::string, Sensor, std::less<>> sensors;        // sorted
-  std::map<common::IpAddress, uint32_t> victims;             // -> members
+  size_t indexed = 0;                                            // members[0, indexed) are in
+  std::map<std::string, Sensor, std::less<>> sensors;            // sorted
+  std::map<common::IpAddress, uint32_t> victims;                 // -> members
   std::map<std::string, uint32_t, std::less<>> classifications;  // -> members
   std::map<int64_t, Rate> rateAt;  // members by their last window: sum of their last rates
 };
@@ -147,7 +148,7 @@ struct Incident {
   std::vector<Dropping> droppingAt;
   bool droppingNoted = false;  // the timeline says so since the last anomaly
 
-  std::vector<std::string> sensors() const;          // sorted, unique
+  std::vector<std::string> sensors() const;  // sorted, unique
   size_t sensorCount() const { return index().sensors.size(); }
   // The member of (sensor, victim, vector, port), or nullptr.
   IncidentMember* findMember(std::string_view sensor, const common::IpAddress& victim,
@@ -287,7 +288,20 @@ class Correlator {
   std::vector<IncidentChange> changes_;
   uint64_t nextSequence_ = 1;
   CorrelateCounters counters_;
-  std::vector<uint32_t> sourceSlots_;  // mergeSources' table, kept to reuse its memory
+  // mergeSources' tables of an incident's sources by address (open
+  // addressing; a slot holds index + 1, 0 is empty), for the incidents it
+  // merged into last. A table is used again only while its incident's
+  // sources are, in order, the addresses it was made for: that is checked at
+  // every use (cheaper than hashing them all again), so whatever changes an
+  // incident's sources, a stale table is never trusted.
+  struct SourceTable {
+    const Incident* incident = nullptr;
+    std::vector<common::IpAddress> addresses;
+    std::vector<uint32_t> slots;
+  };
+  std::array<SourceTable, 4> sourceTables_;
+  size_t nextSourceTable_ = 0;
+  SourceTable& sourceTableFor(const Incident& inc, size_t slotsNeeded);
 };
 
 }  // namespace garda::aggregator

@@ -122,14 +122,21 @@ TEST(Correlator, MergedSourcesAgreeWithAPlainScanThroughManyWindows) {
     return a.packets != b.packets ? a.packets > b.packets : a.address < b.address;
   };
   const size_t cut = CorrelateConfig{}.maxSources;
+  std::vector<SourceSpec> srcs;
   for (int64_t w = 0; w < 300; ++w) {
-    std::vector<SourceSpec> srcs;
-    std::set<unsigned> picked;
-    while (picked.size() < 20) picked.insert(static_cast<unsigned>(rng() % 150));
-    for (unsigned host : picked)
-      srcs.push_back(
-          {"203.0." + std::to_string(113 + host / 100) + "." + std::to_string(host % 100 + 1),
-           1000 + rng() % 4000, 0});
+    if (w % 3 != 0 && !srcs.empty()) {
+      // A steady window: the same sources, no more packets than before (the
+      // incident's sources keep their order, and mergeSources its table).
+      for (auto& s : srcs) s.packets = 500 + s.packets % 500;
+    } else {
+      srcs.clear();
+      std::set<unsigned> picked;
+      while (picked.size() < 20) picked.insert(static_cast<unsigned>(rng() % 150));
+      for (unsigned host : picked)
+        srcs.push_back(
+            {"203.0." + std::to_string(113 + host / 100) + "." + std::to_string(host % 100 + 1),
+             1000 + rng() % 4000, 0});
+    }
     const double pps = 100000;
     c.observe(batchOf("dukcapil", w,
                       {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, w, pps, srcs)}),
@@ -411,19 +418,20 @@ TEST(Correlator, AnomaliesPastTheMemberCapAreCountedAndAnnounceNothing) {
   for (int64_t w = 1; w <= 2; ++w)
     for (int k = 0; k < 6; ++k) {
       const std::string sensor = "opd" + std::to_string(k);
-      c.observe(batchOf(sensor, w,
-                        {anomaly(sensor, "198.18." + std::to_string(k) + ".10",
-                                 wire::Vector::TCP_SYN, 0, w, 45000,
-                                 testing::sources("203.0.113", 1, 4, 9000))}),
-                kNow + w * kSecond);
+      c.observe(
+          batchOf(sensor, w,
+                  {anomaly(sensor, "198.18." + std::to_string(k) + ".10", wire::Vector::TCP_SYN, 0,
+                           w, 45000, testing::sources("203.0.113", 1, 4, 9000))}),
+          kNow + w * kSecond);
     }
   ASSERT_EQ(c.openIncidents().size(), 1u);
   const Incident& inc = *c.openIncidents()[0];
   EXPECT_EQ(inc.members.size(), 3u);
   EXPECT_EQ(inc.anomaliesPastMemberCap, 6u);  // opd3..opd5, twice each
   // "joined" only for the two members taken in after the first.
-  const auto joined = std::count_if(inc.timeline.begin(), inc.timeline.end(),
-                                    [](const TimelineEvent& e) { return e.kind == "sensor_joined"; });
+  const auto joined =
+      std::count_if(inc.timeline.begin(), inc.timeline.end(),
+                    [](const TimelineEvent& e) { return e.kind == "sensor_joined"; });
   EXPECT_EQ(joined, 2);
   const auto j = incidentToJson(inc);
   EXPECT_EQ(j["anomalies_past_member_cap"], 6u);
@@ -450,6 +458,37 @@ TEST(Correlator, MitigatingIsSetByTheCaller) {
   EXPECT_EQ(inc->state, IncidentState::kMitigating);
   EXPECT_EQ(inc->timeline.back().kind, "mitigating");
   EXPECT_EQ(incidentToJson(*inc)["state"], "mitigating");
+}
+
+TEST(Correlator, SourcesReplacedUnderTheSameIncidentAreMergedAsTheyNowAre) {
+  // restore() over an open incident of the same id replaces its sources in
+  // place (same object, same count): mergeSources' table of the old ones
+  // must not be trusted, or the new sources would be added a second time.
+  Correlator c;
+  const auto botnet = testing::sources("203.0.113", 1, 5, 9000);
+  for (int64_t w = 1; w <= 3; ++w)
+    c.observe(batchOf("dukcapil", w,
+                      {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, w, 45000, botnet)}),
+              kNow + w * kSecond);
+  ASSERT_EQ(c.openIncidents().size(), 1u);
+  const Incident* inc = c.openIncidents()[0];
+  ASSERT_EQ(inc->sources.size(), 5u);
+  auto json = incidentToJson(*inc);
+  for (auto& src : json["top_sources"]) {
+    std::string a = src["address"];
+    src["address"] = "192.0.2" + a.substr(a.rfind('.'));
+  }
+  c.restore(json, kNow + 4 * kSecond);
+  ASSERT_EQ(c.openIncidents()[0], inc) << "restored in place";
+  const auto moved = testing::sources("192.0.2", 1, 5, 9000);
+  c.observe(batchOf("dukcapil", 5,
+                    {anomaly("dukcapil", "198.18.2.10", wire::Vector::UDP, 0, 5, 45000, moved)}),
+            kNow + 5 * kSecond);
+  ASSERT_EQ(inc->sources.size(), 5u);
+  for (const auto& src : inc->sources) {
+    EXPECT_EQ(src.address.toString().rfind("192.0.2.", 0), 0u) << src.address.toString();
+    EXPECT_EQ(src.sightings, 4u) << src.address.toString();
+  }
 }
 
 TEST(Correlator, RestoredFromJsonTheIncidentContinues) {
@@ -576,7 +615,8 @@ TEST(Correlator, TheMemberIndexAgreesWithTheMembersThroughAnyOrderOfJoins) {
   for (int64_t w = 0; w < 40; ++w) windows.push_back(kT0 + w * kSecond);
   for (int step = 0; step < 400; ++step) {
     // Mostly moving forward, sometimes a late window from the past.
-    const int64_t w = std::max<int64_t>(0, step / 10 - static_cast<int64_t>(rng() % 4 == 0 ? rng() % 5 : 0));
+    const int64_t w =
+        std::max<int64_t>(0, step / 10 - static_cast<int64_t>(rng() % 4 == 0 ? rng() % 5 : 0));
     const std::string& sensor = sensors[rng() % sensors.size()];
     std::vector<Anomaly> anomalies;
     for (int k = 0; k < 3; ++k)

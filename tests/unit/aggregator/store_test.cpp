@@ -171,7 +171,8 @@ TEST_F(StoreTest, SummariesAreStoredPackedAndReadBackFlatAsAreOldFlatOnes) {
   EXPECT_EQ(seen, (std::vector<std::pair<uint64_t, unsigned>>{{100, 3}, {50, 1}}));
   // The packed form really is smaller than the flat one.
   auto fresh = summary("alpha", kT0 + 2'000'000'000, 1000, {1, 64, 1, 0, 0, 0}, 20);
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(fresh.second.size() / sizeof(capnp::word));
+  kj::Array<capnp::word> words =
+      kj::heapArray<capnp::word>(fresh.second.size() / sizeof(capnp::word));
   std::memcpy(words.begin(), fresh.second.data(), fresh.second.size());
   capnp::FlatArrayMessageReader reader(words);
   EXPECT_LT(Store::summaryValue(reader.getRoot<wire::Summary>()).size(), fresh.second.size());
