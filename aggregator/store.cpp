@@ -133,6 +133,10 @@ void tuneSummaries(rocksdb::ColumnFamilyOptions& cfo) {
   cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cfo.memtable_prefix_bloom_size_ratio = 0.02;
   cfo.memtable_whole_key_filtering = true;
+  // Memtables of 64 MB, not the 16 MB OptimizeLevelStyleCompaction gives:
+  // at 20,000 busy summaries a second (100 MB/s) that is a flush and a new
+  // level-0 file every ~0.6 s instead of every ~0.15 s, and compaction took
+  // 0.03 cores instead of 0.08 at 18,000/s. At most four: 256 MB of memory.
   cfo.write_buffer_size = 64 << 20;
   cfo.max_write_buffer_number = 4;
 }
