@@ -552,12 +552,18 @@ void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
 
 void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs,
                       bool fresh) {
-  const auto& idx = inc.index();
-  const bool newSensor = idx.sensors.find(a.sensorId) == idx.sensors.end();
-  const bool newVictim = idx.victims.find(a.victim) == idx.victims.end();
-  const bool newClass = idx.classifications.find(a.classification) == idx.classifications.end();
   inc.droppingNoted = false;
   IncidentMember* m = inc.findMember(a.sensorId, a.victim, a.vector, a.reflectionPort);
+  // What a member about to be added brings that the incident lacked (an
+  // existing member's sensor, victim and classification are all known: the
+  // three lookups are for newcomers only, not for every window of an attack).
+  bool newSensor = false, newVictim = false, newClass = false;
+  if (m == nullptr) {
+    const auto& idx = inc.index();
+    newSensor = idx.sensors.find(a.sensorId) == idx.sensors.end();
+    newVictim = idx.victims.find(a.victim) == idx.victims.end();
+    newClass = idx.classifications.find(a.classification) == idx.classifications.end();
+  }
   const bool added = m == nullptr && inc.members.size() < config_.maxMembers;
   if (m == nullptr && !added) inc.anomaliesPastMemberCap++;
   if (added) {

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/envelope.h"
 
@@ -502,10 +503,14 @@ const DetectBatch& Detector::observe(wire::Summary::Reader summary) {
   }
 
   // Active keys this summary did not mention saw no traffic in this window.
+  // A victim's keys went active together, so they mostly sit side by side:
+  // its states are looked up once per run of them.
+  std::optional<StateTable::Victim> states;
   for (size_t i = s.active.size(); i-- > 0;) {
     if (i >= s.active.size()) continue;
     const Key key = s.active[i];
-    State* st = states_.find(key);
+    if (!states || !states->holds(key)) states.emplace(states_.victim(key.victim, key.sensor));
+    State* st = states->find(key);
     if (st == nullptr) {
       s.active[i] = s.active.back();
       s.active.pop_back();

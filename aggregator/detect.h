@@ -239,6 +239,7 @@ class Detector {
      public:
       State* find(const Key& k);
       State& at(const Key& k);  // inserted with default values if missing
+      bool holds(const Key& k) const noexcept { return k.victim == victim_ && k.sensor == sensor_; }
 
      private:
       friend class StateTable;
