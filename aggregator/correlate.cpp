@@ -486,10 +486,12 @@ Correlator::SourceTable& Correlator::sourceTableFor(const Incident& inc, size_t 
       if (!(t.addresses[i] == inc.sources[i].address)) return false;
     return true;
   };
-  for (auto& t : sourceTables_)
-    if (t.incident == &inc && t.slots.size() >= slotsNeeded && sameSources(t)) return t;
-  SourceTable& t = sourceTables_[nextSourceTable_++ % sourceTables_.size()];
-  t.incident = &inc;
+  if (auto it = sourceTables_.find(&inc); it != sourceTables_.end() &&
+                                          it->second.slots.size() >= slotsNeeded &&
+                                          sameSources(it->second))
+    return it->second;
+  if (sourceTables_.size() >= kMaxSourceTables) sourceTables_.clear();
+  SourceTable& t = sourceTables_[&inc];
   t.addresses.clear();
   for (const auto& src : inc.sources) t.addresses.push_back(src.address);
   // Room for the cut and one evidence on top, so growing to the cut does not
@@ -547,26 +549,24 @@ void Correlator::mergeSources(Incident& inc, const SourceEvidence& ev) {
   if (!reorder) return;
   std::sort(inc.sources.begin(), inc.sources.end(), before);
   if (inc.sources.size() > config_.maxSources) inc.sources.resize(config_.maxSources);
-  table.incident = nullptr;  // its indexes are of the order before the sort
+  sourceTables_.erase(&inc);  // its indexes are of the order before the sort
 }
 
 void Correlator::join(Incident& inc, const Anomaly& a, const SourceEvidence& ev, int64_t nowNs,
                       bool fresh) {
   inc.droppingNoted = false;
   IncidentMember* m = inc.findMember(a.sensorId, a.victim, a.vector, a.reflectionPort);
-  // What a member about to be added brings that the incident lacked (an
-  // existing member's sensor, victim and classification are all known: the
-  // three lookups are for newcomers only, not for every window of an attack).
+  const bool added = m == nullptr && inc.members.size() < config_.maxMembers;
+  if (m == nullptr && !added) inc.anomaliesPastMemberCap++;
+  // What a member about to be added brings that the incident lacked: asked
+  // of newcomers only, not at every window of an attack's known members nor
+  // of the anomalies past the member cap.
   bool newSensor = false, newVictim = false, newClass = false;
-  if (m == nullptr) {
+  if (added) {
     const auto& idx = inc.index();
     newSensor = idx.sensors.find(a.sensorId) == idx.sensors.end();
     newVictim = idx.victims.find(a.victim) == idx.victims.end();
     newClass = idx.classifications.find(a.classification) == idx.classifications.end();
-  }
-  const bool added = m == nullptr && inc.members.size() < config_.maxMembers;
-  if (m == nullptr && !added) inc.anomaliesPastMemberCap++;
-  if (added) {
     auto& member = inc.members.emplace_back();
     member.sensorId = a.sensorId;
     member.victim = a.victim;

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -289,18 +288,20 @@ class Correlator {
   uint64_t nextSequence_ = 1;
   CorrelateCounters counters_;
   // mergeSources' tables of an incident's sources by address (open
-  // addressing; a slot holds index + 1, 0 is empty), for the incidents it
-  // merged into last. A table is used again only while its incident's
-  // sources are, in order, the addresses it was made for: that is checked at
-  // every use (cheaper than hashing them all again), so whatever changes an
-  // incident's sources, a stale table is never trusted.
+  // addressing; a slot holds index + 1, 0 is empty), one per incident it
+  // merged into lately (a city-wide attack on ten victims is about ten
+  // incidents, each touched by every summary). A table is used again only
+  // while its incident's sources are, in order, the addresses it was made
+  // for: that is checked at every use (cheaper than hashing them all again),
+  // so whatever changes an incident's sources, or puts another incident at
+  // the same address, a stale table is never trusted. Bounded: emptied past
+  // kMaxSourceTables.
   struct SourceTable {
-    const Incident* incident = nullptr;
     std::vector<common::IpAddress> addresses;
     std::vector<uint32_t> slots;
   };
-  std::array<SourceTable, 4> sourceTables_;
-  size_t nextSourceTable_ = 0;
+  static constexpr size_t kMaxSourceTables = 64;
+  std::unordered_map<const Incident*, SourceTable> sourceTables_;
   SourceTable& sourceTableFor(const Incident& inc, size_t slotsNeeded);
 };
 
