@@ -33,6 +33,8 @@ struct SensorState {
   std::string routingId;           // the sensor's current connection (not persisted)
   // The encoding its last message came in; what we send it goes alike.
   common::WireEncoding encoding = common::WireEncoding::kPacked;
+  // Its hello on that connection said it reads batched acks (Ack.more).
+  bool takesAckBatches = false;
 };
 
 // The registry of the city's sensors: every sensor listed in aggregator.toml

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -186,6 +187,7 @@ void SensorIngest::refuseUnlisted(const std::string& routingId, const std::strin
 
 void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch) {
   counters_.messages++;
+  peerTakesAckBatches_ = false;  // until the sender is known
   const int64_t now = common::wallNowNs();
   std::string userId = common::messageUserId(msg);
   const bool insecure = userId == ZapAuthenticator::kInsecureUserId;
@@ -241,8 +243,13 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   }
   if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId) {
     auto& s = city_.touch(keyId, now);
+    // A new connection takes batched acks once its hello says so.
+    if (s.routingId != routingId) s.takesAckBatches = false;
+    if (body.which() == wire::Envelope::Body::HELLO)
+      s.takesAckBatches = body.getHello().getTakesAckBatches();
     s.routingId = routingId;
     s.encoding = decoder_.encoding();  // what we send it is encoded alike
+    peerTakesAckBatches_ = s.takesAckBatches;
   }
   switch (body.which()) {
     case wire::Envelope::Body::HELLO: {
@@ -365,20 +372,57 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
 
 void SensorIngest::queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq,
                             wire::AckStatus status, std::string reason) {
-  acks_.push_back({routingId, bootId, seq, status, std::move(reason), decoder_.encoding()});
+  acks_.push_back({routingId, bootId, seq, status, std::move(reason), decoder_.encoding(),
+                   peerTakesAckBatches_});
 }
 
-void SensorIngest::sendAck(const Ack& a) {
+void SensorIngest::sendAcks(const std::vector<Ack>& acks) {
+  // Grouped by connection in the order each first appears; a group keeps its
+  // acks' order (a window's STORED before its resend's DUPLICATE).
+  std::unordered_map<std::string_view, size_t> groupOf;
+  size_t groups = 0;
+  for (const auto& a : acks) {
+    if (!a.batch) {
+      const Ack* one = &a;
+      sendAck(std::span(&one, 1));
+      continue;
+    }
+    auto [it, added] = groupOf.try_emplace(a.routingId, groups);
+    if (added) {
+      if (ackGroups_.size() == groups) ackGroups_.emplace_back();
+      ackGroups_[groups++].clear();
+    }
+    ackGroups_[it->second].push_back(&a);
+  }
+  for (size_t g = 0; g < groups; ++g) {
+    std::span<const Ack* const> all(ackGroups_[g]);
+    for (size_t i = 0; i < all.size(); i += common::kMaxAcksPerMessage)
+      sendAck(all.subspan(i, std::min<size_t>(common::kMaxAcksPerMessage, all.size() - i)));
+  }
+}
+
+void SensorIngest::sendAck(std::span<const Ack* const> acks) {
+  const auto fill = [](wire::Ack::Builder ack, const Ack& a) {
+    ack.setBootId(a.bootId);
+    ack.setSeq(a.seq);
+    ack.setStatus(a.status);
+    if (!a.reason.empty()) ack.setReason(a.reason);
+  };
   capnp::MallocMessageBuilder message;
   auto ack = common::initEnvelope(message).getBody().initAck();
-  ack.setBootId(a.bootId);
-  ack.setSeq(a.seq);
-  ack.setStatus(a.status);
-  ack.setReason(a.reason);
-  std::string bytes = common::encodeMessage(message, a.encoding);
+  const Ack& first = *acks.front();
+  fill(ack, first);
+  if (acks.size() > 1) {
+    auto more = ack.initMore(static_cast<unsigned>(acks.size() - 1));
+    for (size_t i = 1; i < acks.size(); ++i) fill(more[static_cast<unsigned>(i - 1)], *acks[i]);
+  }
+  // A batch goes in its first ack's encoding: only packed-speaking releases
+  // take batches.
+  std::string bytes = common::encodeMessage(message, first.encoding);
   // A peer that went away meanwhile is not an error: it will resend.
   try {
-    if (router_.send(zmq::buffer(a.routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    if (router_.send(zmq::buffer(first.routingId),
+                     zmq::send_flags::sndmore | zmq::send_flags::dontwait))
       (void)router_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
   } catch (const zmq::error_t& e) {
     if (e.num() != EHOSTUNREACH) throw;
@@ -414,7 +458,7 @@ void SensorIngest::drain(size_t maxMessages) {
     // Nothing to write, nothing being written: these acks (duplicates,
     // refusals) need not wait. (While a batch is being written they wait
     // their turn: a duplicate may be of a summary in that batch.)
-    for (const auto& a : acks_) sendAck(a);
+    sendAcks(acks_);
     giveBack(std::move(job));
     return;
   }
@@ -466,7 +510,7 @@ void SensorIngest::finish(Job& job) {
     spdlog::error("ingest: store write failed: {}", job.result.error);
     return;
   }
-  for (const auto& a : job.acks) sendAck(a);
+  sendAcks(job.acks);
 }
 
 }  // namespace garda::aggregator

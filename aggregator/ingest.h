@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -98,6 +99,7 @@ class SensorIngest {
     wire::AckStatus status;
     std::string reason;
     common::WireEncoding encoding;  // the summary's: a flat sender reads flat
+    bool batch;                     // its sensor takes batched acks
   };
   // One drain's batch and the acks that wait for it.
   struct Job {
@@ -133,7 +135,12 @@ class SensorIngest {
   // being handled.
   void queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq, wire::AckStatus status,
                 std::string reason);
-  void sendAck(const Ack& ack);
+  // Sends acks as they are due: a sensor that takes batched acks gets all of
+  // its acks here in one message (kMaxAcksPerMessage at most each, in their
+  // order), any other one message per ack.
+  void sendAcks(const std::vector<Ack>& acks);
+  // One message: the first ack, and the others in its `more`.
+  void sendAck(std::span<const Ack* const> acks);
   // A written job: its keys leave inFlightKeys_, its acks go (or not).
   void finish(Job& job);
   // A job to fill: a spare one when there is one (its batch buffer already
@@ -167,6 +174,8 @@ class SensorIngest {
   std::map<std::string, Bucket> buckets_;
   common::LogLimiter logLimiter_;
   std::vector<Ack> acks_;
+  bool peerTakesAckBatches_ = false;  // of the message being handled
+  std::vector<std::vector<const Ack*>> ackGroups_;  // sendAcks' scratch, kept warm
   std::set<std::string> unlistedAudited_;
   IngestCounters counters_;
   // Summary keys in batches handed to the writer and not yet written: a

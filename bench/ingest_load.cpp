@@ -77,6 +77,7 @@ struct Options {
   double drainSeconds = 5;
   unsigned windowMs = 1000;
   std::string ackedOut;
+  bool singleAcks = false;  // the hello does not offer batched acks
 };
 
 std::string packWords(kj::ArrayPtr<const capnp::word> words) {
@@ -160,7 +161,7 @@ struct Sensor {
 
 struct Totals {
   uint64_t sent = 0, stored = 0, duplicate = 0, refused = 0, invalid = 0, badMessages = 0,
-           unknownAcks = 0, orderReports = 0;
+           unknownAcks = 0, orderReports = 0, ackMessages = 0;
 };
 
 int64_t secondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
@@ -179,7 +180,7 @@ double cpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-std::string encodeHello(const Sensor& s, unsigned windowMs) {
+std::string encodeHello(const Sensor& s, unsigned windowMs, bool takesAckBatches) {
   capnp::MallocMessageBuilder message;
   auto h = common::initEnvelope(message).getBody().initHello();
   h.setSensorId(s.id);
@@ -188,6 +189,7 @@ std::string encodeHello(const Sensor& s, unsigned windowMs) {
   h.setOpd("load");
   h.setWindowMs(windowMs);
   h.setCaptureSource("synthetic");
+  h.setTakesAckBatches(takesAckBatches);
   auto prefixes = h.initProtected(1);
   common::writePrefix(prefixes[0], *common::Prefix::parse("198.51.100.0/24"));
   return common::encodeMessage(message);
@@ -247,7 +249,7 @@ class Load {
     // Without ZMQ_IMMEDIATE the hello queues until the CURVE handshake is done.
     for (auto& s : sensors_) {
       s.socket.connect(o.aggregator);
-      sendBytes(s, encodeHello(s, o.windowMs));
+      sendBytes(s, encodeHello(s, o.windowMs, !o.singleAcks));
     }
   }
   ~Load() {
@@ -345,12 +347,16 @@ class Load {
         "drain_s={:.2f} "
         "acked_per_s={:.0f} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f} sent={} stored={} "
         "duplicate={} refused={} invalid={} unacked={} bad_messages={} min_sensor_acked={} "
-        "max_sensor_acked={} order_reports={} load_cpu_per_s={:.2f}\n",
+        "max_sensor_acked={} order_reports={} acks_per_message={:.2f} load_cpu_per_s={:.2f}\n",
         sensors_.size(), attackedSensors_, o_.victims, summaryBytes_, o_.inflight, o_.rate,
         o_.windowMs, warmupS,
         drainS, static_cast<double>(during.stored + during.duplicate) / measuredS, p50, p99, pmax,
         totals_.sent, totals_.stored, totals_.duplicate, totals_.refused, totals_.invalid,
         inflight_, totals_.badMessages, minAcked, maxAcked, totals_.orderReports,
+        during.ackMessages ? static_cast<double>(during.stored + during.duplicate + during.refused +
+                                                 during.invalid) /
+                                 static_cast<double>(during.ackMessages)
+                           : 0.0,
         cpuMeasured / measuredS);
     if (!o_.ackedOut.empty() && !sensors_.empty()) {
       std::ofstream out(o_.ackedOut);
@@ -372,7 +378,8 @@ class Load {
             a.invalid - b.invalid,
             a.badMessages - b.badMessages,
             a.unknownAcks - b.unknownAcks,
-            a.orderReports - b.orderReports};
+            a.orderReports - b.orderReports,
+            a.ackMessages - b.ackMessages};
   }
 
   bool sendBytes(Sensor& s, const std::string& bytes) {
@@ -490,7 +497,13 @@ class Load {
       return;
     }
     if (body.which() != wire::Envelope::Body::ACK) return;
+    totals_.ackMessages++;
     auto ack = body.getAck();
+    handleAck(s, ack, now);
+    for (auto more : ack.getMore()) handleAck(s, more, now);
+  }
+
+  void handleAck(Sensor& s, wire::Ack::Reader ack, int64_t now) {
     if (ack.getSeq() == 0) {  // a refused hello
       totals_.refused++;
       fmt::print(stderr, "ingest_load: {}: hello refused: {}\n", s.id, ack.getReason().cStr());
@@ -579,6 +592,9 @@ int main(int argc, char** argv) {
   app.add_option("--warmup-timeout", o.warmupTimeout, "seconds to wait for every sensor's first ack");
   app.add_option("--drain-seconds", o.drainSeconds, "give up on acks after this long without one (after the measured time)");
   app.add_option("--acked-out", o.ackedOut, "write load-0's boot id and stored seqs here");
+  app.add_flag("--single-acks", o.singleAcks,
+               "do not offer batched acks in the hello: one ack message per summary, as "
+               "sensors before them");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);

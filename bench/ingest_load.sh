@@ -17,7 +17,9 @@
 # I/O threads, 2), GARDA_LOAD_NICE (runs the generator under `nice -n` this:
 # it stands in for sensors on other machines, and then takes only what CPU
 # the aggregator leaves), GARDA_LOAD_TMP (dir for the temp dir, default
-# /tmp; should be a disk, not tmpfs), GARDA_LOAD_KEEP=1 keeps the temp dir.
+# /tmp; should be a disk, not tmpfs), GARDA_LOAD_KEEP=1 keeps the temp dir,
+# GARDA_LOAD_SINGLE_ACKS=1 has the simulated sensors take one ack message per
+# summary (a hello without takesAckBatches, as releases before batched acks).
 # Raises `ulimit -n` (each sensor costs the generator two descriptors and the
 # aggregator one) up to the hard limit, and says so.
 set -euo pipefail
@@ -134,6 +136,7 @@ for n in $counts; do
     --keys-dir "$keys" --sensors "$n" --seconds "$seconds" --rate "$rate" \
     --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" \
     --io-threads "${GARDA_LOAD_IO_THREADS:-2}" --window-ms "$window_ms" \
+    ${GARDA_LOAD_SINGLE_ACKS:+--single-acks} \
     --acked-out "$work/acked-$n.txt" \
     >"$work/load-$n.out" &
   load_pid=$!

@@ -163,7 +163,14 @@ std::string checkEnvelopeSanity(wire::Envelope::Reader e) {
     case wire::Envelope::Body::EVIDENCE_REQUEST:
       return checkEvidenceRequest(body.getEvidenceRequest());
     case wire::Envelope::Body::EVIDENCE: return checkEvidence(body.getEvidence());
-    case wire::Envelope::Body::ACK:
+    case wire::Envelope::Body::ACK: {
+      auto more = body.getAck().getMore();
+      if (more.size() >= kMaxAcksPerMessage)
+        return std::to_string(more.size() + 1) + " acks in one message";
+      for (auto a : more)
+        if (a.getMore().size() != 0) return "acks nested in a batched ack";
+      return {};
+    }
     case wire::Envelope::Body::ORDER_REPORT:
     case wire::Envelope::Body::REPLY: return {};
   }

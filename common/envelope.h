@@ -35,6 +35,10 @@ constexpr uint32_t kMaxEvidencePackets = 1000;
 constexpr uint32_t kMinEvidenceSnapLen = 64;
 constexpr uint32_t kMaxEvidenceSnapLen = 65535;
 
+// Acks one message may carry (the first and up to this many less one in
+// Ack.more); the aggregator sends a longer run of acks in several messages.
+constexpr uint32_t kMaxAcksPerMessage = 1024;
+
 // Messages go on the wire in Cap'n Proto's packed encoding (the zero bytes of
 // fixed-width fields squeezed out: a busy summary is about a third of its
 // flat size). Receivers also take the flat encoding that releases before the

@@ -51,6 +51,7 @@ struct Hello {
   protected @4 :List(Prefix);  # the OPD's own address space
   windowMs @5 :UInt32;
   captureSource @6 :Text;      # "afpacket:eth0", "pcap:/path/file.pcap"
+  takesAckBatches @7 :Bool;    # reads Ack.more: may be acked many at a time
 }
 
 # Attack vectors the sensor counts separately per victim.
@@ -159,12 +160,16 @@ enum AckStatus {
   throttled @4;                # over the per-sensor rate limit: not stored, resend later
 }
 
-# Aggregator -> sensor, for one summary.
+# Aggregator -> sensor, for one summary (and, in `more`, for others).
 struct Ack {
   bootId @0 :UInt64;
   seq @1 :UInt64;
   status @2 :AckStatus;
   reason @3 :Text;
+  # Further acks in the same message, each read as if it came alone (their
+  # own `more` is empty). Only to a sensor whose hello set takesAckBatches:
+  # one message per sensor per written batch instead of one per summary.
+  more @4 :List(Ack);
 }
 
 enum OrderAction {

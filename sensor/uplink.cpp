@@ -204,6 +204,7 @@ void Uplink::sendHello() {
   h.setOpd(config_.opd);
   h.setWindowMs(config_.windowMs);
   h.setCaptureSource(identity_.captureSource);
+  h.setTakesAckBatches(true);
   auto prefixes = h.initProtected(static_cast<unsigned>(config_.protectedPrefixes.size()));
   for (size_t i = 0; i < config_.protectedPrefixes.size(); ++i)
     common::writePrefix(prefixes[static_cast<unsigned>(i)], config_.protectedPrefixes[i]);
@@ -331,29 +332,10 @@ void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
   switch (body.which()) {
     case wire::Envelope::Body::ACK: {
       auto ack = body.getAck();
-      if (ack.getBootId() != bootId_) return;  // for an earlier life of this sensor
-      auto it = pending_.find(ack.getSeq());
-      if (it == pending_.end()) return;
-      switch (ack.getStatus()) {
-        case wire::AckStatus::STORED:
-        case wire::AckStatus::DUPLICATE: counters_.summariesAcked++; break;
-        case wire::AckStatus::REFUSED:
-        case wire::AckStatus::INVALID:
-          counters_.summariesRefused++;
-          spdlog::error("uplink: aggregator refused summary seq {}: {}", ack.getSeq(),
-                        ack.getReason().cStr());
-          break;
-        case wire::AckStatus::THROTTLED:
-          // Over this sensor's rate limit at the aggregator: keep it and
-          // resend after a pause.
-          counters_.summariesThrottled++;
-          if (throttled_.empty()) resendThrottledAtNs_ = common::monoNowNs() + kThrottledRetryNs;
-          throttled_.push_back(ack.getSeq());
-          lastAckMonoNs_ = common::monoNowNs();
-          return;
-      }
-      pending_.erase(it);
-      lastAckMonoNs_ = common::monoNowNs();
+      handleAck(ack);
+      // A batch (the decoder allows no deeper nesting): each as if alone.
+      if (ack.getMore().size() > 0) counters_.ackBatches++;
+      for (auto more : ack.getMore()) handleAck(more);
       break;
     }
     case wire::Envelope::Body::HEARTBEAT: counters_.aggregatorHeartbeats++; break;
@@ -383,6 +365,32 @@ void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
       spdlog::debug("uplink: ignoring message kind {}", static_cast<int>(body.which()));
       break;
   }
+}
+
+void Uplink::handleAck(wire::Ack::Reader ack) {
+  if (ack.getBootId() != bootId_) return;  // for an earlier life of this sensor
+  auto it = pending_.find(ack.getSeq());
+  if (it == pending_.end()) return;
+  switch (ack.getStatus()) {
+    case wire::AckStatus::STORED:
+    case wire::AckStatus::DUPLICATE: counters_.summariesAcked++; break;
+    case wire::AckStatus::REFUSED:
+    case wire::AckStatus::INVALID:
+      counters_.summariesRefused++;
+      spdlog::error("uplink: aggregator refused summary seq {}: {}", ack.getSeq(),
+                    ack.getReason().cStr());
+      break;
+    case wire::AckStatus::THROTTLED:
+      // Over this sensor's rate limit at the aggregator: keep it and
+      // resend after a pause.
+      counters_.summariesThrottled++;
+      if (throttled_.empty()) resendThrottledAtNs_ = common::monoNowNs() + kThrottledRetryNs;
+      throttled_.push_back(ack.getSeq());
+      lastAckMonoNs_ = common::monoNowNs();
+      return;
+  }
+  pending_.erase(it);
+  lastAckMonoNs_ = common::monoNowNs();
 }
 
 void Uplink::poll(int timeoutMs) {

@@ -27,6 +27,7 @@ struct UplinkCounters {
   uint64_t authFailures = 0;       // the aggregator's ZAP handler said no
   uint64_t badMessages = 0;        // undecodable or insane messages received
   uint64_t summariesThrottled = 0; // answered `throttled`: kept and resent
+  uint64_t ackBatches = 0;         // ack messages that answered more than one summary
   uint64_t aggregatorHeartbeats = 0;
   uint64_t aggregatorSilences = 0; // connected, yet nothing heard for 3 heartbeats
   uint64_t ordersReceived = 0;
@@ -99,6 +100,7 @@ class Uplink {
   bool trySend(const std::string& bytes);
   void handleMessage(zmq::message_t& msg);
   void handleEnvelope(wire::Envelope::Reader envelope);
+  void handleAck(wire::Ack::Reader ack);
   void handleMonitorEvent();
   void resendAll();
   void sendReports(const std::vector<OrderReportOut>& reports);

@@ -244,6 +244,12 @@ void consume(wire::Envelope::Reader e) {
       use(a.getSeq());
       use(static_cast<uint64_t>(a.getStatus()));
       use(a.getReason());
+      for (auto more : a.getMore()) {  // the sanity check allows no deeper nesting
+        use(more.getBootId());
+        use(more.getSeq());
+        use(static_cast<uint64_t>(more.getStatus()));
+        use(more.getReason());
+      }
       break;
     }
     case wire::Envelope::Body::ORDER: consumeOrder(body.getOrder()); break;

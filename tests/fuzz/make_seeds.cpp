@@ -243,6 +243,22 @@ void writeEnvelopeSeeds(const fs::path& dir, const fs::path& data) {
     writeEnvelope(dir, std::string("ack-") + name, m);
   }
   {
+    // A batch: one message answering several summaries (Ack.more).
+    capnp::MallocMessageBuilder m;
+    auto a = common::initEnvelope(m).getBody().initAck();
+    a.setBootId(0x1234);
+    a.setSeq(7);
+    a.setStatus(wire::AckStatus::STORED);
+    auto more = a.initMore(3);
+    for (unsigned i = 0; i < 3; ++i) {
+      more[i].setBootId(0x1234);
+      more[i].setSeq(8 + i);
+      more[i].setStatus(i == 2 ? wire::AckStatus::THROTTLED : wire::AckStatus::DUPLICATE);
+    }
+    more[2].setReason("over this sensor's rate limit: resend later");
+    writeEnvelope(dir, "ack-batch", m);
+  }
+  {
     capnp::MallocMessageBuilder m;
     fillOrder(common::initEnvelope(m).getBody().initOrder(), "ord-1", wire::OrderAction::DROP,
               false);

@@ -81,6 +81,28 @@ class IngestOverCurve : public ::testing::Test {
     return std::nullopt;
   }
 
+  // garda-sensor's own link to this aggregator as sensor alpha, once it is
+  // connected (or after a second). It keeps a reference to its config.
+  std::unique_ptr<sensor::Uplink> connectedUplink(zmq::context_t& ctx) {
+    sensorConfig_.id = "alpha";
+    sensorConfig_.aggregator = config_.listenSensors;
+    sensorConfig_.aggregatorPublicKey = server_.publicKey;
+    sensorConfig_.secretKey = sensor_.secretKey;
+    auto uplink = std::make_unique<sensor::Uplink>(
+        ctx, sensorConfig_, sensor::Uplink::Identity{"test", "test"}, /*waitWhenFull=*/true);
+    for (int i = 0; i < 50 && !uplink->connected(); ++i) uplink->poll(20);
+    return uplink;
+  }
+
+  // Sends `windows` summaries, one a second of data time, and polls the
+  // link until all are acked or `within` has passed.
+  static void sendUntilAcked(sensor::Uplink& uplink, int windows, std::chrono::seconds within) {
+    for (int i = 0; i < windows; ++i)
+      uplink.sendSummary(window(1'700'000'000'000'000'000 + int64_t(i) * 1'000'000'000, 1000), 0);
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (uplink.backlog() > 0 && std::chrono::steady_clock::now() < deadline) uplink.poll(50);
+  }
+
   static sensor::WindowStats window(int64_t startNs, unsigned windowMs) {
     sensor::WindowStats w;
     w.startNs = startNs;
@@ -94,6 +116,7 @@ class IngestOverCurve : public ::testing::Test {
   std::filesystem::path dir_;
   common::CurveKeyPair server_, sensor_;
   common::AggregatorConfig config_;
+  common::SensorConfig sensorConfig_;
   std::unique_ptr<AggregatorServer> aggregator_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> reload_{false};
@@ -150,6 +173,8 @@ TEST_F(IngestOverCurve, BurstOfResendsStoredOnceAndAckedAfterTheirOriginals) {
       auto ack = d.envelope().getBody().getAck();
       acks[ack.getSeq()].push_back(ack.getStatus());
       ++received;
+      // Its hello (none here) did not offer to take batched acks.
+      EXPECT_EQ(ack.getMore().size(), 0u);
     }
   }
   ASSERT_EQ(received, 2 * kWindows);
@@ -235,6 +260,63 @@ std::string hello(const std::string& id, uint64_t boot) {
   return common::encodeMessage(m);
 }
 
+TEST_F(IngestOverCurve, ASensorThatTakesAckBatchesGetsManyAcksAMessageEachOnceInOrder) {
+  send([] {
+    capnp::MallocMessageBuilder m;
+    auto h = common::initEnvelope(m).getBody().initHello();
+    h.setSensorId("alpha");
+    h.setBootId(7);
+    h.setWindowMs(1000);
+    h.setTakesAckBatches(true);
+    return common::encodeMessage(m);
+  }());
+  ASSERT_TRUE(receive(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000));
+  // 3000 windows at once, then the first 1000 again: the aggregator drains
+  // them faster than one at a time while two batches are being written.
+  constexpr uint64_t kWindows = 3000, kResent = 1000;
+  std::vector<std::string> summaries;
+  for (uint64_t seq = 1; seq <= kWindows; ++seq)
+    summaries.push_back(sensor::encodeSummary(
+        window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000, 1000),
+        "alpha", 7, seq, 0, 0));
+  for (const auto& s : summaries) send(s);
+  for (uint64_t i = 0; i < kResent; ++i) send(summaries[i]);
+  std::map<uint64_t, std::vector<wire::AckStatus>> acks;
+  size_t received = 0, messages = 0, largest = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (received < kWindows + kResent && std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    zmq::message_t msg;
+    while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
+      common::EnvelopeDecoder d;
+      ASSERT_EQ(d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())),
+                common::EnvelopeReject::kNone)
+          << d.detail();
+      if (d.envelope().getBody().which() != wire::Envelope::Body::ACK) continue;
+      auto ack = d.envelope().getBody().getAck();
+      ++messages;
+      largest = std::max<size_t>(largest, ack.getMore().size() + 1);
+      acks[ack.getSeq()].push_back(ack.getStatus());
+      for (auto more : ack.getMore()) {
+        EXPECT_EQ(more.getBootId(), 7u);
+        acks[more.getSeq()].push_back(more.getStatus());
+      }
+      received += ack.getMore().size() + 1;
+    }
+  }
+  ASSERT_EQ(received, kWindows + kResent);
+  for (uint64_t seq = 1; seq <= kWindows; ++seq) {
+    ASSERT_EQ(acks[seq].size(), seq <= kResent ? 2u : 1u) << seq;
+    EXPECT_EQ(acks[seq][0], wire::AckStatus::STORED) << seq;
+    if (seq <= kResent) {
+      EXPECT_EQ(acks[seq][1], wire::AckStatus::DUPLICATE) << seq;
+    }
+  }
+  EXPECT_LT(messages, received) << "no ack message carried more than one ack";
+  EXPECT_LE(largest, size_t{common::kMaxAcksPerMessage});
+}
+
 TEST_F(IngestOverCurve, HelloIsAnsweredWithAnOrderSyncAndThenHeartbeats) {
   send(hello("alpha", 7));
   EXPECT_TRUE(receive(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000))
@@ -310,24 +392,32 @@ TEST_F(IngestRateLimited, AFloodingSensorIsThrottledNotStoredAndStillServedLater
 }
 
 TEST_F(IngestRateLimited, AThrottledSensorKeepsItsSummariesAndGetsThemAllStored) {
-  common::SensorConfig sc;
-  sc.id = "alpha";
-  sc.aggregator = config_.listenSensors;
-  sc.aggregatorPublicKey = server_.publicKey;
-  sc.secretKey = sensor_.secretKey;
   zmq::context_t ctx(1);
-  sensor::Uplink uplink(ctx, sc, {"test", "test"}, /*waitWhenFull=*/true);
-  for (int i = 0; i < 50 && !uplink.connected(); ++i) uplink.poll(20);
-  ASSERT_TRUE(uplink.connected());
+  auto uplink = connectedUplink(ctx);
+  ASSERT_TRUE(uplink->connected());
   constexpr int kWindows = 40;
-  for (int i = 0; i < kWindows; ++i)
-    uplink.sendSummary(window(1'700'000'000'000'000'000 + int64_t(i) * 1'000'000'000, 1000), 0);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (uplink.backlog() > 0 && std::chrono::steady_clock::now() < deadline) uplink.poll(50);
-  EXPECT_EQ(uplink.backlog(), 0u);
-  EXPECT_EQ(uplink.counters().summariesAcked, uint64_t{kWindows});
-  EXPECT_GT(uplink.counters().summariesThrottled, 0u) << "the limit must have been hit";
-  EXPECT_EQ(uplink.counters().summariesRefused, 0u);
+  sendUntilAcked(*uplink, kWindows, std::chrono::seconds(15));
+  EXPECT_EQ(uplink->backlog(), 0u);
+  EXPECT_EQ(uplink->counters().summariesAcked, uint64_t{kWindows});
+  EXPECT_GT(uplink->counters().summariesThrottled, 0u) << "the limit must have been hit";
+  EXPECT_EQ(uplink->counters().summariesRefused, 0u);
+}
+
+TEST_F(IngestOverCurve, ASensorsUplinkTakesBatchedAcks) {
+  // The real sensor link offers batched acks in its hello and clears its
+  // backlog by them: every window acked once, none refused, none resent.
+  zmq::context_t ctx(1);
+  auto uplink = connectedUplink(ctx);
+  ASSERT_TRUE(uplink->connected());
+  // Under ZeroMQ's send high-water mark (1000), past which the uplink keeps
+  // a summary to resend later.
+  constexpr int kWindows = 900;
+  sendUntilAcked(*uplink, kWindows, std::chrono::seconds(20));
+  EXPECT_EQ(uplink->backlog(), 0u);
+  EXPECT_EQ(uplink->counters().summariesAcked, uint64_t{kWindows});
+  EXPECT_EQ(uplink->counters().summariesResent, 0u);
+  EXPECT_EQ(uplink->counters().badMessages, 0u);
+  EXPECT_GT(uplink->counters().ackBatches, 0u) << "no ack message answered more than one window";
 }
 
 // SIGHUP's reload, driven as main() drives it (the flag run() polls), with

@@ -808,5 +808,25 @@ TEST(EnvelopeSanity, CheckedDirectlyOnABuiltMessage) {
   EXPECT_EQ(checkEnvelopeSanity(m.getRoot<wire::Envelope>().asReader()), "window of 5 ms");
 }
 
+std::string ackMessage(unsigned more, unsigned nestedInFirst) {
+  capnp::MallocMessageBuilder m;
+  auto ack = initEnvelope(m).getBody().initAck();
+  ack.setBootId(7);
+  ack.setSeq(1);
+  auto rest = ack.initMore(more);
+  for (unsigned i = 0; i < more; ++i) rest[i].setSeq(i + 2);
+  if (more > 0 && nestedInFirst > 0) rest[0].initMore(nestedInFirst);
+  return encodeMessage(m);
+}
+
+TEST(EnvelopeSanity, BatchedAcksAreBoundedAndNotNested) {
+  EXPECT_EQ(decode(ackMessage(0, 0)).reject, EnvelopeReject::kNone);
+  EXPECT_EQ(decode(ackMessage(kMaxAcksPerMessage - 1, 0)).reject, EnvelopeReject::kNone)
+      << "the most one message may carry";
+  EXPECT_EQ(insaneDetail(ackMessage(kMaxAcksPerMessage, 0)),
+            std::to_string(kMaxAcksPerMessage + 1) + " acks in one message");
+  EXPECT_EQ(insaneDetail(ackMessage(3, 1)), "acks nested in a batched ack");
+}
+
 }  // namespace
 }  // namespace garda::common
