@@ -178,7 +178,20 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops, counters_.summariesDropped,
                           orders_ ? orders_->dropCounts() : std::vector<OrderDropCount>{});
   p.lastSentMonoNs = common::monoNowNs();
-  if (trySend(p.bytes)) counters_.summariesSent++;
+  // Behind older unsent ones it waits its turn (sendUnsent), in order.
+  if (unsentFrom_ == 0 && !sendPending(p, p.lastSentMonoNs)) unsentFrom_ = seq;
+}
+
+bool Uplink::sendPending(Pending& p, int64_t nowNs) {
+  if (!trySend(p.bytes)) return false;
+  p.lastSentMonoNs = nowNs;
+  if (p.sent) {
+    counters_.summariesResent++;
+  } else {
+    p.sent = true;
+    counters_.summariesSent++;
+  }
+  return true;
 }
 
 void Uplink::sendAlert(const Windower::Alert& a, uint64_t thresholdPps) {
@@ -222,12 +235,19 @@ void Uplink::sendHeartbeat() {
 }
 
 void Uplink::resendAll() {
-  int64_t now = common::monoNowNs();
-  for (auto& [seq, p] : pending_) {
-    if (!trySend(p.bytes)) break;
-    p.lastSentMonoNs = now;
-    counters_.summariesResent++;
+  unsentFrom_ = pending_.empty() ? 0 : pending_.begin()->first;
+  sendUnsent();
+}
+
+void Uplink::sendUnsent() {
+  const int64_t now = common::monoNowNs();
+  for (auto it = pending_.lower_bound(unsentFrom_); it != pending_.end(); ++it) {
+    if (!sendPending(it->second, now)) {
+      unsentFrom_ = it->first;
+      return;
+    }
   }
+  unsentFrom_ = 0;
 }
 
 void Uplink::sendReports(const std::vector<OrderReportOut>& reports) {
@@ -394,7 +414,9 @@ void Uplink::handleAck(wire::Ack::Reader ack) {
 }
 
 void Uplink::poll(int timeoutMs) {
-  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+  // With summaries ZeroMQ could not take, also wake when it has room.
+  const short events = ZMQ_POLLIN | (connected_ && unsentFrom_ != 0 ? ZMQ_POLLOUT : 0);
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, events, 0},
                              {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
   try {
     zmq::poll(items, 2, std::chrono::milliseconds(timeoutMs));
@@ -413,6 +435,9 @@ void Uplink::poll(int timeoutMs) {
     if (!socket_.recv(msg, zmq::recv_flags::dontwait)) break;
     handleMessage(msg);
   }
+  // A backlog larger than ZeroMQ's queue (its high-water mark) goes on as
+  // the queue drains, not after the no-ack timeout.
+  if (connected_ && unsentFrom_ != 0) sendUnsent();
   int64_t now = common::monoNowNs();
   if (evidence_) sendEvidence(evidence_->take(common::wallNowNs()));
   if (orders_ && now >= nextOrderTickNs_) {

@@ -93,6 +93,7 @@ class Uplink {
   struct Pending {
     std::string bytes;
     int64_t lastSentMonoNs = 0;
+    bool sent = false;  // handed to ZeroMQ at least once
   };
   void onHandshake();
   void sendHello();
@@ -103,6 +104,11 @@ class Uplink {
   void handleAck(wire::Ack::Reader ack);
   void handleMonitorEvent();
   void resendAll();
+  // Hands ZeroMQ what it could not take before (its queue was full), from
+  // unsentFrom_ on, until it is full again.
+  void sendUnsent();
+  // Sends one pending summary; counted as a first send or a resend.
+  bool sendPending(Pending& p, int64_t nowNs);
   void sendReports(const std::vector<OrderReportOut>& reports);
   void sendEvidence(const std::optional<EvidenceResult>& result);
 
@@ -115,6 +121,9 @@ class Uplink {
   zmq::socket_t monitor_;
   bool connected_ = false;
   std::map<uint64_t, Pending> pending_;
+  // The oldest pending summary ZeroMQ did not take since the last (re)send
+  // of the backlog (0: none): it and the newer ones go as room frees up.
+  uint64_t unsentFrom_ = 0;
   int64_t nextHeartbeatMonoNs_ = 0;
   int64_t lastAckMonoNs_ = 0;
   int64_t lastHeardMonoNs_ = 0;     // any message from the aggregator

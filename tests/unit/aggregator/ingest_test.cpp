@@ -409,8 +409,6 @@ TEST_F(IngestOverCurve, ASensorsUplinkTakesBatchedAcks) {
   zmq::context_t ctx(1);
   auto uplink = connectedUplink(ctx);
   ASSERT_TRUE(uplink->connected());
-  // Under ZeroMQ's send high-water mark (1000), past which the uplink keeps
-  // a summary to resend later.
   constexpr int kWindows = 900;
   sendUntilAcked(*uplink, kWindows, std::chrono::seconds(20));
   EXPECT_EQ(uplink->backlog(), 0u);
@@ -418,6 +416,21 @@ TEST_F(IngestOverCurve, ASensorsUplinkTakesBatchedAcks) {
   EXPECT_EQ(uplink->counters().summariesResent, 0u);
   EXPECT_EQ(uplink->counters().badMessages, 0u);
   EXPECT_GT(uplink->counters().ackBatches, 0u) << "no ack message answered more than one window";
+}
+
+TEST_F(IngestOverCurve, AnUplinkBacklogLargerThanZeroMQsQueueGoesOnAsTheQueueDrains) {
+  // 3000 windows at once: ZeroMQ's queue takes 1000 (its high-water mark);
+  // the rest go as it drains, each sent once, none after the 5 s no-ack
+  // timeout (which resends the whole backlog).
+  zmq::context_t ctx(1);
+  auto uplink = connectedUplink(ctx);
+  ASSERT_TRUE(uplink->connected());
+  constexpr int kWindows = 3000;
+  sendUntilAcked(*uplink, kWindows, std::chrono::seconds(20));
+  EXPECT_EQ(uplink->backlog(), 0u);
+  EXPECT_EQ(uplink->counters().summariesAcked, uint64_t{kWindows});
+  EXPECT_EQ(uplink->counters().summariesSent, uint64_t{kWindows});
+  EXPECT_EQ(uplink->counters().summariesResent, 0u);
 }
 
 // SIGHUP's reload, driven as main() drives it (the flag run() polls), with
