@@ -35,6 +35,9 @@ struct SensorState {
   common::WireEncoding encoding = common::WireEncoding::kPacked;
   // Its hello on that connection said it reads batched acks (Ack.more).
   bool takesAckBatches = false;
+  // When a summary of it was last answered (wall clock; not persisted): an
+  // ack is proof of life enough, and the loop's heartbeat skips it then.
+  int64_t lastAnsweredNs = 0;
 };
 
 // The registry of the city's sensors: every sensor listed in aggregator.toml

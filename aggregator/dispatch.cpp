@@ -395,8 +395,11 @@ void Dispatcher::onHello(const std::string& sensorId, int64_t nowNs) {
     if (state == "pending" || state == "sent" || state == "applied" || state == "rejected")
       active.push_back(&o);
   }
-  auto list = common::initEnvelope(message).getBody().initOrderSync().initOrders(
-      static_cast<unsigned>(active.size()));
+  auto sync = common::initEnvelope(message).getBody().initOrderSync();
+  // The answer to every hello: it also tells the sensor that this
+  // aggregator takes its summaries in batches (SensorIngest reads them).
+  sync.setTakesSummaryBatches(true);
+  auto list = sync.initOrders(static_cast<unsigned>(active.size()));
   for (size_t i = 0; i < active.size(); ++i)
     fillOrder(list[static_cast<unsigned>(i)], *active[i], false);
   if (!send_(sensorId, common::encodeMessage(message))) return;

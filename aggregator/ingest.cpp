@@ -173,13 +173,19 @@ void SensorIngest::refuseUnlisted(const std::string& routingId, const std::strin
   const std::string why = "sensor '" + keyId + "' is no longer listed in aggregator.toml";
   reject(IngestReject::kUnlisted, keyId, why);
   // One audit record per sensor and reload, not one per message it keeps sending.
-  const char* what = body.which() == wire::Envelope::Body::HELLO     ? "hello"
-                     : body.which() == wire::Envelope::Body::SUMMARY ? "summary"
-                                                                     : "message";
+  const char* what = body.which() == wire::Envelope::Body::HELLO           ? "hello"
+                     : body.which() == wire::Envelope::Body::SUMMARY       ? "summary"
+                     : body.which() == wire::Envelope::Body::SUMMARY_BATCH ? "summary batch"
+                                                                           : "message";
   if (unlistedAudited_.insert(keyId).second) auditRefusal(keyId, what, why);
   if (body.which() == wire::Envelope::Body::SUMMARY) {
     auto sum = body.getSummary();
     queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why);
+  } else if (body.which() == wire::Envelope::Body::SUMMARY_BATCH) {
+    eachBatched(routingId, keyId, body.getSummaryBatch(),
+                [&](wire::Summary::Reader sum, std::span<const uint8_t>) {
+                  queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED, why);
+                });
   } else if (body.which() == wire::Envelope::Body::HELLO) {
     queueAck(routingId, body.getHello().getBootId(), 0, wire::AckStatus::REFUSED, why);
   }
@@ -201,25 +207,18 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   const bool admitted = admit(insecure ? routingId : keyId, now);
   auto r = decoder_.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
   if (r != common::EnvelopeReject::kNone) {
-    counters_.decodeRejects[static_cast<size_t>(r)]++;
-    reject(IngestReject::kDecode, keyId,
-           std::string(common::envelopeRejectName(r)) + ": " + decoder_.detail());
-    // A well-formed summary with impossible values is answered `invalid`, so
-    // the sensor drops it instead of resending it forever.
-    if (r == common::EnvelopeReject::kInsane &&
-        decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY) {
-      auto sum = decoder_.envelope().getBody().getSummary();
-      queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
-               decoder_.detail());
-    }
+    undecodable(decoder_, r, routingId, keyId, "");
     return;
   }
   auto body = decoder_.envelope().getBody();
   if (insecure) {
     // Plaintext: no key to bind an identity to. Trust the claimed id if it
     // is listed (development only; warned about every minute).
-    keyId = body.which() == wire::Envelope::Body::ORDER_REPORT ? city_.byRoutingId(routingId)
-                                                               : claimedSensorId(body);
+    // A message that names no sensor speaks for its connection's hello.
+    keyId = body.which() == wire::Envelope::Body::ORDER_REPORT ||
+                    body.which() == wire::Envelope::Body::SUMMARY_BATCH
+                ? city_.byRoutingId(routingId)
+                : claimedSensorId(body);
     if (!city_.isListed(keyId)) {
       reject(IngestReject::kUnlisted, keyId.empty() ? "?" : keyId, "plaintext message for a "
              "sensor not listed in aggregator.toml");
@@ -234,11 +233,14 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   if (!admitted) {
     reject(IngestReject::kRateLimited, keyId,
            "over sensor_rate_limit = " + std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
-    if (body.which() == wire::Envelope::Body::SUMMARY) {
-      auto sum = body.getSummary();
+    const auto throttle = [&](wire::Summary::Reader sum) {
       queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
                "over this sensor's rate limit: resend later");
-    }
+    };
+    if (body.which() == wire::Envelope::Body::SUMMARY) throttle(body.getSummary());
+    if (body.which() == wire::Envelope::Body::SUMMARY_BATCH)
+      eachBatched(routingId, keyId, body.getSummaryBatch(),
+                  [&](wire::Summary::Reader sum, std::span<const uint8_t>) { throttle(sum); });
     return;
   }
   if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId) {
@@ -248,7 +250,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
     if (body.which() == wire::Envelope::Body::HELLO)
       s.takesAckBatches = body.getHello().getTakesAckBatches();
     s.routingId = routingId;
-    s.encoding = decoder_.encoding();  // what we send it is encoded alike
+    s.encoding = replyEncoding();  // what we send it is encoded alike
     peerTakesAckBatches_ = s.takesAckBatches;
   }
   switch (body.which()) {
@@ -277,50 +279,29 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
       dispatcher_.onHello(keyId, now);
       return;
     }
-    case wire::Envelope::Body::SUMMARY: {
-      auto sum = body.getSummary();
-      std::string claimed = sum.getSensorId();
-      if (claimed != keyId) {
-        reject(IngestReject::kWrongSensorId, keyId, "summary claims '" + claimed + "'");
-        queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
-                 "this key is bound to sensor '" + keyId + "', not '" + claimed + "'");
-        return;
-      }
-      // Stored as the packed envelope it came in, as it came; a flat one
-      // (an older sensor) is packed first.
-      std::string key = Store::summaryKey(keyId, sum.getWindowStartNs(), sum.getBootId());
-      const auto frame = std::span(static_cast<const uint8_t*>(msg.data()), msg.size());
-      std::string repacked;
-      if (!decoder_.packed()) repacked = common::packFlat(frame);
-      bool fresh =
-          inFlightKeys_.count(key) == 0 &&
-          batch.putSummary(
-              key, sum,
-              decoder_.packed()
-                  ? std::string_view(reinterpret_cast<const char*>(frame.data()), frame.size())
-                  : std::string_view(repacked));
-      auto& s = city_.touch(keyId, now);
-      if (fresh) {
-        counters_.summariesStored++;
-        s.windowsStored++;
-        s.kernelDrops += sum.getKernelDrops();
-        if (sum.getWindowStartNs() >= s.lastWindowStartNs) {
-          s.lastWindowStartNs = sum.getWindowStartNs();
-          s.lastWindowPackets = sum.getTotals().getPackets();
-          s.windowMs = sum.getWindowMs();
-        }
-        // Detection sees each window once, in arrival order. (If the batch
-        // then fails to commit, the resend is seen again: a window counted
-        // twice in a baseline, never a lost one.)
-        // Order counters first: detection holds incidents whose orders drop.
-        dispatcher_.onCounters(keyId, sum);
-        if (incidents_) incidents_->onSummary(sum, now);
-        if (observer_) observer_(sum);
-      } else {
-        counters_.summariesDuplicate++;
-      }
-      queueAck(routingId, sum.getBootId(), sum.getSeq(),
-               fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, "");
+    case wire::Envelope::Body::SUMMARY:
+      handleSummary(routingId, keyId, body.getSummary(),
+                    std::span(static_cast<const uint8_t*>(msg.data()), msg.size()),
+                    decoder_.packed(), batch, now);
+      return;
+    case wire::Envelope::Body::SUMMARY_BATCH: {
+      counters_.summaryBatches++;
+      bool first = true;  // the message's own token was taken above
+      eachBatched(routingId, keyId, body.getSummaryBatch(),
+                  [&](wire::Summary::Reader sum, std::span<const uint8_t> frame) {
+                    // Each summary of a batch counts against the sensor's
+                    // rate as if it had come alone.
+                    if (!std::exchange(first, false) && !admit(keyId, now)) {
+                      reject(IngestReject::kRateLimited, keyId, "a batched summary over "
+                             "sensor_rate_limit = " +
+                                 std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
+                      queueAck(routingId, sum.getBootId(), sum.getSeq(),
+                               wire::AckStatus::THROTTLED,
+                               "over this sensor's rate limit: resend later");
+                      return;
+                    }
+                    handleSummary(routingId, keyId, sum, frame, batchDecoder_.packed(), batch, now);
+                  });
       return;
     }
     case wire::Envelope::Body::HEARTBEAT: {
@@ -370,9 +351,100 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
          "message kind " + std::to_string(static_cast<int>(body.which())));
 }
 
+void SensorIngest::handleSummary(const std::string& routingId, const std::string& keyId,
+                                 wire::Summary::Reader sum, std::span<const uint8_t> frame,
+                                 bool packed, Store::Batch& batch, int64_t nowNs) {
+  std::string claimed = sum.getSensorId();
+  if (claimed != keyId) {
+    reject(IngestReject::kWrongSensorId, keyId, "summary claims '" + claimed + "'");
+    queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::REFUSED,
+             "this key is bound to sensor '" + keyId + "', not '" + claimed + "'");
+    return;
+  }
+  // Stored as the packed envelope it came in, as it came; a flat one
+  // (an older sensor) is packed first.
+  std::string key = Store::summaryKey(keyId, sum.getWindowStartNs(), sum.getBootId());
+  std::string repacked;
+  if (!packed) repacked = common::packFlat(frame);
+  bool fresh =
+      inFlightKeys_.count(key) == 0 &&
+      batch.putSummary(
+          key, sum,
+          packed
+              ? std::string_view(reinterpret_cast<const char*>(frame.data()), frame.size())
+              : std::string_view(repacked));
+  auto& s = city_.touch(keyId, nowNs);
+  s.lastAnsweredNs = nowNs;
+  if (fresh) {
+    counters_.summariesStored++;
+    s.windowsStored++;
+    s.kernelDrops += sum.getKernelDrops();
+    if (sum.getWindowStartNs() >= s.lastWindowStartNs) {
+      s.lastWindowStartNs = sum.getWindowStartNs();
+      s.lastWindowPackets = sum.getTotals().getPackets();
+      s.windowMs = sum.getWindowMs();
+    }
+    // Detection sees each window once, in arrival order. (If the batch
+    // then fails to commit, the resend is seen again: a window counted
+    // twice in a baseline, never a lost one.)
+    // Order counters first: detection holds incidents whose orders drop.
+    dispatcher_.onCounters(keyId, sum);
+    if (incidents_) incidents_->onSummary(sum, nowNs);
+    if (observer_) observer_(sum);
+  } else {
+    counters_.summariesDuplicate++;
+  }
+  queueAck(routingId, sum.getBootId(), sum.getSeq(),
+           fresh ? wire::AckStatus::STORED : wire::AckStatus::DUPLICATE, "");
+}
+
+void SensorIngest::undecodable(const common::EnvelopeDecoder& decoder, common::EnvelopeReject r,
+                               const std::string& routingId, const std::string& keyId,
+                               const char* where) {
+  counters_.decodeRejects[static_cast<size_t>(r)]++;
+  reject(IngestReject::kDecode, keyId,
+         where + std::string(common::envelopeRejectName(r)) + ": " + decoder.detail());
+  // A well-formed summary with impossible values is answered `invalid`, so
+  // the sensor drops it instead of resending it forever.
+  if (r == common::EnvelopeReject::kInsane &&
+      decoder.envelope().getBody().which() == wire::Envelope::Body::SUMMARY) {
+    auto sum = decoder.envelope().getBody().getSummary();
+    queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::INVALID,
+             decoder.detail());
+  }
+}
+
+void SensorIngest::eachBatched(
+    const std::string& routingId, const std::string& keyId, wire::SummaryBatch::Reader summaries,
+    const std::function<void(wire::Summary::Reader, std::span<const uint8_t>)>& fn) {
+  for (auto data : summaries.getSummaries()) {
+    const std::span<const uint8_t> frame(data.begin(), data.size());
+    auto r = batchDecoder_.decode(frame);
+    if (r != common::EnvelopeReject::kNone) {
+      undecodable(batchDecoder_, r, routingId, keyId, "in a summary batch: ");
+      continue;
+    }
+    auto body = batchDecoder_.envelope().getBody();
+    if (body.which() != wire::Envelope::Body::SUMMARY) {
+      reject(IngestReject::kUnexpectedBody, keyId,
+             "message kind " + std::to_string(static_cast<int>(body.which())) +
+                 " in a summary batch");
+      continue;
+    }
+    fn(body.getSummary(), frame);
+  }
+}
+
+common::WireEncoding SensorIngest::replyEncoding() const {
+  // A summary batch comes flat whatever its sender speaks (its summaries are
+  // packed already); only releases that speak packed send one.
+  const bool batch = decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY_BATCH;
+  return batch ? common::WireEncoding::kPacked : decoder_.encoding();
+}
+
 void SensorIngest::queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq,
                             wire::AckStatus status, std::string reason) {
-  acks_.push_back({routingId, bootId, seq, status, std::move(reason), decoder_.encoding(),
+  acks_.push_back({routingId, bootId, seq, status, std::move(reason), replyEncoding(),
                    peerTakesAckBatches_});
 }
 
@@ -433,7 +505,9 @@ void SensorIngest::drain(size_t maxMessages) {
   auto job = takeJob();
   Store::Batch& batch = *job->batch;
   acks_.clear();
-  for (size_t i = 0; i < maxMessages; ++i) {
+  // A batch of summaries counts as its summaries: one drain's write stays
+  // as large as when each came alone.
+  for (size_t i = 0; i < maxMessages && batch.size() < maxMessages; ++i) {
     zmq::message_t id, msg;
     bool extra = false;
     auto got = common::recvRouterMessage(router_, id, msg, extra);

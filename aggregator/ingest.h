@@ -43,6 +43,7 @@ struct IngestCounters {
   uint64_t hellos = 0;
   uint64_t summariesStored = 0;
   uint64_t summariesDuplicate = 0;
+  uint64_t summaryBatches = 0;  // messages of several summaries (each also counted above)
   uint64_t heartbeats = 0;
   uint64_t alerts = 0;
   uint64_t orderReports = 0;
@@ -74,8 +75,9 @@ class SensorIngest {
   // Every freshly stored summary is also shown to `fn` (metrics; optional).
   void setSummaryObserver(std::function<void(wire::Summary::Reader)> fn) { observer_ = std::move(fn); }
 
-  // Receives and handles up to `maxMessages` waiting messages, and hands
-  // their batch to the writer. Call only while takesMore().
+  // Receives and handles up to `maxMessages` waiting messages (or fewer,
+  // once their summaries number that many), and hands their batch to the
+  // writer. Call only while takesMore().
   void drain(size_t maxMessages);
   // False while kMaxBatchesInFlight batches are being written: the messages
   // then wait in ZeroMQ's queue (and the sensors' windows of unacked ones).
@@ -130,7 +132,26 @@ class SensorIngest {
     std::thread thread_;
   };
   void handle(const std::string& routingId, zmq::message_t& msg, Store::Batch& batch);
+  // One summary, alone or out of a batch, from `keyId`'s connection: stored
+  // as `frame` (its envelope as sent) unless a duplicate, then queued to ack.
+  void handleSummary(const std::string& routingId, const std::string& keyId,
+                     wire::Summary::Reader sum, std::span<const uint8_t> frame, bool packed,
+                     Store::Batch& batch, int64_t nowNs);
+  // A message (or a batch's summary: `where` says so) that `decoder` refused
+  // with `r`: counted, logged, and answered `invalid` when it is an insane
+  // summary.
+  void undecodable(const common::EnvelopeDecoder& decoder, common::EnvelopeReject r,
+                   const std::string& routingId, const std::string& keyId, const char* where);
+  // Decodes each summary of a batch with batchDecoder_ and hands it to `fn`
+  // with its frame, in order. One that does not decode is counted and
+  // skipped (answered `invalid` when it is an insane summary), as it would
+  // be alone.
+  void eachBatched(const std::string& routingId, const std::string& keyId,
+                   wire::SummaryBatch::Reader batch,
+                   const std::function<void(wire::Summary::Reader, std::span<const uint8_t>)>& fn);
   void reject(IngestReject why, const std::string& who, const std::string& detail);
+  // The encoding the sender of the message being handled reads.
+  common::WireEncoding replyEncoding() const;
   // An ack to send with this drain's batch, in the encoding of the message
   // being handled.
   void queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq, wire::AckStatus status,
@@ -170,6 +191,7 @@ class SensorIngest {
   EvidenceCollector* evidence_ = nullptr;
   std::function<void(wire::Summary::Reader)> observer_;
   common::EnvelopeDecoder decoder_;
+  common::EnvelopeDecoder batchDecoder_;  // a batch's summaries, inside decoder_'s message
   double ratePerS_ = 5000;
   std::map<std::string, Bucket> buckets_;
   common::LogLimiter logLimiter_;

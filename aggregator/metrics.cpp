@@ -174,6 +174,7 @@ std::string renderMetrics(const MetricsSources& m, const HttpCounters& http, con
     for (const auto& [kind, v] :
          {std::pair{"hello", c.hellos}, std::pair{"summary", c.summariesStored},
           std::pair{"summary_duplicate", c.summariesDuplicate},
+          std::pair{"summary_batch", c.summaryBatches},
           std::pair{"heartbeat", c.heartbeats}, std::pair{"alert", c.alerts},
           std::pair{"order_report", c.orderReports}})
       w.sample(static_cast<double>(v), {{"kind", kind}});

@@ -9,7 +9,9 @@
 // --io-threads I/O threads, served by one epoll loop). Each sends hello, then
 // summaries built like the sensor's (encodeSummary of a WindowStats with V
 // victims, each with top sources, ports, vectors, reflection ports; a new
-// window start per seq), keeping at most --inflight unacked. Each sensor
+// window start per seq), keeping at most --inflight unacked, and batching
+// them as garda-sensor does (held while a message of them is unacked, then
+// sent in one summaryBatch; --single-summaries: never). Each sensor
 // encodes its summary once and then only sets seq, window start and send time
 // in the built message: the aggregator gets the same bytes as from a real
 // sensor, and the generator, sharing the machine, spends its CPU on CURVE and
@@ -36,6 +38,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -78,6 +81,7 @@ struct Options {
   unsigned windowMs = 1000;
   std::string ackedOut;
   bool singleAcks = false;  // the hello does not offer batched acks
+  bool singleSummaries = false;  // never batch summaries, whatever the aggregator takes
 };
 
 std::string packWords(kj::ArrayPtr<const capnp::word> words) {
@@ -150,7 +154,15 @@ struct Sensor {
   uint64_t bootId = 0;
   zmq::socket_t socket;
   uint64_t nextSeq = 1;
-  std::map<uint64_t, int64_t> inflight;  // seq -> send time (mono ns)
+  std::map<uint64_t, int64_t> inflight;  // seq -> time made (mono ns): held or sent, unacked
+  // As garda-sensor's uplink: once the aggregator's orderSync says it takes
+  // batches, a summary made while kSummaryMessagesInFlight messages of
+  // summaries are unacked is held, and the held ones go in one summaryBatch
+  // when the older of those is acked.
+  bool takesBatches = false;
+  std::deque<uint64_t> messages;  // last seq of each message sent, maybe unacked
+  std::vector<std::string> held;  // seqs heldFrom, heldFrom + 1, ...
+  uint64_t heldFrom = 0;
   int64_t nextDueNs = 0;                 // paced mode
   bool queued = false;                   // paced mode: waiting in Load::due_
   uint64_t acked = 0;                    // stored or duplicate
@@ -161,7 +173,7 @@ struct Sensor {
 
 struct Totals {
   uint64_t sent = 0, stored = 0, duplicate = 0, refused = 0, invalid = 0, badMessages = 0,
-           unknownAcks = 0, orderReports = 0, ackMessages = 0;
+           unknownAcks = 0, orderReports = 0, ackMessages = 0, summaryMessages = 0;
 };
 
 int64_t secondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
@@ -347,7 +359,8 @@ class Load {
         "drain_s={:.2f} "
         "acked_per_s={:.0f} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f} sent={} stored={} "
         "duplicate={} refused={} invalid={} unacked={} bad_messages={} min_sensor_acked={} "
-        "max_sensor_acked={} order_reports={} acks_per_message={:.2f} load_cpu_per_s={:.2f}\n",
+        "max_sensor_acked={} order_reports={} acks_per_message={:.2f} "
+        "summaries_per_message={:.2f} load_cpu_per_s={:.2f}\n",
         sensors_.size(), attackedSensors_, o_.victims, summaryBytes_, o_.inflight, o_.rate,
         o_.windowMs, warmupS,
         drainS, static_cast<double>(during.stored + during.duplicate) / measuredS, p50, p99, pmax,
@@ -357,6 +370,9 @@ class Load {
                                                  during.invalid) /
                                  static_cast<double>(during.ackMessages)
                            : 0.0,
+        during.summaryMessages
+            ? static_cast<double>(during.sent) / static_cast<double>(during.summaryMessages)
+            : 0.0,
         cpuMeasured / measuredS);
     if (!o_.ackedOut.empty() && !sensors_.empty()) {
       std::ofstream out(o_.ackedOut);
@@ -379,7 +395,8 @@ class Load {
             a.badMessages - b.badMessages,
             a.unknownAcks - b.unknownAcks,
             a.orderReports - b.orderReports,
-            a.ackMessages - b.ackMessages};
+            a.ackMessages - b.ackMessages,
+            a.summaryMessages - b.summaryMessages};
   }
 
   bool sendBytes(Sensor& s, const std::string& bytes) {
@@ -401,9 +418,16 @@ class Load {
       message.setRoot(reader.getRoot<wire::Envelope>());
       s.summary = PackedTemplate::make(message);
     }
-    const std::string bytes = s.summary->encode(common::wallNowNs(), seq, startNs);
+    std::string bytes = s.summary->encode(common::wallNowNs(), seq, startNs);
     summaryBytes_ = bytes.size();
-    if (!sendBytes(s, bytes)) return false;  // HWM reached: try again later
+    if (holding(s) || !s.held.empty()) {
+      if (s.held.empty()) s.heldFrom = seq;
+      s.held.push_back(std::move(bytes));
+    } else {
+      if (!sendBytes(s, bytes)) return false;  // HWM reached: try again later
+      if (s.takesBatches) s.messages.push_back(seq);
+      totals_.summaryMessages++;
+    }
     s.nextSeq++;
     s.inflight.emplace(seq, nowNs);
     inflight_++;
@@ -432,6 +456,38 @@ class Load {
     }
   }
 
+  // Sends the held summaries once none sent is unacked, in batches as
+  // garda-sensor's uplink makes them.
+  bool holding(Sensor& s) {
+    if (!s.takesBatches) return false;
+    while (!s.messages.empty() && !s.inflight.contains(s.messages.front())) s.messages.pop_front();
+    return s.messages.size() >= common::kSummaryMessagesInFlight;
+  }
+
+  void flushHeld(Sensor& s) {
+    if (s.held.empty() || holding(s)) return;
+    size_t from = 0;
+    while (from < s.held.size()) {
+      size_t to = from + 1, bytes = s.held[from].size();
+      while (to < s.held.size() && to - from < common::kMaxSummariesPerBatch &&
+             bytes + s.held[to].size() <= common::kSummaryBatchBytes)
+        bytes += s.held[to++].size();
+      bool sent;
+      if (to - from == 1) {
+        sent = sendBytes(s, s.held[from]);
+      } else {
+        views_.assign(s.held.begin() + static_cast<long>(from), s.held.begin() + static_cast<long>(to));
+        sent = sendBytes(s, common::encodeSummaryBatch(views_));
+      }
+      if (!sent) break;  // HWM reached: the rest on a later look
+      totals_.summaryMessages++;
+      s.messages.push_back(s.heldFrom + to - 1);
+      from = to;
+    }
+    s.held.erase(s.held.begin(), s.held.begin() + static_cast<long>(from));
+    s.heldFrom += from;
+  }
+
   // Reads everything waiting on sensor i's socket, refilling as acks free
   // room, until the socket has nothing more to say.
   void service(size_t i, int64_t now) {
@@ -445,6 +501,7 @@ class Load {
         any = true;
       }
       if (!any) return;
+      flushHeld(s);
       const uint64_t sent = totals_.sent;
       fill(i, now);
       if (totals_.sent == sent) return;
@@ -493,6 +550,7 @@ class Load {
       return;
     }
     if (body.which() == wire::Envelope::Body::ORDER_SYNC) {
+      s.takesBatches = !o_.singleSummaries && body.getOrderSync().getTakesSummaryBatches();
       for (auto o : body.getOrderSync().getOrders()) answerOrder(s, o.getOrderId(), now);
       return;
     }
@@ -554,6 +612,7 @@ class Load {
   int64_t nextSweepNs_ = 0;
   bool sending_ = false;
   common::EnvelopeDecoder decoder_;
+  std::vector<std::string_view> views_;  // flushHeld's scratch
   Totals totals_;
   size_t inflight_ = 0;
   std::vector<int64_t> latencies_;
@@ -595,6 +654,9 @@ int main(int argc, char** argv) {
   app.add_flag("--single-acks", o.singleAcks,
                "do not offer batched acks in the hello: one ack message per summary, as "
                "sensors before them");
+  app.add_flag("--single-summaries", o.singleSummaries,
+               "send every summary alone, even to an aggregator that takes summary batches, "
+               "as sensors before them");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);

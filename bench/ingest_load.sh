@@ -19,7 +19,9 @@
 # the aggregator leaves), GARDA_LOAD_TMP (dir for the temp dir, default
 # /tmp; should be a disk, not tmpfs), GARDA_LOAD_KEEP=1 keeps the temp dir,
 # GARDA_LOAD_SINGLE_ACKS=1 has the simulated sensors take one ack message per
-# summary (a hello without takesAckBatches, as releases before batched acks).
+# summary (a hello without takesAckBatches, as releases before batched acks),
+# GARDA_LOAD_SINGLE_SUMMARIES=1 has them send every summary alone (as
+# releases before summary batches), never a summaryBatch.
 # Raises `ulimit -n` (each sensor costs the generator two descriptors and the
 # aggregator one) up to the hard limit, and says so.
 set -euo pipefail
@@ -136,7 +138,7 @@ for n in $counts; do
     --keys-dir "$keys" --sensors "$n" --seconds "$seconds" --rate "$rate" \
     --window-victims "$victims" --attacked "$attacked" --inflight "$inflight" \
     --io-threads "${GARDA_LOAD_IO_THREADS:-2}" --window-ms "$window_ms" \
-    ${GARDA_LOAD_SINGLE_ACKS:+--single-acks} \
+    ${GARDA_LOAD_SINGLE_ACKS:+--single-acks} ${GARDA_LOAD_SINGLE_SUMMARIES:+--single-summaries} \
     --acked-out "$work/acked-$n.txt" \
     >"$work/load-$n.out" &
   load_pid=$!

@@ -171,6 +171,15 @@ std::string checkEnvelopeSanity(wire::Envelope::Reader e) {
         if (a.getMore().size() != 0) return "acks nested in a batched ack";
       return {};
     }
+    case wire::Envelope::Body::SUMMARY_BATCH: {
+      // Each summary is decoded, checked and answered on its own by the
+      // receiver; here only the batch's own shape.
+      auto summaries = body.getSummaryBatch().getSummaries();
+      if (summaries.size() == 0) return "empty summary batch";
+      if (summaries.size() > kMaxSummariesPerBatch)
+        return std::to_string(summaries.size()) + " summaries in one batch";
+      return {};
+    }
     case wire::Envelope::Body::ORDER_REPORT:
     case wire::Envelope::Body::REPLY: return {};
   }
@@ -284,7 +293,7 @@ EnvelopeReject EnvelopeDecoder::decode(std::span<const uint8_t> bytes) noexcept 
       detail_ = "version " + std::to_string(root_.getVersion());
       return EnvelopeReject::kBadVersion;
     }
-    if (static_cast<unsigned>(root_.getBody().which()) > wire::Envelope::Body::EVIDENCE)
+    if (static_cast<unsigned>(root_.getBody().which()) > wire::Envelope::Body::SUMMARY_BATCH)
       return EnvelopeReject::kUnknownBody;
     detail_ = checkEnvelopeSanity(root_);
     if (!detail_.empty()) return EnvelopeReject::kInsane;
@@ -314,6 +323,23 @@ std::string encodeMessage(capnp::MessageBuilder& builder, WireEncoding encoding)
   capnp::writePackedMessage(out, builder);
   auto bytes = out.getArray();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string encodeSummaryBatch(std::span<const std::string_view> summaries) {
+  KJ_REQUIRE(!summaries.empty() && summaries.size() <= kMaxSummariesPerBatch,
+             "a summary batch holds 1 to kMaxSummariesPerBatch summaries");
+  size_t words = 64;  // the envelope and the list's pointers
+  for (auto s : summaries) words += s.size() / sizeof(capnp::word) + 2;
+  capnp::MallocMessageBuilder message(static_cast<uint>(words));
+  auto list = initEnvelope(message).getBody().initSummaryBatch().initSummaries(
+      static_cast<unsigned>(summaries.size()));
+  for (size_t i = 0; i < summaries.size(); ++i)
+    list.set(static_cast<unsigned>(i),
+             capnp::Data::Reader(reinterpret_cast<const kj::byte*>(summaries[i].data()),
+                                 summaries[i].size()));
+  // Flat: the summaries in it are packed already, so packing them again
+  // would only cost a pass over their bytes at each end.
+  return encodeMessage(message, WireEncoding::kFlat);
 }
 
 std::string packFlat(std::span<const uint8_t> flat) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ip.h"
@@ -38,6 +39,18 @@ constexpr uint32_t kMaxEvidenceSnapLen = 65535;
 // Acks one message may carry (the first and up to this many less one in
 // Ack.more); the aggregator sends a longer run of acks in several messages.
 constexpr uint32_t kMaxAcksPerMessage = 1024;
+
+// Summaries one summaryBatch may carry, and the bytes a sensor puts in one
+// (a summary larger than that goes alone): well under the aggregator's
+// max_message_bytes (4 MiB by default).
+constexpr uint32_t kMaxSummariesPerBatch = 256;
+constexpr size_t kSummaryBatchBytes = 512 << 10;
+// A sensor whose aggregator takes batches holds a new summary while this
+// many of its messages of summaries are unacked, and sends the held ones
+// together once one of those is. One: the batch then grows to what came in
+// one ack round trip (2 measured slower: batches half as large, and no
+// shorter round trip; docs/decisions.md, "Summary batches").
+constexpr size_t kSummaryMessagesInFlight = 1;
 
 // Messages go on the wire in Cap'n Proto's packed encoding (the zero bytes of
 // fixed-width fields squeezed out: a busy summary is about a third of its
@@ -116,6 +129,11 @@ std::string encodeMessage(capnp::MessageBuilder& builder,
 // maxBytes unpacked). Both throw kj::Exception on bytes that are not one.
 std::string packFlat(std::span<const uint8_t> flat);
 std::string toFlat(std::span<const uint8_t> wire, size_t maxBytes = 64 << 20);
+
+// One summaryBatch message holding these summary envelopes (each as
+// encodeMessage made it), in their order; at most kMaxSummariesPerBatch.
+// In the flat encoding: its summaries are packed already.
+std::string encodeSummaryBatch(std::span<const std::string_view> summaries);
 
 // Sets version and send time; returns the body builder to fill in.
 wire::Envelope::Builder initEnvelope(capnp::MessageBuilder& builder);

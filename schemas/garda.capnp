@@ -32,6 +32,7 @@ struct Envelope {
     reply @11 :Reply;
     evidenceRequest @12 :EvidenceRequest;
     evidence @13 :Evidence;
+    summaryBatch @14 :SummaryBatch;
   }
 }
 
@@ -199,6 +200,10 @@ struct Order {
 # The sensor applies missing ones and removes rules not in the list.
 struct OrderSync {
   orders @0 :List(Order);
+  # This aggregator takes summaryBatch messages on the connection the sync
+  # answers (set by every aggregator that reads them; an older one leaves it
+  # false, and the sensor then sends each summary alone).
+  takesSummaryBatches @1 :Bool;
 }
 
 enum OrderState {
@@ -333,4 +338,14 @@ struct Evidence {
   part @5 :UInt32;
   done @6 :Bool;
   reason @7 :Text;             # with done: "full", "deadline", "end_of_capture", "replaced"
+}
+
+# Sensor -> aggregator: summaries that waited while the sensor's earlier ones
+# were unacked, in one message (only after an orderSync that set
+# takesSummaryBatches on this connection). Each element is a whole Envelope
+# whose body is a summary, in the bytes it would have been sent alone in: the
+# aggregator decodes each with the usual limits, stores it as it is and acks
+# it as if it came alone. At most 256 in one message (see docs/protocol.md).
+struct SummaryBatch {
+  summaries @0 :List(Data);
 }

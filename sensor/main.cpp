@@ -217,8 +217,10 @@ int main(int argc, char** argv) {
         notifier.keepAlive(common::monoNowNs());
       }
       const auto& c = uplink->counters();
-      spdlog::info("sensor {}: summaries acked {}, refused {}, unacked {}, dropped {}", config.id,
-                   c.summariesAcked, c.summariesRefused, uplink->backlog(), c.summariesDropped);
+      spdlog::info("sensor {}: summaries acked {}, refused {}, unacked {}, dropped {} "
+                   "(summary batch messages {}, ack batch messages {})",
+                   config.id, c.summariesAcked, c.summariesRefused, uplink->backlog(),
+                   c.summariesDropped, c.summaryBatchesSent, c.ackBatches);
       if (uplink->backlog() > 0 || c.summariesRefused > 0) {
         spdlog::error("sensor {}: {} summaries were not stored by the aggregator", config.id,
                       uplink->backlog() + c.summariesRefused);

@@ -170,7 +170,7 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
       poll(100);
       continue;
     }
-    pending_.erase(pending_.begin());
+    erasePending(pending_.begin());
     counters_.summariesDropped++;
   }
   uint64_t seq = nextSeq_++;
@@ -178,12 +178,14 @@ void Uplink::sendSummary(const WindowStats& window, uint64_t kernelDrops) {
   p.bytes = encodeSummary(window, config_.id, bootId_, seq, kernelDrops, counters_.summariesDropped,
                           orders_ ? orders_->dropCounts() : std::vector<OrderDropCount>{});
   p.lastSentMonoNs = common::monoNowNs();
-  // Behind older unsent ones it waits its turn (sendUnsent), in order.
-  if (unsentFrom_ == 0 && !sendPending(p, p.lastSentMonoNs)) unsentFrom_ = seq;
+  // Behind older unsent ones it waits its turn (sendUnsent), in order; while
+  // earlier ones are unacked it waits to go with them in a batch.
+  if (unsentFrom_ != 0) return;
+  unsentFrom_ = seq;
+  if (!holding()) sendUnsent();
 }
 
-bool Uplink::sendPending(Pending& p, int64_t nowNs) {
-  if (!trySend(p.bytes)) return false;
+void Uplink::markSent(Pending& p, int64_t nowNs) {
   p.lastSentMonoNs = nowNs;
   if (p.sent) {
     counters_.summariesResent++;
@@ -191,7 +193,6 @@ bool Uplink::sendPending(Pending& p, int64_t nowNs) {
     p.sent = true;
     counters_.summariesSent++;
   }
-  return true;
 }
 
 void Uplink::sendAlert(const Windower::Alert& a, uint64_t thresholdPps) {
@@ -234,20 +235,54 @@ void Uplink::sendHeartbeat() {
   trySend(common::encodeMessage(message));
 }
 
+bool Uplink::holding() {
+  if (!peerTakesBatches_) return false;
+  // A message whose last summary is acked is done (a summary of it still
+  // throttled goes again on its own).
+  while (!messagesInFlight_.empty() && !pending_.contains(messagesInFlight_.front()))
+    messagesInFlight_.pop_front();
+  return messagesInFlight_.size() >= common::kSummaryMessagesInFlight;
+}
+
 void Uplink::resendAll() {
+  messagesInFlight_.clear();
   unsentFrom_ = pending_.empty() ? 0 : pending_.begin()->first;
   sendUnsent();
 }
 
 void Uplink::sendUnsent() {
   const int64_t now = common::monoNowNs();
-  for (auto it = pending_.lower_bound(unsentFrom_); it != pending_.end(); ++it) {
-    if (!sendPending(it->second, now)) {
+  std::vector<std::string_view> batch;
+  auto it = pending_.lower_bound(unsentFrom_);
+  while (it != pending_.end()) {
+    // As many as fit in one batch (one alone to an aggregator that takes
+    // none, or when it is the only one, or too big to share a message).
+    auto end = std::next(it);
+    size_t bytes = it->second.bytes.size(), count = 1;
+    if (peerTakesBatches_)
+      for (; end != pending_.end() && count < common::kMaxSummariesPerBatch &&
+             bytes + end->second.bytes.size() <= common::kSummaryBatchBytes;
+           ++end, ++count)
+        bytes += end->second.bytes.size();
+    bool sent;
+    if (count == 1) {
+      sent = trySend(it->second.bytes);
+    } else {
+      batch.clear();
+      for (auto b = it; b != end; ++b) batch.push_back(b->second.bytes);
+      sent = trySend(common::encodeSummaryBatch(batch));
+      if (sent) counters_.summaryBatchesSent++;
+    }
+    if (!sent) {
       unsentFrom_ = it->first;
+      queueFull_ = connected_;
       return;
     }
+    if (peerTakesBatches_) messagesInFlight_.push_back(std::prev(end)->first);
+    for (; it != end; ++it) markSent(it->second, now);
   }
   unsentFrom_ = 0;
+  queueFull_ = false;
 }
 
 void Uplink::sendReports(const std::vector<OrderReportOut>& reports) {
@@ -287,6 +322,7 @@ void Uplink::onHandshake() {
   lastHeardMonoNs_ = common::monoNowNs();
   silent_ = false;
   counters_.connects++;
+  peerTakesBatches_ = false;  // until this connection's orderSync says so
   spdlog::info("uplink: connected to {} (backlog {})", config_.aggregator, pending_.size());
   sendHello();
   resendAll();
@@ -305,6 +341,8 @@ void Uplink::handleMonitorEvent() {
     case ZMQ_EVENT_DISCONNECTED:
       if (connected_) spdlog::warn("uplink: disconnected from {}", config_.aggregator);
       connected_ = false;
+      peerTakesBatches_ = false;
+      messagesInFlight_.clear();
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
       counters_.authFailures++;
@@ -364,6 +402,10 @@ void Uplink::handleEnvelope(wire::Envelope::Reader envelope) {
       if (orders_) sendReports(orders_->onOrder(body.getOrder(), common::wallNowNs()));
       break;
     case wire::Envelope::Body::ORDER_SYNC:
+      if (body.getOrderSync().getTakesSummaryBatches() && !peerTakesBatches_) {
+        peerTakesBatches_ = true;
+        spdlog::debug("uplink: the aggregator takes summary batches");
+      }
       counters_.ordersReceived += body.getOrderSync().getOrders().size();
       if (orders_) sendReports(orders_->onSync(body.getOrderSync().getOrders(), common::wallNowNs()));
       break;
@@ -409,13 +451,22 @@ void Uplink::handleAck(wire::Ack::Reader ack) {
       lastAckMonoNs_ = common::monoNowNs();
       return;
   }
-  pending_.erase(it);
+  erasePending(it);
   lastAckMonoNs_ = common::monoNowNs();
+}
+
+void Uplink::erasePending(std::map<uint64_t, Pending>::iterator it) {
+  if (unsentFrom_ == it->first) {
+    auto next = std::next(it);
+    unsentFrom_ = next == pending_.end() ? 0 : next->first;
+    if (unsentFrom_ == 0) queueFull_ = false;
+  }
+  pending_.erase(it);
 }
 
 void Uplink::poll(int timeoutMs) {
   // With summaries ZeroMQ could not take, also wake when it has room.
-  const short events = ZMQ_POLLIN | (connected_ && unsentFrom_ != 0 ? ZMQ_POLLOUT : 0);
+  const short events = ZMQ_POLLIN | (connected_ && queueFull_ ? ZMQ_POLLOUT : 0);
   zmq::pollitem_t items[] = {{socket_.handle(), 0, events, 0},
                              {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
   try {
@@ -436,8 +487,9 @@ void Uplink::poll(int timeoutMs) {
     handleMessage(msg);
   }
   // A backlog larger than ZeroMQ's queue (its high-water mark) goes on as
-  // the queue drains, not after the no-ack timeout.
-  if (connected_ && unsentFrom_ != 0) sendUnsent();
+  // the queue drains, not after the no-ack timeout; summaries held for a
+  // batch go once what was in flight is acked.
+  if (connected_ && unsentFrom_ != 0 && (queueFull_ || !holding())) sendUnsent();
   int64_t now = common::monoNowNs();
   if (evidence_) sendEvidence(evidence_->take(common::wallNowNs()));
   if (orders_ && now >= nextOrderTickNs_) {

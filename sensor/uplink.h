@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct UplinkCounters {
   uint64_t badMessages = 0;        // undecodable or insane messages received
   uint64_t summariesThrottled = 0; // answered `throttled`: kept and resent
   uint64_t ackBatches = 0;         // ack messages that answered more than one summary
+  uint64_t summaryBatchesSent = 0; // messages that carried more than one summary
   uint64_t aggregatorHeartbeats = 0;
   uint64_t aggregatorSilences = 0; // connected, yet nothing heard for 3 heartbeats
   uint64_t ordersReceived = 0;
@@ -47,6 +49,11 @@ std::string encodeSummary(const WindowStats& window, const std::string& sensorId
 // (sensors behind NAT work), CURVE with the aggregator's public key pinned.
 // Keeps every summary until the aggregator acks it as stored, and resends the
 // backlog after each reconnect (a resend is idempotent at the aggregator).
+// To an aggregator that takes summary batches (its orderSync says so), a
+// window closed while a message of summaries is unacked
+// (kSummaryMessagesInFlight) waits for its acks and then goes with the
+// others that waited, in one message: the link self-clocks, batching only
+// as much as the aggregator's pace asks for.
 // The backlog is bounded by uplink.replay_buffer: in replay mode a full
 // buffer makes sendSummary() wait for acks; in live mode the oldest summary
 // is dropped and counted. Single-threaded: call everything from one thread.
@@ -87,6 +94,8 @@ class Uplink {
   size_t backlog() const noexcept { return pending_.size(); }
   uint64_t bootId() const noexcept { return bootId_; }
   bool connected() const noexcept { return connected_; }
+  // This connection's aggregator takes summary batches (its orderSync said so).
+  bool sendsBatches() const noexcept { return peerTakesBatches_; }
   const UplinkCounters& counters() const noexcept { return counters_; }
 
  private:
@@ -99,6 +108,9 @@ class Uplink {
   void sendHello();
   void sendHeartbeat();
   bool trySend(const std::string& bytes);
+  // Summaries are held for a batch: the aggregator takes batches and
+  // kSummaryMessagesInFlight messages of summaries sent to it are unacked.
+  bool holding();
   void handleMessage(zmq::message_t& msg);
   void handleEnvelope(wire::Envelope::Reader envelope);
   void handleAck(wire::Ack::Reader ack);
@@ -107,8 +119,10 @@ class Uplink {
   // Hands ZeroMQ what it could not take before (its queue was full), from
   // unsentFrom_ on, until it is full again.
   void sendUnsent();
-  // Sends one pending summary; counted as a first send or a resend.
-  bool sendPending(Pending& p, int64_t nowNs);
+  // Counts a pending summary handed to ZeroMQ as a first send or a resend.
+  void markSent(Pending& p, int64_t nowNs);
+  // Forgets an acked (or dropped) summary; unsentFrom_ moves past it.
+  void erasePending(std::map<uint64_t, Pending>::iterator it);
   void sendReports(const std::vector<OrderReportOut>& reports);
   void sendEvidence(const std::optional<EvidenceResult>& result);
 
@@ -124,6 +138,12 @@ class Uplink {
   // The oldest pending summary ZeroMQ did not take since the last (re)send
   // of the backlog (0: none): it and the newer ones go as room frees up.
   uint64_t unsentFrom_ = 0;
+  bool queueFull_ = false;          // ZeroMQ refused the one at unsentFrom_
+  bool peerTakesBatches_ = false;   // this connection's orderSync said so
+  // The last seq of each message of summaries sent on this connection and
+  // maybe unacked, oldest first (pruned by holding(); cleared by a resend
+  // of the whole backlog).
+  std::deque<uint64_t> messagesInFlight_;
   int64_t nextHeartbeatMonoNs_ = 0;
   int64_t lastAckMonoNs_ = 0;
   int64_t lastHeardMonoNs_ = 0;     // any message from the aggregator

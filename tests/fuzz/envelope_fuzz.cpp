@@ -304,6 +304,18 @@ void consume(wire::Envelope::Reader e) {
       use(e.getReason());
       break;
     }
+    case wire::Envelope::Body::SUMMARY_BATCH: {
+      // As the aggregator's ingest reads a batch: each element decoded on its
+      // own, and read as a summary when it is one.
+      static EnvelopeDecoder inner;
+      for (auto d : body.getSummaryBatch().getSummaries()) {
+        use(d.size());
+        if (inner.decode(std::span<const uint8_t>(d.begin(), d.size())) == EnvelopeReject::kNone &&
+            inner.envelope().getBody().which() == wire::Envelope::Body::SUMMARY)
+          consume(inner.envelope());
+      }
+      break;
+    }
     case wire::Envelope::Body::REPLY: {
       // As the console client reads it (console/console_client.cpp).
       auto r = body.getReply();

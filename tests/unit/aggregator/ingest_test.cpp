@@ -103,6 +103,47 @@ class IngestOverCurve : public ::testing::Test {
     while (uplink.backlog() > 0 && std::chrono::steady_clock::now() < deadline) uplink.poll(50);
   }
 
+  // The acks that come within `within`, until `want` have come (those in an
+  // ack's `more` each counted): by seq in arrival order, and how they came.
+  struct Acks {
+    std::map<uint64_t, std::vector<wire::AckStatus>> bySeq;
+    size_t received = 0, messages = 0, largest = 0;  // acks, ack messages, most in one
+  };
+  Acks receiveAcks(size_t want, std::chrono::seconds within) {
+    Acks acks;
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (acks.received < want && std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      zmq::message_t msg;
+      while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
+        common::EnvelopeDecoder d;
+        EXPECT_EQ(d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())),
+                  common::EnvelopeReject::kNone)
+            << d.detail();
+        if (d.envelope().getBody().which() != wire::Envelope::Body::ACK) continue;
+        auto ack = d.envelope().getBody().getAck();
+        acks.bySeq[ack.getSeq()].push_back(ack.getStatus());
+        for (auto more : ack.getMore()) {
+          EXPECT_EQ(more.getBootId(), ack.getBootId());
+          acks.bySeq[more.getSeq()].push_back(more.getStatus());
+        }
+        acks.received += ack.getMore().size() + 1;
+        acks.messages++;
+        acks.largest = std::max<size_t>(acks.largest, ack.getMore().size() + 1);
+      }
+    }
+    return acks;
+  }
+
+  size_t storedSummaries(size_t atMost) {
+    Store store(config_.dataDir);
+    size_t stored = 0;
+    store.scanSummaries("alpha", 0, INT64_MAX, atMost,
+                        [&](std::string_view, std::string_view) { ++stored; });
+    return stored;
+  }
+
   static sensor::WindowStats window(int64_t startNs, unsigned windowMs) {
     sensor::WindowStats w;
     w.startNs = startNs;
@@ -157,39 +198,18 @@ TEST_F(IngestOverCurve, BurstOfResendsStoredOnceAndAckedAfterTheirOriginals) {
     if (chunk > 0)
       for (uint64_t i = (chunk - 1) * kChunk; i < chunk * kChunk; ++i) send(summaries[i]);
   }
-  std::map<uint64_t, std::vector<wire::AckStatus>> acks;
-  size_t received = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (received < 2 * kWindows && std::chrono::steady_clock::now() < deadline) {
-    zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(100));
-    zmq::message_t msg;
-    while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
-      common::EnvelopeDecoder d;
-      if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) !=
-              common::EnvelopeReject::kNone ||
-          d.envelope().getBody().which() != wire::Envelope::Body::ACK)
-        continue;
-      auto ack = d.envelope().getBody().getAck();
-      acks[ack.getSeq()].push_back(ack.getStatus());
-      ++received;
-      // Its hello (none here) did not offer to take batched acks.
-      EXPECT_EQ(ack.getMore().size(), 0u);
-    }
-  }
-  ASSERT_EQ(received, 2 * kWindows);
+  const auto got = receiveAcks(2 * kWindows, std::chrono::seconds(20));
+  ASSERT_EQ(got.received, 2 * kWindows);
+  EXPECT_EQ(got.largest, 1u) << "its hello (none here) did not offer to take batched acks";
   for (uint64_t seq = 1; seq <= kWindows; ++seq) {
-    ASSERT_EQ(acks[seq].size(), 2u) << seq;
-    EXPECT_EQ(acks[seq][0], wire::AckStatus::STORED) << seq;
-    EXPECT_EQ(acks[seq][1], wire::AckStatus::DUPLICATE) << seq;
+    const auto& acks = got.bySeq.at(seq);
+    ASSERT_EQ(acks.size(), 2u) << seq;
+    EXPECT_EQ(acks[0], wire::AckStatus::STORED) << seq;
+    EXPECT_EQ(acks[1], wire::AckStatus::DUPLICATE) << seq;
   }
   // And in the store, once each.
   stopAggregator();
-  Store store((dir_ / "data").string());
-  size_t stored = 0;
-  store.scanSummaries("alpha", 0, INT64_MAX, 10 * kWindows,
-                      [&](std::string_view, std::string_view) { ++stored; });
-  EXPECT_EQ(stored, kWindows);
+  EXPECT_EQ(storedSummaries(10 * kWindows), kWindows);
 }
 
 TEST_F(IngestOverCurve, InsaneSummaryIsAnsweredInvalidWithTheReason) {
@@ -281,40 +301,18 @@ TEST_F(IngestOverCurve, ASensorThatTakesAckBatchesGetsManyAcksAMessageEachOnceIn
         "alpha", 7, seq, 0, 0));
   for (const auto& s : summaries) send(s);
   for (uint64_t i = 0; i < kResent; ++i) send(summaries[i]);
-  std::map<uint64_t, std::vector<wire::AckStatus>> acks;
-  size_t received = 0, messages = 0, largest = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (received < kWindows + kResent && std::chrono::steady_clock::now() < deadline) {
-    zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(100));
-    zmq::message_t msg;
-    while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
-      common::EnvelopeDecoder d;
-      ASSERT_EQ(d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())),
-                common::EnvelopeReject::kNone)
-          << d.detail();
-      if (d.envelope().getBody().which() != wire::Envelope::Body::ACK) continue;
-      auto ack = d.envelope().getBody().getAck();
-      ++messages;
-      largest = std::max<size_t>(largest, ack.getMore().size() + 1);
-      acks[ack.getSeq()].push_back(ack.getStatus());
-      for (auto more : ack.getMore()) {
-        EXPECT_EQ(more.getBootId(), 7u);
-        acks[more.getSeq()].push_back(more.getStatus());
-      }
-      received += ack.getMore().size() + 1;
-    }
-  }
-  ASSERT_EQ(received, kWindows + kResent);
+  const auto got = receiveAcks(kWindows + kResent, std::chrono::seconds(20));
+  ASSERT_EQ(got.received, kWindows + kResent);
   for (uint64_t seq = 1; seq <= kWindows; ++seq) {
-    ASSERT_EQ(acks[seq].size(), seq <= kResent ? 2u : 1u) << seq;
-    EXPECT_EQ(acks[seq][0], wire::AckStatus::STORED) << seq;
+    const auto& acks = got.bySeq.at(seq);
+    ASSERT_EQ(acks.size(), seq <= kResent ? 2u : 1u) << seq;
+    EXPECT_EQ(acks[0], wire::AckStatus::STORED) << seq;
     if (seq <= kResent) {
-      EXPECT_EQ(acks[seq][1], wire::AckStatus::DUPLICATE) << seq;
+      EXPECT_EQ(acks[1], wire::AckStatus::DUPLICATE) << seq;
     }
   }
-  EXPECT_LT(messages, received) << "no ack message carried more than one ack";
-  EXPECT_LE(largest, size_t{common::kMaxAcksPerMessage});
+  EXPECT_LT(got.messages, got.received) << "no ack message carried more than one ack";
+  EXPECT_LE(got.largest, size_t{common::kMaxAcksPerMessage});
 }
 
 TEST_F(IngestOverCurve, HelloIsAnsweredWithAnOrderSyncAndThenHeartbeats) {
@@ -323,6 +321,126 @@ TEST_F(IngestOverCurve, HelloIsAnsweredWithAnOrderSyncAndThenHeartbeats) {
       << "every hello gets the sensor's active orders (none yet)";
   EXPECT_TRUE(receive(dealer_, wire::Envelope::Body::HEARTBEAT, 3000))
       << "the aggregator's loop heartbeats every connected sensor";
+}
+
+TEST_F(IngestOverCurve, ASummaryBatchIsStoredAndAckedAsIfEachSummaryCameAlone) {
+  send(hello("alpha", 7));
+  auto sync = receiveBytes(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000);
+  ASSERT_TRUE(sync);
+  common::EnvelopeDecoder d;
+  ASSERT_EQ(d.decode(std::span(reinterpret_cast<const uint8_t*>(sync->data()), sync->size())),
+            common::EnvelopeReject::kNone);
+  EXPECT_TRUE(d.envelope().getBody().getOrderSync().getTakesSummaryBatches())
+      << "the answer to a hello says that this aggregator takes summary batches";
+
+  const auto summary = [](uint64_t seq, const char* id = "alpha", int64_t offsetNs = 0) {
+    return sensor::encodeSummary(
+        window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000 + offsetNs,
+               1000),
+        id, 7, seq, 0, 0);
+  };
+  // Windows 1..200 and, in the same batch: window 1 again, an insane
+  // summary (201: its start is no multiple of its window), one claiming
+  // another sensor (202), bytes that are no envelope and a hello.
+  std::vector<std::string> parts;
+  for (uint64_t seq = 1; seq <= 200; ++seq) parts.push_back(summary(seq));
+  parts.push_back(parts[0]);
+  parts.push_back(summary(201, "alpha", 1));
+  parts.push_back(summary(202, "beta"));
+  parts.push_back("no envelope at all");
+  parts.push_back(hello("alpha", 7));
+  const std::vector<std::string_view> first(parts.begin(), parts.end());
+  send(common::encodeSummaryBatch(first));
+  // Then windows 101..200 again, in a batch of their own.
+  const std::vector<std::string_view> again(parts.begin() + 100, parts.begin() + 200);
+  send(common::encodeSummaryBatch(again));
+
+  auto acks = receiveAcks(200 + 1 + 1 + 1 + 100, std::chrono::seconds(20)).bySeq;
+  for (uint64_t seq = 1; seq <= 200; ++seq) {
+    const bool twice = seq == 1 || seq > 100;
+    ASSERT_EQ(acks[seq].size(), twice ? 2u : 1u) << seq;
+    EXPECT_EQ(acks[seq][0], wire::AckStatus::STORED) << seq;
+    if (twice) {
+      EXPECT_EQ(acks[seq][1], wire::AckStatus::DUPLICATE) << seq;
+    }
+  }
+  ASSERT_EQ(acks[201].size(), 1u);
+  EXPECT_EQ(acks[201][0], wire::AckStatus::INVALID);
+  ASSERT_EQ(acks[202].size(), 1u);
+  EXPECT_EQ(acks[202][0], wire::AckStatus::REFUSED);
+  EXPECT_EQ(acks.size(), 202u) << "nothing else was answered";
+  // The link still serves a summary sent alone.
+  send(summary(203));
+  auto alone = nextAck(203);
+  ASSERT_TRUE(alone);
+  EXPECT_EQ(alone->first, wire::AckStatus::STORED);
+  stopAggregator();
+  EXPECT_EQ(storedSummaries(1000), 201u);
+}
+
+TEST_F(IngestOverCurve, ABatchOverTheLimitIsRefusedAsInsaneAndTheLinkGoesOn) {
+  // 257 summaries in one message: more than any sensor sends at once.
+  capnp::MallocMessageBuilder m;
+  auto list = common::initEnvelope(m).getBody().initSummaryBatch().initSummaries(
+      common::kMaxSummariesPerBatch + 1);
+  std::vector<std::string> parts;
+  for (uint64_t seq = 1; seq <= common::kMaxSummariesPerBatch + 1; ++seq) {
+    parts.push_back(sensor::encodeSummary(
+        window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000, 1000),
+        "alpha", 7, seq, 0, 0));
+    list.set(static_cast<unsigned>(seq - 1),
+             capnp::Data::Reader(reinterpret_cast<const kj::byte*>(parts.back().data()),
+                                 parts.back().size()));
+  }
+  send(common::encodeMessage(m));
+  send(parts[0]);
+  auto ack = nextAck(1);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->first, wire::AckStatus::STORED) << "the batch stored nothing, the link goes on";
+  stopAggregator();
+  EXPECT_EQ(storedSummaries(1000), 1u);
+}
+
+TEST_F(IngestOverCurve, ASensorWhoseSummariesAreAnsweredGetsNoHeartbeatsMeanwhile) {
+  // Its acks show it that the aggregator's loop is alive; a heartbeat
+  // (every second here) would only add a message at each end.
+  send(hello("alpha", 7));
+  ASSERT_TRUE(receive(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000));
+  size_t acks = 0, heartbeats = 0;
+  const auto count = [&](std::chrono::milliseconds within) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (std::chrono::steady_clock::now() < until) {
+      zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(10));
+      zmq::message_t msg;
+      while (dealer_.recv(msg, zmq::recv_flags::dontwait)) {
+        common::EnvelopeDecoder d;
+        if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) !=
+            common::EnvelopeReject::kNone)
+          continue;
+        acks += d.envelope().getBody().which() == wire::Envelope::Body::ACK;
+        heartbeats += d.envelope().getBody().which() == wire::Envelope::Body::HEARTBEAT;
+      }
+    }
+  };
+  // A window every 100 ms for 3 s (heartbeats counted from the first ack).
+  for (uint64_t seq = 1; seq <= 30; ++seq) {
+    send(sensor::encodeSummary(
+        window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000, 1000),
+        "alpha", 7, seq, 0, 0));
+    if (seq == 1) {
+      ASSERT_TRUE(nextAck(1));
+      acks = 1;
+      heartbeats = 0;
+    }
+    count(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(acks, 30u);
+  EXPECT_LE(heartbeats, 1u) << "3 s of answered summaries, and a heartbeat every second too";
+  // Quiet again: heartbeats come back.
+  heartbeats = 0;
+  count(std::chrono::milliseconds(2500));
+  EXPECT_GE(heartbeats, 1u);
 }
 
 TEST_F(IngestOverCurve, AnOlderSensorSpeakingFlatIsStoredAndAnsweredFlat) {
@@ -431,6 +549,115 @@ TEST_F(IngestOverCurve, AnUplinkBacklogLargerThanZeroMQsQueueGoesOnAsTheQueueDra
   EXPECT_EQ(uplink->counters().summariesAcked, uint64_t{kWindows});
   EXPECT_EQ(uplink->counters().summariesSent, uint64_t{kWindows});
   EXPECT_EQ(uplink->counters().summariesResent, 0u);
+}
+
+TEST_F(IngestOverCurve, ASensorsUplinkSendsWhatWaitsForAcksInBatches) {
+  // A sensor making windows faster than their acks come back (a replay, or
+  // an aggregator behind): each window made while others are unacked waits
+  // for their acks and goes with the rest that waited, in one message. Each
+  // is sent once, acked once and stored once.
+  zmq::context_t ctx(1);
+  auto uplink = connectedUplink(ctx);
+  ASSERT_TRUE(uplink->connected());
+  for (int i = 0; i < 100 && !uplink->sendsBatches(); ++i) uplink->poll(20);
+  ASSERT_TRUE(uplink->sendsBatches()) << "no orderSync offering batches came";
+  constexpr int kWindows = 2000;
+  for (int i = 0; i < kWindows; ++i) {
+    uplink->sendSummary(window(1'700'000'000'000'000'000 + int64_t(i) * 1'000'000'000, 1000), 0);
+    uplink->poll(0);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (uplink->backlog() > 0 && std::chrono::steady_clock::now() < deadline) uplink->poll(50);
+  EXPECT_EQ(uplink->backlog(), 0u);
+  EXPECT_EQ(uplink->counters().summariesAcked, uint64_t{kWindows});
+  EXPECT_EQ(uplink->counters().summariesSent, uint64_t{kWindows});
+  EXPECT_EQ(uplink->counters().summariesResent, 0u);
+  EXPECT_EQ(uplink->counters().summariesRefused, 0u);
+  EXPECT_GT(uplink->counters().summaryBatchesSent, 0u) << "no message carried more than one window";
+  uplink.reset();
+  stopAggregator();
+  EXPECT_EQ(storedSummaries(10 * kWindows), size_t{kWindows});
+}
+
+// An aggregator of a release before summary batches, as far as the sensor
+// sees it: a CURVE ROUTER whose orderSync does not offer batches and that
+// acks each summary it reads. The uplink never sends it a batch.
+TEST(UplinkToAnOlderAggregator, SendsEachSummaryAlone) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("garda-uplink-older-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto server = common::generateCurveKeyPair(), sensorKeys = common::generateCurveKeyPair();
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::curve_server, 1);
+  router.set(zmq::sockopt::curve_secretkey, server.secretKey);
+  const std::string endpoint = "ipc://" + (dir / "older.sock").string();
+  router.bind(endpoint);
+  common::SensorConfig config;
+  config.id = "alpha";
+  config.aggregator = endpoint;
+  config.aggregatorPublicKey = server.publicKey;
+  config.secretKey = sensorKeys.secretKey;
+  sensor::Uplink uplink(ctx, config, {"test", "test"}, /*waitWhenFull=*/true);
+
+  size_t summaries = 0, batches = 0, syncs = 0;
+  const auto serve = [&] {
+    zmq::message_t id, msg;
+    while (router.recv(id, zmq::recv_flags::dontwait)) {
+      if (!router.recv(msg, zmq::recv_flags::dontwait)) break;
+      common::EnvelopeDecoder d;
+      if (d.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size())) !=
+          common::EnvelopeReject::kNone)
+        continue;
+      auto body = d.envelope().getBody();
+      capnp::MallocMessageBuilder reply;
+      if (body.which() == wire::Envelope::Body::HELLO) {
+        common::initEnvelope(reply).getBody().initOrderSync();  // no takesSummaryBatches
+        ++syncs;
+      } else if (body.which() == wire::Envelope::Body::SUMMARY) {
+        auto ack = common::initEnvelope(reply).getBody().initAck();
+        ack.setBootId(body.getSummary().getBootId());
+        ack.setSeq(body.getSummary().getSeq());
+        ack.setStatus(wire::AckStatus::STORED);
+        ++summaries;
+      } else {
+        batches += body.which() == wire::Envelope::Body::SUMMARY_BATCH;
+        continue;
+      }
+      router.send(id, zmq::send_flags::sndmore);
+      router.send(zmq::buffer(common::encodeMessage(reply)), zmq::send_flags::none);
+    }
+  };
+  for (int i = 0; i < 100 && syncs == 0; ++i) {
+    uplink.poll(10);
+    serve();
+  }
+  ASSERT_EQ(syncs, 1u);
+  for (int i = 0; i < 20; ++i) {  // the orderSync reaches the uplink
+    uplink.poll(5);
+    serve();
+  }
+  EXPECT_FALSE(uplink.sendsBatches());
+  constexpr int kWindows = 300;
+  for (int i = 0; i < kWindows; ++i) {
+    sensor::WindowStats w;
+    w.startNs = 1'700'000'000'000'000'000 + int64_t(i) * 1'000'000'000;
+    w.windowMs = 1000;
+    uplink.sendSummary(w, 0);
+    uplink.poll(0);
+    serve();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (uplink.backlog() > 0 && std::chrono::steady_clock::now() < deadline) {
+    uplink.poll(10);
+    serve();
+  }
+  EXPECT_EQ(uplink.backlog(), 0u);
+  EXPECT_EQ(summaries, size_t{kWindows});
+  EXPECT_EQ(batches, 0u);
+  EXPECT_EQ(uplink.counters().summaryBatchesSent, 0u);
+  std::filesystem::remove_all(dir);
 }
 
 // SIGHUP's reload, driven as main() drives it (the flag run() polls), with

@@ -663,14 +663,14 @@ size_t bodyTagOffset(const std::string& flat) {
 }
 
 TEST(EnvelopeDecoder, UnknownBodyMemberIsReportedAsUnknown) {
-  static_assert(static_cast<unsigned>(wire::Envelope::Body::EVIDENCE) == 11);
+  static_assert(static_cast<unsigned>(wire::Envelope::Body::SUMMARY_BATCH) == 12);
   const std::string good = flatSummaryMessage();
   const size_t at = bodyTagOffset(good);
   uint16_t tag;
   std::memcpy(&tag, good.data() + at, 2);
   ASSERT_EQ(tag, static_cast<uint16_t>(wire::Envelope::Body::SUMMARY)) << "offset " << at;
 
-  for (uint16_t unknown : {12, 13, 0x7fff, 0xffff}) {
+  for (uint16_t unknown : {13, 14, 0x7fff, 0xffff}) {
     std::string patched = good;
     std::memcpy(patched.data() + at, &unknown, 2);
     EXPECT_EQ(decode(patched).reject, EnvelopeReject::kUnknownBody) << unknown;
@@ -826,6 +826,43 @@ TEST(EnvelopeSanity, BatchedAcksAreBoundedAndNotNested) {
   EXPECT_EQ(insaneDetail(ackMessage(kMaxAcksPerMessage, 0)),
             std::to_string(kMaxAcksPerMessage + 1) + " acks in one message");
   EXPECT_EQ(insaneDetail(ackMessage(3, 1)), "acks nested in a batched ack");
+}
+
+TEST(EnvelopeSanity, SummaryBatchesAreBoundedAndHoldEachSummaryAsSent) {
+  std::vector<std::string> summaries;
+  for (uint64_t seq = 1; seq <= kMaxSummariesPerBatch + 1; ++seq) {
+    sensor::WindowStats w;
+    w.startNs = 1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000;
+    w.windowMs = 1000;
+    summaries.push_back(sensor::encodeSummary(w, "alpha", 7, seq, 0, 0));
+  }
+  const std::vector<std::string_view> all(summaries.begin(), summaries.end());
+  const auto most = std::span(all).first(kMaxSummariesPerBatch);
+  const std::string batch = encodeSummaryBatch(most);
+  EnvelopeDecoder d;
+  ASSERT_EQ(d.decode(std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size())),
+            EnvelopeReject::kNone)
+      << d.detail();
+  auto list = d.envelope().getBody().getSummaryBatch().getSummaries();
+  ASSERT_EQ(list.size(), kMaxSummariesPerBatch) << "the most one message may carry";
+  for (unsigned i = 0; i < list.size(); ++i)
+    ASSERT_EQ(std::string_view(reinterpret_cast<const char*>(list[i].begin()), list[i].size()),
+              all[i])
+        << "each summary is carried in the very bytes it would be sent alone in";
+
+  EXPECT_THROW(encodeSummaryBatch(all), kj::Exception) << "the encoder keeps to the bound";
+  EXPECT_THROW(encodeSummaryBatch({}), kj::Exception);
+  // Built by hand past the bound, and empty: the decoder refuses both.
+  const auto handMade = [&](unsigned n) {
+    capnp::MallocMessageBuilder m;
+    auto l = initEnvelope(m).getBody().initSummaryBatch().initSummaries(n);
+    for (unsigned i = 0; i < n; ++i)
+      l.set(i, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(all[i].data()), all[i].size()));
+    return encodeMessage(m);
+  };
+  EXPECT_EQ(insaneDetail(handMade(kMaxSummariesPerBatch + 1)),
+            std::to_string(kMaxSummariesPerBatch + 1) + " summaries in one batch");
+  EXPECT_EQ(insaneDetail(handMade(0)), "empty summary batch");
 }
 
 }  // namespace
