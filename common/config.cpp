@@ -577,8 +577,10 @@ AggregatorConfig parseAggregatorConfig(const std::string& text, const std::strin
   c.mode = agg.choice<MitigationMode>("mode", c.mode, kModes);
   c.sensorDownAfterMs = static_cast<unsigned>(
       agg.integer("sensor_down_after_ms", c.sensorDownAfterMs, 500, 3600000));
+  // At least 2 MiB: a sensor's summary batch (up to 512 KiB) and evidence
+  // part (1 MiB) must fit, or ZeroMQ drops the sensor's connection for them.
   c.maxMessageBytes = static_cast<size_t>(
-      agg.integer("max_message_bytes", static_cast<int64_t>(c.maxMessageBytes), 1024, 64 << 20));
+      agg.integer("max_message_bytes", static_cast<int64_t>(c.maxMessageBytes), 2 << 20, 64 << 20));
   c.logLevel = agg.choice<std::string>(
       "log_level", c.logLevel,
       {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}});

@@ -428,6 +428,12 @@ TEST(AggregatorConfig, MissingSecretKeyNamesTheKey) {
   EXPECT_EQ(aggregatorError(""), "aggregator.toml: aggregator.secret_key: missing (required)");
 }
 
+TEST(AggregatorConfig, MaxMessageBytesLeavesRoomForASummaryBatch) {
+  EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + "max_message_bytes = 1048576\n"),
+            "aggregator.toml: aggregator.max_message_bytes = 1048576: must be between 2097152 and "
+            "67108864");
+}
+
 TEST(AggregatorConfig, DuplicateSensorIdIsRefused) {
   EXPECT_EQ(aggregatorError(std::string(kMinimalAggregator) + R"(
 [[sensor]]
