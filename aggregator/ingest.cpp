@@ -233,14 +233,12 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   if (!admitted) {
     reject(IngestReject::kRateLimited, keyId,
            "over sensor_rate_limit = " + std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
-    const auto throttle = [&](wire::Summary::Reader sum) {
-      queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
-               "over this sensor's rate limit: resend later");
-    };
-    if (body.which() == wire::Envelope::Body::SUMMARY) throttle(body.getSummary());
+    if (body.which() == wire::Envelope::Body::SUMMARY) queueThrottled(routingId, body.getSummary());
     if (body.which() == wire::Envelope::Body::SUMMARY_BATCH)
       eachBatched(routingId, keyId, body.getSummaryBatch(),
-                  [&](wire::Summary::Reader sum, std::span<const uint8_t>) { throttle(sum); });
+                  [&](wire::Summary::Reader sum, std::span<const uint8_t>) {
+                    queueThrottled(routingId, sum);
+                  });
     return;
   }
   if (body.which() != wire::Envelope::Body::HELLO || claimedSensorId(body) == keyId) {
@@ -295,9 +293,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
                       reject(IngestReject::kRateLimited, keyId, "a batched summary over "
                              "sensor_rate_limit = " +
                                  std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");
-                      queueAck(routingId, sum.getBootId(), sum.getSeq(),
-                               wire::AckStatus::THROTTLED,
-                               "over this sensor's rate limit: resend later");
+                      queueThrottled(routingId, sum);
                       return;
                     }
                     handleSummary(routingId, keyId, sum, frame, batchDecoder_.packed(), batch, now);
@@ -440,6 +436,11 @@ common::WireEncoding SensorIngest::replyEncoding() const {
   // packed already); only releases that speak packed send one.
   const bool batch = decoder_.envelope().getBody().which() == wire::Envelope::Body::SUMMARY_BATCH;
   return batch ? common::WireEncoding::kPacked : decoder_.encoding();
+}
+
+void SensorIngest::queueThrottled(const std::string& routingId, wire::Summary::Reader sum) {
+  queueAck(routingId, sum.getBootId(), sum.getSeq(), wire::AckStatus::THROTTLED,
+           "over this sensor's rate limit: resend later");
 }
 
 void SensorIngest::queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq,

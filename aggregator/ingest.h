@@ -156,6 +156,8 @@ class SensorIngest {
   // being handled.
   void queueAck(const std::string& routingId, uint64_t bootId, uint64_t seq, wire::AckStatus status,
                 std::string reason);
+  // A summary over its sensor's rate: answered `throttled`, resent later.
+  void queueThrottled(const std::string& routingId, wire::Summary::Reader sum);
   // Sends acks as they are due: a sensor that takes batched acks gets all of
   // its acks here in one message (kMaxAcksPerMessage at most each, in their
   // order), any other one message per ack.

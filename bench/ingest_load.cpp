@@ -470,15 +470,15 @@ class Load {
     if (s.held.empty() || holding(s)) return;
     size_t from = 0;
     while (from < s.held.size()) {
-      size_t to = from + 1, bytes = s.held[from].size();
-      while (to < s.held.size() && to - from < common::kMaxSummariesPerBatch &&
-             bytes + s.held[to].size() <= common::kSummaryBatchBytes)
-        bytes += s.held[to++].size();
+      const auto first = s.held.begin() + static_cast<long>(from);
+      const auto end = common::summaryBatchEnd(first, s.held.end(),
+                                               [](const std::string& b) { return b.size(); });
+      const size_t to = static_cast<size_t>(end - s.held.begin());
       bool sent;
       if (to - from == 1) {
         sent = sendBytes(s, s.held[from]);
       } else {
-        views_.assign(s.held.begin() + static_cast<long>(from), s.held.begin() + static_cast<long>(to));
+        views_.assign(first, end);
         sent = sendBytes(s, common::encodeSummaryBatch(views_));
       }
       if (!sent) break;  // HWM reached: the rest on a later look

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
@@ -51,6 +52,21 @@ constexpr size_t kSummaryBatchBytes = 512 << 10;
 // one ack round trip (2 measured slower: batches half as large, and no
 // shorter round trip; docs/decisions.md, "Summary batches").
 constexpr size_t kSummaryMessagesInFlight = 1;
+
+// The end of the summaries from `first` that go in one batch: as many as
+// kMaxSummariesPerBatch and kSummaryBatchBytes allow, and always `first`
+// (too big to share a message, it goes alone). `bytesOf(*it)` is a
+// summary's encoded size.
+template <class It, class BytesOf>
+It summaryBatchEnd(It first, It last, BytesOf bytesOf) {
+  size_t bytes = bytesOf(*first), count = 1;
+  It end = std::next(first);
+  for (;
+       end != last && count < kMaxSummariesPerBatch && bytes + bytesOf(*end) <= kSummaryBatchBytes;
+       ++end, ++count)
+    bytes += bytesOf(*end);
+  return end;
+}
 
 // Messages go on the wire in Cap'n Proto's packed encoding (the zero bytes of
 // fixed-width fields squeezed out: a busy summary is about a third of its

@@ -256,16 +256,14 @@ void Uplink::sendUnsent() {
   auto it = pending_.lower_bound(unsentFrom_);
   while (it != pending_.end()) {
     // As many as fit in one batch (one alone to an aggregator that takes
-    // none, or when it is the only one, or too big to share a message).
-    auto end = std::next(it);
-    size_t bytes = it->second.bytes.size(), count = 1;
-    if (peerTakesBatches_)
-      for (; end != pending_.end() && count < common::kMaxSummariesPerBatch &&
-             bytes + end->second.bytes.size() <= common::kSummaryBatchBytes;
-           ++end, ++count)
-        bytes += end->second.bytes.size();
+    // none).
+    const auto end =
+        peerTakesBatches_
+            ? common::summaryBatchEnd(it, pending_.end(),
+                                      [](const auto& entry) { return entry.second.bytes.size(); })
+            : std::next(it);
     bool sent;
-    if (count == 1) {
+    if (std::next(it) == end) {
       sent = trySend(it->second.bytes);
     } else {
       batch.clear();

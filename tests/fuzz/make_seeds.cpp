@@ -222,9 +222,11 @@ void writeEnvelopeSeeds(const fs::path& dir, const fs::path& data) {
   {
     // A summary batch: two summaries (each a whole envelope, as sent alone)
     // and, third, bytes that are no envelope, which the aggregator skips.
-    const std::string one = pinSendTime(sensor::encodeSummary(handMadeWindow(), "dukcapil", 0x1234, 8, 0, 0));
-    const std::string two = pinSendTime(sensor::encodeSummary(
-        sensor::WindowStats{.startNs = kWindowStart + kSec, .windowMs = 1000}, "dukcapil", 0x1234, 9, 0, 0));
+    const std::string one =
+        pinSendTime(sensor::encodeSummary(handMadeWindow(), "dukcapil", 0x1234, 8, 0, 0));
+    const std::string two = pinSendTime(
+        sensor::encodeSummary(sensor::WindowStats{.startNs = kWindowStart + kSec, .windowMs = 1000},
+                              "dukcapil", 0x1234, 9, 0, 0));
     const std::string junk = "not an envelope";
     const std::string_view parts[] = {one, two, junk};
     writeEnvelopeBytes(dir, "summary-batch", common::encodeSummaryBatch(parts));

@@ -857,7 +857,8 @@ TEST(EnvelopeSanity, SummaryBatchesAreBoundedAndHoldEachSummaryAsSent) {
     capnp::MallocMessageBuilder m;
     auto l = initEnvelope(m).getBody().initSummaryBatch().initSummaries(n);
     for (unsigned i = 0; i < n; ++i)
-      l.set(i, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(all[i].data()), all[i].size()));
+      l.set(i,
+            capnp::Data::Reader(reinterpret_cast<const kj::byte*>(all[i].data()), all[i].size()));
     return encodeMessage(m);
   };
   EXPECT_EQ(insaneDetail(handMade(kMaxSummariesPerBatch + 1)),
