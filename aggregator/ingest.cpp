@@ -204,7 +204,8 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
   std::string keyId = insecure ? std::string() : userId.substr(kSensorPrefix.size());
   // One sensor may not flood the aggregator: past its rate the message is
   // not handled (a summary is answered `throttled` and resent later).
-  const bool admitted = admit(insecure ? routingId : keyId, now);
+  const std::string rateKey = insecure ? routingId : keyId;
+  const bool admitted = admit(rateKey, now);
   auto r = decoder_.decode(std::span(static_cast<const uint8_t*>(msg.data()), msg.size()));
   if (r != common::EnvelopeReject::kNone) {
     undecodable(decoder_, r, routingId, keyId, "");
@@ -289,7 +290,7 @@ void SensorIngest::handle(const std::string& routingId, zmq::message_t& msg, Sto
                   [&](wire::Summary::Reader sum, std::span<const uint8_t> frame) {
                     // Each summary of a batch counts against the sensor's
                     // rate as if it had come alone.
-                    if (!std::exchange(first, false) && !admit(keyId, now)) {
+                    if (!std::exchange(first, false) && !admit(rateKey, now)) {
                       reject(IngestReject::kRateLimited, keyId, "a batched summary over "
                              "sensor_rate_limit = " +
                                  std::to_string(static_cast<uint64_t>(ratePerS_)) + "/s");

@@ -43,7 +43,8 @@ class IngestOverCurve : public ::testing::Test {
     thread_ = std::thread([this] { aggregator_->run(stop_, &reload_); });
 
     dealer_.set(zmq::sockopt::linger, 0);
-    common::makeCurveClient(dealer_, server_.publicKey, sensor_.secretKey);
+    if (!config_.insecurePlaintext)
+      common::makeCurveClient(dealer_, server_.publicKey, sensor_.secretKey);
     dealer_.connect(config_.listenSensors);
   }
 
@@ -477,7 +478,48 @@ TEST_F(IngestOverCurve, AnOlderSensorSpeakingFlatIsStoredAndAnsweredFlat) {
 class IngestRateLimited : public IngestOverCurve {
  protected:
   void configure(common::AggregatorConfig& c) override { c.sensorRateLimit = 10; }
+
+  // A hello, then one batch of 60 summaries against 10/s with 20 banked:
+  // each summary takes a token from the sender's bucket as if it came alone,
+  // so after the hello's token 19 are stored and 41 answered `throttled`.
+  void expectABatchTakesATokenPerSummary() {
+    send(hello("alpha", 7));
+    ASSERT_TRUE(receive(dealer_, wire::Envelope::Body::ORDER_SYNC, 2000));
+    std::vector<std::string> parts;
+    for (uint64_t seq = 1; seq <= 60; ++seq)
+      parts.push_back(sensor::encodeSummary(
+          window(1'700'000'000'000'000'000 + static_cast<int64_t>(seq) * 1'000'000'000, 1000),
+          "alpha", 7, seq, 0, 0));
+    const std::vector<std::string_view> views(parts.begin(), parts.end());
+    send(common::encodeSummaryBatch(views));
+    const auto got = receiveAcks(60, std::chrono::seconds(10));
+    ASSERT_EQ(got.received, 60u);
+    size_t stored = 0, throttled = 0;
+    for (const auto& [seq, statuses] : got.bySeq) {
+      ASSERT_EQ(statuses.size(), 1u) << seq;
+      stored += statuses[0] == wire::AckStatus::STORED;
+      throttled += statuses[0] == wire::AckStatus::THROTTLED;
+    }
+    EXPECT_EQ(stored, 19u);
+    EXPECT_EQ(throttled, 41u);
+  }
 };
+
+TEST_F(IngestRateLimited, EachSummaryOfABatchTakesAToken) { expectABatchTakesATokenPerSummary(); }
+
+// Plaintext (development only): no key, so the bucket is the connection's,
+// for a batch's summaries as for the message that carries them.
+class IngestRateLimitedPlaintext : public IngestRateLimited {
+ protected:
+  void configure(common::AggregatorConfig& c) override {
+    c.sensorRateLimit = 10;
+    c.insecurePlaintext = true;
+  }
+};
+
+TEST_F(IngestRateLimitedPlaintext, ABatchTakesItsTokensFromItsConnectionsBucket) {
+  expectABatchTakesATokenPerSummary();
+}
 
 TEST_F(IngestRateLimited, AFloodingSensorIsThrottledNotStoredAndStillServedLater) {
   // 10 messages/s with 2 s banked: of 60 sent at once about 20 pass.
