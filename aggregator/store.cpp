@@ -11,15 +11,18 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "aggregator/rocksdb_crc32c.h"
 #include "common/envelope.h"
 #include "schemas/garda.capnp.h"
 
@@ -136,9 +139,12 @@ void tuneSummaries(rocksdb::ColumnFamilyOptions& cfo) {
   // Memtables of 64 MB, not the 16 MB OptimizeLevelStyleCompaction gives:
   // at 20,000 busy summaries a second (100 MB/s) that is a flush and a new
   // level-0 file every ~0.6 s instead of every ~0.15 s, and compaction took
-  // 0.03 cores instead of 0.08 at 18,000/s. At most four: 256 MB of memory.
+  // 0.03 cores instead of 0.08 at 18,000/s. At most six (384 MB): with
+  // four, RocksDB slowed every write to 16 MB/s whenever three waited for a
+  // flush, 2-5 times a minute at 1000 sensors on two busy cores
+  // (docs/decisions.md, "The last step to 20,000/s at N=1000").
   cfo.write_buffer_size = 64 << 20;
-  cfo.max_write_buffer_number = 4;
+  cfo.max_write_buffer_number = 6;
 }
 
 }  // namespace
@@ -172,6 +178,18 @@ Store::Store(const std::string& dir) {
   check(rocksdb::DB::Open(options, dir + "/rocksdb", descriptors, &handles_, &raw),
         "cannot open the store in " + dir);
   db_.reset(raw);
+  // Opening wrote a checksummed MANIFEST and WAL: RocksDB has asked for a
+  // CRC32C by now, here or in its own copy (said once per process).
+  static std::once_flag saidCrc;
+  std::call_once(saidCrc, [] {
+    const auto crc = rocksdbCrc32c();
+    if (crc.calls == 0)
+      spdlog::warn("store: RocksDB computes CRC32C in its own portable code (slower), not in "
+                   "garda's hardware one");
+    else
+      spdlog::info("store: RocksDB's CRC32C in {}", crc.hardware ? "hardware (SSE4.2)"
+                                                                 : "software (no SSE4.2)");
+  });
   names_ = kFamilies;
   // Continue audit sequence numbers after the newest record.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf("audit")));

@@ -29,6 +29,7 @@
 #include <capnp/serialize.h>
 #include <kj/io.h>
 #include <fmt/core.h>
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -628,6 +629,15 @@ class Load {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The generator stands in for sensors on other machines, so it should
+  // leave the aggregator as much of the shared cores as it can. With glibc's
+  // defaults its heap top was trimmed after the frees of each round of
+  // messages (CURVE boxes of ~100 KB batches) and grown again for the next,
+  // every page faulted in afresh: 0.15-0.25 of a core at N=1000. Keep the
+  // heap instead (docs/decisions.md, "The load generator's heap").
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TOP_PAD, 64 << 20);
   Options o;
   CLI::App app{"ingest_load: N simulated sensors (real CURVE keys) against a garda-aggregator"};
   app.add_option("--aggregator", o.aggregator, "sensor endpoint, e.g. tcp://127.0.0.1:7450")

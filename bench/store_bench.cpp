@@ -4,6 +4,10 @@
 // RocksDB on disk, opened as garda-aggregator opens it (aggregator/store.cpp).
 // Besides the time per summary on this thread, `proc_cpu_us_per_summary`
 // counts the whole process (RocksDB's flush and compaction threads too).
+// BM_RocksDbCrc32c compares RocksDB's CRC32C as the aggregator's link has it
+// (the crc32 instruction, aggregator/rocksdb_crc32c.cpp) with librocksdb's
+// own software loop, over one summary's bytes (what the WAL and the blob
+// file each checksum per summary).
 // Run: build/bin/bench_store   (GARDA_BENCH_TMP: where the temp RocksDB goes,
 // default /tmp; should be a disk, not tmpfs)
 #include <benchmark/benchmark.h>
@@ -17,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "aggregator/rocksdb_crc32c.h"
 #include "aggregator/store.h"
 #include "bench/load_window.h"
 #include "common/envelope.h"
@@ -197,6 +202,22 @@ void BM_StoreIngest(benchmark::State& state) {
   state.counters["proc_cpu_us_per_summary"] = cpu / static_cast<double>(n);
 }
 BENCHMARK(BM_StoreIngest)->Arg(64)->UseRealTime()->MinTime(3);
+
+// Arg 0: what RocksDB's calls reach in the aggregator; 1: librocksdb's own.
+void BM_RocksDbCrc32c(benchmark::State& state) {
+  const auto extend = state.range(0) == 0 ? garda::aggregator::rocksdbCrc32cExtend
+                                          : garda::aggregator::rocksdbOwnCrc32cExtend;
+  std::string bytes(5120, '\0');  // a busy summary is about 5 KB packed
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131 + 7);
+  uint32_t crc = 0;
+  for (auto _ : state) {
+    crc = extend(crc, bytes.data(), bytes.size());
+    benchmark::DoNotOptimize(crc);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes.size()));
+  state.SetLabel(state.range(0) == 0 ? "hardware (as linked)" : "librocksdb's own");
+}
+BENCHMARK(BM_RocksDbCrc32c)->Arg(0)->Arg(1);
 
 }  // namespace
 

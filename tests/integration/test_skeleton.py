@@ -279,6 +279,27 @@ class SkeletonTest(GardaTestCase):
                          f"last window should hold the last packet ({last_ns} ns)")
         self.assert_clean_shutdown(agg.proc)
 
+    def test_aggregator_says_how_rocksdb_checksums_and_how_it_allocates(self):
+        """RocksDB's CRC32C runs on the CPU's crc32 instruction (the link wraps
+        librocksdb's software one), and the aggregator's jemalloc (where it is
+        linked: not under the sanitizers) takes transparent huge pages."""
+        agg = self.start_aggregator({})
+        deadline = time.monotonic() + 10
+        log = ""
+        while time.monotonic() < deadline and "sensors on" not in log:
+            time.sleep(0.05)
+            log = agg.proc.stderr_path.read_text(errors="replace")
+        with open(f"/proc/{agg.proc.pid}/maps") as f:
+            jemalloc = "libjemalloc" in f.read()
+        cpu_has_crc = "sse4_2" in Path("/proc/cpuinfo").read_text()
+        self.assertIn("store: RocksDB's CRC32C in " +
+                      ("hardware (SSE4.2)" if cpu_has_crc else "software (no SSE4.2)"), log)
+        if jemalloc:
+            self.assertIn("allocator jemalloc, transparent huge pages always", log)
+        else:
+            self.assertNotIn("allocator jemalloc", log)
+        self.assert_clean_shutdown(agg.proc)
+
     def test_unlisted_key_stores_nothing(self):
         alpha, bravo = self.keys.make("alpha"), self.keys.make("bravo")
         mallory = self.keys.make("mallory")     # in no [[sensor]] entry
