@@ -7,8 +7,8 @@
 // (--wrap, aggregator/CMakeLists.txt), so those calls come here. This
 // computes the same function (CRC-32C, Castagnoli, with RocksDB's pre- and
 // post-inversion) with the CPU's crc32 instruction, and passes on to the
-// library's own where the CPU has no SSE4.2. docs/decisions.md, "RocksDB's
-// CRC32C in hardware".
+// library's own where the CPU has no SSE4.2. docs/decisions.md, "The last
+// step to 20,000/s at N=1000 (session 10)".
 #include "aggregator/rocksdb_crc32c.h"
 
 #include <atomic>

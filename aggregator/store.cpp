@@ -142,7 +142,8 @@ void tuneSummaries(rocksdb::ColumnFamilyOptions& cfo) {
   // 0.03 cores instead of 0.08 at 18,000/s. At most six (384 MB): with
   // four, RocksDB slowed every write to 16 MB/s whenever three waited for a
   // flush, 2-5 times a minute at 1000 sensors on two busy cores
-  // (docs/decisions.md, "The last step to 20,000/s at N=1000").
+  // (docs/decisions.md, "The last step to 20,000/s at N=1000 (session
+  // 10)").
   cfo.write_buffer_size = 64 << 20;
   cfo.max_write_buffer_number = 6;
 }

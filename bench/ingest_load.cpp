@@ -634,7 +634,8 @@ int main(int argc, char** argv) {
   // defaults its heap top was trimmed after the frees of each round of
   // messages (CURVE boxes of ~100 KB batches) and grown again for the next,
   // every page faulted in afresh: 0.15-0.25 of a core at N=1000. Keep the
-  // heap instead (docs/decisions.md, "The load generator's heap").
+  // heap instead (docs/decisions.md, "The last step to 20,000/s at N=1000
+  // (session 10)").
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_TOP_PAD, 64 << 20);
