@@ -12,7 +12,8 @@ Run from the repo root with
 (see harness.py for GARDA_SHARED_DATA, GARDA_KEEP_TMP, GARDA_SHOW_LOGS).
 GARDA_OUTAGE_S sets the aggregator outage of
 test_sensor_backlog_arrives_after_aggregator_outage (default 8 s; the issue's
-60 s outage is GARDA_OUTAGE_S=60, which takes about 65 s).
+60 s outage is GARDA_OUTAGE_S=60, which takes about 65 s, and which ctest
+runs as integration_reliability_outage_60s).
 
 The sensors replay captures in realtime with 100 ms windows, so each one
 streams many windows over several seconds while the test kills the
@@ -278,8 +279,9 @@ class ReliabilityTest(GardaTestCase):
 
     def test_sensor_backlog_arrives_after_aggregator_outage(self):
         # The issue asks for 60 s outages; GARDA_OUTAGE_S=60 runs that variant
-        # (the replay then ends during the outage and the sensor waits for the
-        # aggregator in its drain).
+        # (ctest's integration_reliability_outage_60s; the replay then ends
+        # during the outage and the sensor waits for the aggregator in its
+        # drain).
         key = self.keys.make("s1")
         agg = self.start_aggregator({"s1": key}, sensor_down_after_ms=60000)
         length_s = 14.0
