@@ -39,7 +39,11 @@ __attribute__((target("sse4.2"))) uint32_t extendSse42(uint32_t crc, const char*
   return static_cast<uint32_t>(l) ^ 0xffffffffu;
 }
 
-bool hasSse42() noexcept { return __builtin_cpu_supports("sse4.2"); }
+// Asked once, as packed_reader.cpp's canShuffle() does.
+bool hasSse42() noexcept {
+  static const bool yes = __builtin_cpu_supports("sse4.2");
+  return yes;
+}
 #else
 bool hasSse42() noexcept { return false; }
 #endif
@@ -54,8 +58,7 @@ extern "C" uint32_t __wrap__ZN7rocksdb6crc32c6ExtendEjPKcm(uint32_t crc, const c
                                                            size_t n) {
   gCalls.fetch_add(1, std::memory_order_relaxed);
 #if defined(__x86_64__)
-  static const bool hardware = hasSse42();
-  if (hardware) return extendSse42(crc, data, n);
+  if (hasSse42()) return extendSse42(crc, data, n);
 #endif
   return __real__ZN7rocksdb6crc32c6ExtendEjPKcm(crc, data, n);
 }
